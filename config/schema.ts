@@ -1,0 +1,51 @@
+/**
+ * Every config key offcast knows: its type, default and bounds. The environment
+ * variable of a key is derived from its path (`cache.maxBytes` ->
+ * `OFFCAST_CACHE_MAX_BYTES`), so the table below is the single source of truth.
+ */
+
+export type KeyType = 'string' | 'int' | 'number' | 'bool' | 'cidrs' | 'optional-string';
+
+export interface KeySpec {
+  type: KeyType;
+  default: unknown;
+  min?: number;
+  max?: number;
+  /** Allowed values for strings. */
+  oneOf?: readonly string[];
+  doc: string;
+}
+
+const MiB = 1024 * 1024;
+
+export const SCHEMA = {
+  'http.host': { type: 'string', default: '127.0.0.1', doc: 'address the HTTP API listens on' },
+  'http.port': { type: 'int', default: 8080, min: 0, max: 65535, doc: 'HTTP API port (0 picks a free one)' },
+  mediaRoot: { type: 'string', default: './media', doc: 'folder of the media library' },
+  recordingsRoot: { type: 'string', default: './recordings', doc: 'folder where recordings are written' },
+  'cache.maxBytes': { type: 'int', default: 256 * MiB, min: 1 * MiB, max: 64 * 1024 * MiB, doc: 'bytes of packetized media held in memory' },
+  'rtp.portMin': { type: 'int', default: 20000, min: 1024, max: 65534, doc: 'lowest local RTP port (even)' },
+  'rtp.portMax': { type: 'int', default: 29999, min: 1025, max: 65535, doc: 'highest local port (RTCP of the last pair)' },
+  'rtp.payloadBytes': { type: 'int', default: 1200, min: 200, max: 65000, doc: 'largest RTP payload (the MTU budget per packet)' },
+  'rtp.rtcpIntervalMs': { type: 'int', default: 5000, min: 500, max: 60000, doc: 'interval of RTCP sender and receiver reports' },
+  'pacing.spread': { type: 'number', default: 0.8, min: 0, max: 1, doc: 'fraction of the frame interval over which a video frame’s packets are spread' },
+  'destinations.allow': { type: 'cidrs', default: ['127.0.0.0/8', '::1/128'], doc: 'CIDRs play sessions may send to' },
+  'sources.allow': { type: 'cidrs', default: ['127.0.0.0/8', '::1/128'], doc: 'CIDRs record sessions accept packets from' },
+  'api.token': { type: 'optional-string', default: undefined, doc: 'bearer token required on every route but /healthz' },
+  'limits.maxSessions': { type: 'int', default: 1000, min: 1, max: 100000, doc: 'concurrent sessions' },
+  'limits.uploadBytes': { type: 'int', default: 1024 * MiB, min: 1024, max: 64 * 1024 * MiB, doc: 'largest media upload' },
+  'offload.workers': { type: 'int', default: 1, min: 1, max: 64, doc: 'data-plane worker threads' },
+  'record.idleTimeoutMs': { type: 'int', default: 30000, min: 100, max: 24 * 3600 * 1000, doc: 'a record session ends after this long without media' },
+  'record.maxDurationMs': { type: 'int', default: 6 * 3600 * 1000, min: 1000, max: 7 * 24 * 3600 * 1000, doc: 'a record session ends after this long' },
+  'record.reorderPackets': { type: 'int', default: 64, min: 1, max: 4096, doc: 'reorder buffer depth in packets' },
+  'record.reorderMs': { type: 'int', default: 100, min: 0, max: 5000, doc: 'longest a packet waits for a gap before it' },
+  'record.flushMs': { type: 'int', default: 500, min: 50, max: 1000, doc: 'interval at which recordings are flushed to disk' },
+  'log.level': { type: 'string', default: 'info', oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'log level' },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof SCHEMA;
+
+/** `cache.maxBytes` -> `OFFCAST_CACHE_MAX_BYTES`. */
+export function envName(key: string): string {
+  return 'OFFCAST_' + key.split('.').map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}

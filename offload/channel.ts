@@ -1,0 +1,196 @@
+/**
+ * The one channel between the control plane and an offload worker: requests
+ * with ids, responses that settle them, and notifications addressed to an
+ * entity (a session). Both sides import the names and types from here.
+ *
+ * Payload bytes never travel on this channel: media moves between storage, the
+ * cache and the sockets inside the offload. `binaryBytes()` measures what does
+ * cross, and the control plane exports it as a metric that stays 0.
+ */
+import type { Probe } from '../storage/types.js';
+
+/** RTP encodings offcast sends and records (SDP rtpmap encoding names). */
+export type Encoding = 'L16' | 'PCMU' | 'PCMA' | 'opus' | 'H264' | 'MPEG4-GENERIC';
+
+export interface TrackPlan {
+  /** Index of the track in the probe. */
+  source: number;
+  encoding: Encoding;
+}
+
+/** What the control plane asks the offload to put in its cache. */
+export interface CacheLoadParams {
+  key: string;
+  path: string;
+  format: Probe['format'];
+  tracks: TrackPlan[];
+  payloadBytes: number;
+  spread: number;
+  frameRate?: number;
+}
+
+export interface CachedTrackInfo {
+  packets: number;
+  payloadBytes: number;
+  /** End of the track (last pts + duration) in the track's clock. */
+  endTs: number;
+  clockRate: number;
+  sync: number;
+}
+
+export interface CacheLoadResult {
+  key: string;
+  bytes: number;
+  /** Media bytes (payloads) in that; the rest is the packet index. */
+  payloadBytes: number;
+  tracks: CachedTrackInfo[];
+  loadMs: number;
+}
+
+export interface PlayTrackParams {
+  localPort: number;
+  /** Address family of the destination, so the offload binds a matching socket. */
+  family: 4 | 6;
+  destHost: string;
+  destPort: number;
+  payloadType: number;
+  ssrc: number;
+  /** Initial sequence number and RTP timestamp (random, RFC 3550 5.1). */
+  seq: number;
+  tsBase: number;
+  clockRate: number;
+  /** Index of this track's packets in the cache entry. */
+  cacheTrack: number;
+}
+
+export interface PlayCreateParams {
+  sessionId: string;
+  cacheKey: string;
+  /** Worker that loaded the entry (holds its shared buffer). */
+  cacheOwner: number;
+  tracks: PlayTrackParams[];
+  loop: boolean;
+  paused: boolean;
+  startMs: number;
+  /** Multiplier of real time, or 0 for "max" (as fast as the socket allows). */
+  speed: number;
+  /** The media's length in ms, common to all tracks (the loop period). */
+  durationMs: number;
+  cname: string;
+}
+
+export interface PlayUpdateParams {
+  sessionId: string;
+  state?: 'playing' | 'paused';
+  positionMs?: number;
+}
+
+export interface ReceiverReportStats {
+  fractionLost: number;
+  totalLost: number;
+  jitter: number;
+  /** Jitter in ms (jitter / clockRate). */
+  jitterMs: number;
+  rttMs: number | null;
+  highestSeq: number;
+  receivedAt: number;
+}
+
+export interface TrackStats {
+  packets: number;
+  octets: number;
+  sendErrors: number;
+  dropped: number;
+  srSent: number;
+  rr: ReceiverReportStats | null;
+  rrCount: number;
+}
+
+export interface SessionStats {
+  sessionId: string;
+  state: 'playing' | 'paused' | 'ended' | 'failed';
+  positionMs: number;
+  loops: number;
+  tracks: TrackStats[];
+}
+
+export interface WorkerStats {
+  worker: number;
+  sessions: number;
+  packets: number;
+  octets: number;
+  sendErrors: number;
+  dropped: number;
+  cacheEntries: number;
+  /** Send lateness histogram (ms buckets, cumulative-free counts), and the scheduler's own lag. */
+  lateness: HistogramSnapshot;
+  lag: HistogramSnapshot;
+}
+
+export interface HistogramSnapshot {
+  buckets: number[];
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface Requests {
+  'cache.load': { params: CacheLoadParams; result: CacheLoadResult };
+  'cache.evict': { params: { key: string }; result: { evicted: boolean } };
+  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[] } };
+  'play.update': { params: PlayUpdateParams; result: SessionStats };
+  'session.close': { params: { sessionId: string }; result: SessionStats | null };
+  'session.stats': { params: { sessionIds?: string[] }; result: SessionStats[] };
+  'worker.stats': { params: Record<string, never>; result: WorkerStats };
+}
+
+export type Method = keyof Requests;
+
+export interface Notifications {
+  /** A play session ended by itself (end of media, or a fatal socket error). */
+  'session.ended': { sessionId: string; reason: 'completed' | 'failed'; error?: string; stats: SessionStats };
+}
+
+export type Event = keyof Notifications;
+
+export type RequestMessage = { [M in Method]: { kind: 'request'; id: number; method: M; params: Requests[M]['params'] } }[Method];
+
+export interface ErrorBody {
+  code: string;
+  message: string;
+  statusCode?: number;
+}
+
+export type ResponseMessage =
+  | { kind: 'response'; id: number; ok: true; result: unknown }
+  | { kind: 'response'; id: number; ok: false; error: ErrorBody };
+
+export type NotificationMessage = { [E in Event]: { kind: 'notification'; event: E; data: Notifications[E] } }[Event];
+
+export type WorkerMessage = ResponseMessage | NotificationMessage | { kind: 'ready'; worker: number };
+
+/** An error the offload reports to the control plane, with an HTTP status to pass on. */
+export class OffloadError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  constructor(code: string, message: string, statusCode = 500) {
+    super(message);
+    this.name = 'OffloadError';
+    this.code = code;
+    this.statusCode = statusCode;
+  }
+}
+
+/** Bytes of binary data (typed arrays, ArrayBuffers, SharedArrayBuffers) inside a message. */
+export function binaryBytes(value: unknown, depth = 0): number {
+  if (value === null || typeof value !== 'object' || depth > 16) return 0;
+  if (ArrayBuffer.isView(value)) return value.byteLength;
+  if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return value.byteLength;
+  let total = 0;
+  if (Array.isArray(value)) {
+    for (const item of value) total += binaryBytes(item, depth + 1);
+  } else {
+    for (const key in value) total += binaryBytes((value as Record<string, unknown>)[key], depth + 1);
+  }
+  return total;
+}

@@ -1,0 +1,456 @@
+/**
+ * A play session in the offload: one PlayTrack per media track, each with its
+ * own RTP socket (connected to the destination) and RTCP socket on port+1.
+ * Tracks are paced by the worker's timing wheel from the cached packets' send
+ * times; the per-packet path patches a 12-byte header in place, copies the
+ * payload behind it in the track's own buffer and sends — no allocation of ours.
+ *
+ * Timeline: `zeroWall` is the wall time (performance.now ms) at which media time
+ * 0 plays; a loop adds the media's length to each track's offsets, a seek or a
+ * pause moves `zeroWall`. RTP timestamps follow the wall clock (tsBase +
+ * elapsed × clock), so sender reports of all tracks share one NTP clock and a
+ * seek or pause makes timestamps jump forward consistently, while sequence
+ * numbers simply continue.
+ */
+import dgram from 'node:dgram';
+import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
+import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats, ReceiverReportStats } from '../channel.js';
+import { OffloadError } from '../channel.js';
+import type { MediaPackets, PacketTrack } from '../cache.js';
+import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
+import type { TimingWheel, WheelItem } from '../scheduler.js';
+import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
+
+/** Most packets one track sends per wheel visit (after a stall, catch up gradually). */
+const BURST = 64;
+/** Packets per turn of the event loop for "speed": "max". */
+const MAX_BURST = 256;
+
+export interface PlayHooks {
+  wheel: TimingWheel;
+  /** A packet went out `lateMs` after its ideal send time. */
+  onSent(lateMs: number, bytes: number): void;
+  onEnded(session: PlaySession, reason: 'completed' | 'failed', error?: string): void;
+  bindHost: string;
+}
+
+export class PlayTrack implements WheelItem {
+  due = 0;
+  wheelNext: WheelItem | null = null;
+  wheelPrev: WheelItem | null = null;
+  wheelSlot = -1;
+
+  readonly session: PlaySession;
+  readonly packets: PacketTrack;
+  readonly params: PlayTrackParams;
+  /** Header template at [0, 12), payload copied behind it. */
+  private readonly pkt: Buffer;
+  rtp!: dgram.Socket;
+  rtcp!: dgram.Socket;
+  private rtpP!: SocketAsPromised;
+  private rtcpP!: SocketAsPromised;
+  readonly clockRate: number;
+  /** Loop length in this track's clock. */
+  readonly loopTicks: number;
+
+  idx = 0;
+  byteOff = 0;
+  seq: number;
+  /** RTP offset (ticks) at the current epoch; packet ts = tsBase + rtpEpoch + loops*loopTicks + ts[idx]. */
+  rtpEpoch = 0;
+  loops = 0;
+  done = false;
+  lastTs = 0;
+
+  readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0 };
+  nextSrAt = 0;
+
+  constructor(session: PlaySession, packets: PacketTrack, params: PlayTrackParams, loopMs: number) {
+    this.session = session;
+    this.packets = packets;
+    this.params = params;
+    this.clockRate = params.clockRate;
+    this.loopTicks = Math.round((loopMs * this.clockRate) / 1000);
+    this.seq = params.seq & 0xffff;
+    let maxLen = 0;
+    for (let i = 0; i < packets.count; i++) if (packets.len[i]! > maxLen) maxLen = packets.len[i]!;
+    this.pkt = Buffer.alloc(RTP_HEADER_BYTES + maxLen);
+    writeRtpHeaderTemplate(this.pkt, params.payloadType, params.ssrc);
+  }
+
+  async open(bindHost: string): Promise<void> {
+    const type = this.params.family === 6 ? 'udp6' : 'udp4';
+    const host = this.params.family === 6 ? (bindHost === '0.0.0.0' ? '::' : bindHost) : bindHost;
+    this.rtpP = DgramAsPromised.createSocket({ type, reuseAddr: false });
+    this.rtcpP = DgramAsPromised.createSocket({ type, reuseAddr: false });
+    this.rtp = this.rtpP.socket;
+    this.rtcp = this.rtcpP.socket;
+    try {
+      await this.rtpP.bind({ port: this.params.localPort, address: host, exclusive: true });
+      await this.rtcpP.bind({ port: this.params.localPort + 1, address: host, exclusive: true });
+      await new Promise<void>((resolve, reject) => {
+        this.rtp.once('error', reject);
+        this.rtp.connect(this.params.destPort, this.params.destHost, () => {
+          this.rtp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.closeSockets();
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE' || code === 'EACCES') {
+        throw new OffloadError('OFFCAST_PORT_IN_USE', `local port ${this.params.localPort} or ${this.params.localPort + 1} is in use`, 503);
+      }
+      throw err;
+    }
+    // Errors of fire-and-forget sends surface here: count them, never crash.
+    this.rtp.on('error', () => this.stats.sendErrors++);
+    this.rtcp.on('error', () => this.stats.sendErrors++);
+    // Receiver reports arrive on port+1, or muxed on the RTP port (RFC 5761).
+    this.rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address));
+    this.rtp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address));
+  }
+
+  private onRtcp(msg: Buffer, from: string): void {
+    if (from !== this.params.destHost && !(from.endsWith(this.params.destHost) && from.startsWith('::ffff:'))) return;
+    const rr = readReceptionReport(msg, this.params.ssrc, this.clockRate, performance.now());
+    if (rr !== null) {
+      this.stats.rr = rr;
+      this.stats.rrCount++;
+    }
+  }
+
+  /** Wall time at which packet `i` of the current loop is due. */
+  dueOf(i: number): number {
+    const s = this.session;
+    return s.zeroWall + (this.loops * s.loopMs + (this.packets.send[i]! * 1000) / this.clockRate) / s.speed;
+  }
+
+  /** Timing-wheel callback: send everything due by `now`; returns the next due time or -1. */
+  run(now: number): number {
+    const s = this.session;
+    const p = this.packets;
+    let burst = 0;
+    for (;;) {
+      if (this.idx >= p.count) {
+        if (!s.loop) {
+          this.done = true;
+          s.trackDone();
+          return -1;
+        }
+        this.idx = 0;
+        this.byteOff = 0;
+        this.loops++;
+        s.noteLoop(this.loops);
+        if (p.count === 0) return -1;
+      }
+      const due = this.dueOf(this.idx);
+      if (due > now) return due;
+      if (burst === BURST) return now;
+      if (!this.sendOne(now - due)) return now + 1;
+      burst++;
+    }
+  }
+
+  /** Sends packet idx; false when the socket still holds the previous one (retry later). */
+  sendOne(lateMs: number): boolean {
+    const p = this.packets;
+    const i = this.idx;
+    // The kernel took the previous packet synchronously unless the socket queued it;
+    // only then may our buffer be rewritten.
+    if (this.rtp.getSendQueueCount() > 0) return false;
+    const len = p.len[i]!;
+    const ts = (this.params.tsBase + this.rtpEpoch + this.loops * this.loopTicks + p.ts[i]!) >>> 0;
+    patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
+    p.payload.copy(this.pkt, RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
+    this.rtp.send(this.pkt, 0, RTP_HEADER_BYTES + len);
+    this.seq = (this.seq + 1) & 0xffff;
+    this.lastTs = ts;
+    this.byteOff += len;
+    this.idx = i + 1;
+    this.stats.packets++;
+    this.stats.octets += len;
+    this.session.hooks.onSent(lateMs, len);
+    return true;
+  }
+
+  /** RTP timestamp that corresponds to wall time `now` on this track's clock. */
+  rtpNow(now: number): number {
+    const s = this.session;
+    const mediaMs = s.positionUnboundedAt(now);
+    return (this.params.tsBase + this.rtpEpoch + Math.round((mediaMs * this.clockRate) / 1000)) >>> 0;
+  }
+
+  sendReport(now: number, bye: boolean): void {
+    const info = {
+      ssrc: this.params.ssrc,
+      rtpTimestamp: this.rtpNow(now),
+      packetCount: this.stats.packets,
+      octetCount: this.stats.octets,
+      cname: this.session.cname,
+    };
+    const msg = bye ? buildBye(info, now, 'end of media') : buildSenderReport(info, now);
+    try {
+      this.rtcp.send(msg, this.params.destPort + 1, this.params.destHost);
+      this.stats.srSent++;
+    } catch {
+      this.stats.sendErrors++;
+    }
+  }
+
+  closeSockets(): void {
+    for (const s of [this.rtp, this.rtcp]) {
+      if (s === undefined) continue;
+      try {
+        s.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+}
+
+export class PlaySession {
+  readonly id: string;
+  readonly hooks: PlayHooks;
+  readonly entry: MediaPackets;
+  readonly tracks: PlayTrack[];
+  readonly loop: boolean;
+  readonly speed: number;
+  readonly max: boolean;
+  readonly loopMs: number;
+  readonly cname: string;
+  state: 'playing' | 'paused' | 'ended' | 'failed' = 'paused';
+  /** Wall time at which media time 0 of loop 0 plays. */
+  zeroWall = 0;
+  /** Media position (ms, unbounded across loops) held while paused. */
+  private pausedPos = 0;
+  private pausedAt = 0;
+  loopsDone = 0;
+  private maxTimer: NodeJS.Immediate | null = null;
+  private readonly pump = (): void => this.pumpMax();
+
+  constructor(params: PlayCreateParams, entry: MediaPackets, hooks: PlayHooks) {
+    this.id = params.sessionId;
+    this.hooks = hooks;
+    this.entry = entry;
+    this.loop = params.loop;
+    this.max = params.speed === 0;
+    this.speed = this.max ? 1 : params.speed;
+    this.loopMs = params.durationMs;
+    this.cname = params.cname;
+    this.tracks = params.tracks.map((t) => {
+      const packets = entry.tracks[t.cacheTrack];
+      if (packets === undefined) throw new OffloadError('OFFCAST_BAD_TRACK', `cache entry has no track ${t.cacheTrack}`, 500);
+      return new PlayTrack(this, packets, t, this.loopMs);
+    });
+  }
+
+  async open(startMs: number, paused: boolean): Promise<void> {
+    const opened: PlayTrack[] = [];
+    try {
+      for (const t of this.tracks) {
+        await t.open(this.hooks.bindHost);
+        opened.push(t);
+      }
+    } catch (err) {
+      for (const t of opened) t.closeSockets();
+      throw err;
+    }
+    const now = performance.now();
+    this.pausedAt = now;
+    this.pausedPos = 0;
+    this.seekTracks(startMs, now, false);
+    if (!paused) this.resume(now);
+  }
+
+  /** Media position in ms (unbounded: grows across loops). */
+  positionUnboundedAt(now: number): number {
+    if (this.state === 'paused') return this.pausedPos;
+    if (this.state !== 'playing') return this.pausedPos;
+    return (now - this.zeroWall) * this.speed;
+  }
+
+  positionAt(now: number): number {
+    const pos = this.positionUnboundedAt(now);
+    if (this.loopMs <= 0) return 0;
+    if (this.loop) return pos - Math.floor(pos / this.loopMs) * this.loopMs;
+    return Math.max(0, Math.min(pos, this.loopMs));
+  }
+
+  resume(now = performance.now()): void {
+    if (this.state === 'playing' || this.state === 'ended' || this.state === 'failed') return;
+    // The RTP clock kept running while paused: timestamps jump forward by the pause.
+    const pausedFor = now - this.pausedAt;
+    for (const t of this.tracks) t.rtpEpoch += Math.round((pausedFor * t.clockRate) / 1000);
+    this.zeroWall = now - this.pausedPos / this.speed;
+    this.state = 'playing';
+    for (const t of this.tracks) t.nextSrAt = now + 500;
+    this.startTracks(now);
+  }
+
+  pause(now = performance.now()): void {
+    if (this.state !== 'playing') return;
+    this.pausedPos = this.positionUnboundedAt(now);
+    this.pausedAt = now;
+    this.state = 'paused';
+    for (const t of this.tracks) this.hooks.wheel.cancel(t);
+    this.stopMax();
+  }
+
+  /**
+   * Moves to `positionMs`: video snaps back to the keyframe at or before it, the
+   * other tracks align to that keyframe's time. Sequence numbers continue;
+   * timestamps continue from the current RTP time.
+   */
+  seek(positionMs: number, now = performance.now()): void {
+    const wasPlaying = this.state === 'playing';
+    if (wasPlaying) this.pause(now);
+    this.seekTracks(positionMs, now, true);
+    if (wasPlaying) this.resume(now);
+  }
+
+  private seekTracks(positionMs: number, now: number, keepRtp: boolean): void {
+    const target = Math.max(0, Math.min(positionMs, Math.max(0, this.loopMs - 1)));
+    // The first track with sync points (video) decides the landing time.
+    let landMs = target;
+    const lead = this.tracks.find((t) => t.packets.syncs !== null);
+    if (lead !== undefined) {
+      const idx = lead.packets.seekIndex(Math.round((target * lead.clockRate) / 1000));
+      landMs = idx < lead.packets.count ? (lead.packets.ts[idx]! * 1000) / lead.clockRate : target;
+    }
+    const oldPos = this.pausedPos;
+    for (const t of this.tracks) {
+      const p = t.packets;
+      const idx = t === lead ? p.seekIndex(Math.round((target * t.clockRate) / 1000)) : p.seekIndex(Math.round((landMs * t.clockRate) / 1000));
+      // Keep RTP time continuous: the new packets' timestamps continue from "now".
+      if (keepRtp) t.rtpEpoch += t.loops * t.loopTicks + Math.round(((oldPos - t.loops * this.loopMs - landMs) * t.clockRate) / 1000);
+      t.loops = 0;
+      t.idx = idx;
+      t.byteOff = idx < p.count ? p.offsetOf(idx) : p.payloadBytes;
+      t.done = false;
+    }
+    this.loopsDone = 0;
+    this.pausedPos = landMs;
+    this.pausedAt = now;
+  }
+
+  private startTracks(now: number): void {
+    if (this.max) {
+      this.stopMax();
+      this.maxTimer = setImmediate(this.pump);
+      return;
+    }
+    for (const t of this.tracks) {
+      if (t.done) continue;
+      if (t.idx >= t.packets.count && !this.loop) {
+        t.done = true;
+        continue;
+      }
+      this.hooks.wheel.schedule(t, t.idx < t.packets.count ? t.dueOf(t.idx) : now);
+    }
+    if (this.tracks.every((t) => t.done)) queueMicrotask(() => this.trackDone());
+  }
+
+  /** "speed": "max": as fast as the sockets take packets, yielding to the event loop between bursts. */
+  private pumpMax(): void {
+    this.maxTimer = null;
+    if (this.state !== 'playing') return;
+    const now = performance.now();
+    let active = 0;
+    for (const t of this.tracks) {
+      if (t.done) continue;
+      active++;
+      for (let n = 0; n < MAX_BURST; n++) {
+        if (t.idx >= t.packets.count) {
+          if (!this.loop) {
+            t.done = true;
+            break;
+          }
+          t.idx = 0;
+          t.byteOff = 0;
+          t.loops++;
+          this.noteLoop(t.loops);
+          if (t.packets.count === 0) break;
+        }
+        if (!t.sendOne(0)) break;
+      }
+    }
+    if (active === 0 || this.tracks.every((t) => t.done)) {
+      this.trackDone();
+      return;
+    }
+    this.maxTimer = setImmediate(this.pump);
+  }
+
+  private stopMax(): void {
+    if (this.maxTimer !== null) clearImmediate(this.maxTimer);
+    this.maxTimer = null;
+  }
+
+  noteLoop(loops: number): void {
+    if (loops > this.loopsDone) this.loopsDone = loops;
+  }
+
+  trackDone(): void {
+    if (this.state === 'ended' || this.state === 'failed') return;
+    if (!this.tracks.every((t) => t.done)) return;
+    this.finish('completed');
+  }
+
+  /** Periodic RTCP: called by the worker about every 250 ms. */
+  rtcpTick(now: number, intervalMs: number): void {
+    if (this.state !== 'playing' && this.state !== 'paused') return;
+    for (const t of this.tracks) {
+      if (t.done || now < t.nextSrAt) continue;
+      t.nextSrAt = now + intervalMs * (0.5 + Math.random()); // RFC 3550 6.3.1 randomization
+      if (t.stats.packets > 0) t.sendReport(now, false);
+    }
+  }
+
+  finish(reason: 'completed' | 'failed', error?: string): void {
+    if (this.state === 'ended' || this.state === 'failed') return;
+    const now = performance.now();
+    for (const t of this.tracks) {
+      this.hooks.wheel.cancel(t);
+      if (t.stats.packets > 0) t.sendReport(now, true);
+    }
+    this.stopMax();
+    this.pausedPos = this.positionUnboundedAt(now);
+    this.state = reason === 'completed' ? 'ended' : 'failed';
+    // Let the BYE leave before the sockets close.
+    setTimeout(() => this.closeSockets(), 50).unref();
+    this.hooks.onEnded(this, reason, error);
+  }
+
+  /** DELETE: stop now (BYE), close sockets. */
+  close(): void {
+    if (this.state === 'playing' || this.state === 'paused') {
+      const now = performance.now();
+      for (const t of this.tracks) {
+        this.hooks.wheel.cancel(t);
+        if (t.stats.packets > 0) t.sendReport(now, true);
+      }
+      this.stopMax();
+      this.pausedPos = this.positionUnboundedAt(now);
+      this.state = 'ended';
+    }
+    this.closeSockets();
+  }
+
+  private closeSockets(): void {
+    for (const t of this.tracks) t.closeSockets();
+  }
+
+  stats(now = performance.now()): SessionStats {
+    return {
+      sessionId: this.id,
+      state: this.state,
+      positionMs: Math.round(this.positionAt(now)),
+      loops: !this.loop || this.loopMs <= 0 ? 0 : this.max ? this.loopsDone : Math.floor(this.positionUnboundedAt(now) / this.loopMs),
+      tracks: this.tracks.map((t) => ({ ...t.stats, rr: t.stats.rr === null ? null : { ...t.stats.rr } })),
+    };
+  }
+}
+
+export type { ReceiverReportStats };

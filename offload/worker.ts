@@ -1,0 +1,242 @@
+/**
+ * Entry of an offload worker thread: the interface device. It owns the UDP
+ * sockets, its view of the packet cache and one timing wheel, and answers the
+ * control plane's requests on the channel (offload/channel.ts). Workers share
+ * cache entries with each other over their own ports, never through the
+ * control plane.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import {
+  OffloadError,
+  type ErrorBody,
+  type Method,
+  type Notifications,
+  type Event,
+  type RequestMessage,
+  type Requests,
+  type WorkerMessage,
+  type SessionStats,
+} from './channel.js';
+import { MediaPackets, PacketCache, type MediaLayout } from './cache.js';
+import { loadMediaPackets } from './load.js';
+import { TimingWheel } from './scheduler.js';
+import { PlaySession } from './play/session.js';
+import { Histogram } from './histogram.js';
+
+export interface WorkerInit {
+  index: number;
+  bindHost: string;
+  rtcpIntervalMs: number;
+  /** Port to every other worker, by worker index (null for itself). */
+  peers: (MessagePort | null)[];
+}
+
+type PeerMessage =
+  | { kind: 'cache.get'; id: number; key: string }
+  | { kind: 'cache.entry'; id: number; sab: SharedArrayBuffer | null; layout: MediaLayout | null };
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const cache = new PacketCache();
+const lateness = new Histogram();
+const lag = new Histogram();
+const wheel = new TimingWheel(() => performance.now(), { onLag: (ms) => lag.observe(ms) });
+const sessions = new Map<string, PlaySession>();
+const loading = new Map<string, Promise<MediaPackets>>();
+const totals = { packets: 0, octets: 0, sendErrors: 0, dropped: 0 };
+
+function post(msg: WorkerMessage): void {
+  port.postMessage(msg);
+}
+
+function notify<E extends Event>(event: E, data: Notifications[E]): void {
+  post({ kind: 'notification', event, data } as WorkerMessage);
+}
+
+const hooks = {
+  wheel,
+  bindHost: init.bindHost,
+  onSent(lateMs: number, bytes: number): void {
+    lateness.observe(lateMs < 0 ? 0 : lateMs);
+    totals.packets++;
+    totals.octets += bytes;
+  },
+  onEnded(session: PlaySession, reason: 'completed' | 'failed', error?: string): void {
+    sessions.delete(session.id);
+    addTotals(session.stats());
+    const data: Notifications['session.ended'] = { sessionId: session.id, reason, stats: session.stats() };
+    if (error !== undefined) data.error = error;
+    notify('session.ended', data);
+  },
+};
+
+/** Counters of sessions that are gone, so worker totals stay monotonic. */
+const retired = { sendErrors: 0, dropped: 0 };
+function addTotals(stats: SessionStats): void {
+  for (const t of stats.tracks) {
+    retired.sendErrors += t.sendErrors;
+    retired.dropped += t.dropped;
+  }
+}
+
+// --- cache sharing between workers -------------------------------------------------
+
+let peerReq = 0;
+const peerWaiting = new Map<number, (m: PeerMessage & { kind: 'cache.entry' }) => void>();
+init.peers.forEach((peer) => {
+  if (peer === null) return;
+  peer.on('message', (m: PeerMessage) => {
+    if (m.kind === 'cache.get') {
+      const e = cache.get(m.key);
+      peer.postMessage({ kind: 'cache.entry', id: m.id, sab: e?.sab ?? null, layout: e?.layout ?? null } satisfies PeerMessage);
+    } else {
+      peerWaiting.get(m.id)?.(m);
+      peerWaiting.delete(m.id);
+    }
+  });
+});
+
+async function entryFor(key: string, owner: number): Promise<MediaPackets> {
+  const local = cache.get(key);
+  if (local !== undefined) return local;
+  const pending = loading.get(key);
+  if (pending !== undefined) return pending;
+  const peer = init.peers[owner];
+  if (peer === null || peer === undefined) throw new OffloadError('OFFCAST_CACHE_MISS', `cache entry ${key} is not loaded`, 500);
+  const p = new Promise<MediaPackets>((resolve, reject) => {
+    const id = ++peerReq;
+    peerWaiting.set(id, (m) => {
+      if (m.sab === null || m.layout === null) reject(new OffloadError('OFFCAST_CACHE_MISS', `worker ${owner} no longer holds ${key}`, 500));
+      else {
+        const entry = new MediaPackets(m.sab, m.layout);
+        cache.set(entry);
+        resolve(entry);
+      }
+    });
+    peer.postMessage({ kind: 'cache.get', id, key } satisfies PeerMessage);
+  });
+  loading.set(key, p);
+  try {
+    return await p;
+  } finally {
+    loading.delete(key);
+  }
+}
+
+// --- requests ------------------------------------------------------------------------
+
+type Handler<M extends Method> = (params: Requests[M]['params']) => Promise<Requests[M]['result']> | Requests[M]['result'];
+
+const handlers: { [M in Method]: Handler<M> } = {
+  async 'cache.load'(params) {
+    const started = performance.now();
+    const existing = cache.get(params.key);
+    if (existing !== undefined) return existing.info(0);
+    let p = loading.get(params.key);
+    if (p === undefined) {
+      p = loadMediaPackets(params);
+      loading.set(params.key, p);
+    }
+    try {
+      const entry = await p;
+      cache.set(entry);
+      return entry.info(performance.now() - started);
+    } finally {
+      loading.delete(params.key);
+    }
+  },
+
+  'cache.evict'({ key }) {
+    return { evicted: cache.delete(key) };
+  },
+
+  async 'play.create'(params) {
+    if (sessions.has(params.sessionId)) throw new OffloadError('OFFCAST_SESSION_EXISTS', `session ${params.sessionId} exists`, 409);
+    const entry = await entryFor(params.cacheKey, params.cacheOwner);
+    const session = new PlaySession(params, entry, hooks);
+    await session.open(params.startMs, params.paused);
+    sessions.set(params.sessionId, session);
+    return { sourcePorts: params.tracks.map((t) => t.localPort) };
+  },
+
+  'play.update'({ sessionId, state, positionMs }) {
+    const s = sessions.get(sessionId);
+    if (s === undefined) throw new OffloadError('OFFCAST_SESSION_NOT_FOUND', `session ${sessionId} is not running`, 404);
+    if (positionMs !== undefined) s.seek(positionMs);
+    if (state === 'paused') s.pause();
+    else if (state === 'playing') s.resume();
+    return s.stats();
+  },
+
+  'session.close'({ sessionId }) {
+    const s = sessions.get(sessionId);
+    if (s === undefined) return null;
+    sessions.delete(sessionId);
+    s.close();
+    const stats = s.stats();
+    addTotals(stats);
+    return stats;
+  },
+
+  'session.stats'({ sessionIds }) {
+    const now = performance.now();
+    const out: SessionStats[] = [];
+    if (sessionIds === undefined) for (const s of sessions.values()) out.push(s.stats(now));
+    else
+      for (const id of sessionIds) {
+        const s = sessions.get(id);
+        if (s !== undefined) out.push(s.stats(now));
+      }
+    return out;
+  },
+
+  'worker.stats'() {
+    let sendErrors = retired.sendErrors;
+    let dropped = retired.dropped;
+    for (const s of sessions.values())
+      for (const t of s.tracks) {
+        sendErrors += t.stats.sendErrors;
+        dropped += t.stats.dropped;
+      }
+    return {
+      worker: init.index,
+      sessions: sessions.size,
+      packets: totals.packets,
+      octets: totals.octets,
+      sendErrors,
+      dropped,
+      cacheEntries: cache.size,
+      lateness: lateness.snapshot(),
+      lag: lag.snapshot(),
+    };
+  },
+};
+
+function errorBody(err: unknown): ErrorBody {
+  if (err instanceof OffloadError) return { code: err.code, message: err.message, statusCode: err.statusCode };
+  const e = err as Error;
+  return { code: 'OFFCAST_OFFLOAD_ERROR', message: e?.message ?? String(err), statusCode: 500 };
+}
+
+port.on('message', (msg: RequestMessage) => {
+  if (msg.kind !== 'request') return;
+  const handler = handlers[msg.method] as Handler<Method> | undefined;
+  if (handler === undefined) {
+    post({ kind: 'response', id: msg.id, ok: false, error: { code: 'OFFCAST_UNKNOWN_METHOD', message: `unknown method ${msg.method}`, statusCode: 500 } });
+    return;
+  }
+  Promise.resolve()
+    .then(() => handler(msg.params as never))
+    .then(
+      (result) => post({ kind: 'response', id: msg.id, ok: true, result }),
+      (err: unknown) => post({ kind: 'response', id: msg.id, ok: false, error: errorBody(err) }),
+    );
+});
+
+// RTCP sender reports for every session, staggered by their own timers.
+setInterval(() => {
+  const now = performance.now();
+  for (const s of sessions.values()) s.rtcpTick(now, init.rtcpIntervalMs);
+}, 250);
+
+post({ kind: 'ready', worker: init.index });

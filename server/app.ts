@@ -1,0 +1,112 @@
+/**
+ * The control plane: a Fastify app whose plugins are the HTTP resources, over
+ * the offload client, the cache directory, the media catalog and the session
+ * manager. `buildServer` wires them from one config; `close()` tears down in
+ * order (sessions, HTTP, workers).
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Config } from '../config/index.js';
+import { OffloadError } from '../offload/channel.js';
+import { MediaError } from '../storage/errors.js';
+import { tokenMatches } from './auth.js';
+import { CacheDirectory } from './cache.js';
+import { Catalog } from './catalog.js';
+import { HttpError, unauthorized } from './errors.js';
+import { createMetrics } from './metrics.js';
+import { OffloadClient } from './offload.js';
+import { PortAllocator } from './ports.js';
+import { mediaRoutes } from './routes/media.js';
+import { sessionRoutes } from './routes/sessions.js';
+import { SessionManager } from './sessions.js';
+
+export interface Server {
+  app: FastifyInstance;
+  config: Config;
+  offload: OffloadClient;
+  cache: CacheDirectory;
+  catalog: Catalog;
+  sessions: SessionManager;
+  ports: PortAllocator;
+  close(): Promise<void>;
+}
+
+export interface BuildOptions {
+  /** Pino logger options or false (tests). */
+  logger?: boolean | object;
+  /** Address the offload binds RTP sockets to. */
+  bindHost?: string;
+}
+
+export async function buildServer(config: Config, opts: BuildOptions = {}): Promise<Server> {
+  const logger = opts.logger ?? (config.log.level === 'silent' ? false : { level: config.log.level });
+  const app = Fastify({ logger, bodyLimit: 1024 * 1024, disableRequestLogging: false });
+
+  const offload = new OffloadClient({
+    workers: config.offload.workers,
+    bindHost: opts.bindHost ?? '0.0.0.0',
+    rtcpIntervalMs: config.rtp.rtcpIntervalMs,
+  });
+  await offload.start();
+  const catalog = new Catalog(config.mediaRoot);
+  await catalog.init();
+  const cache = new CacheDirectory(offload, config.cache.maxBytes);
+  const ports = new PortAllocator(config.rtp.portMin, config.rtp.portMax);
+  const sessions = new SessionManager(config, offload, cache, catalog, ports);
+  offload.on('worker.exit', (worker, err) => app.log.error({ worker, err: err.message }, 'offload worker stopped'));
+
+  const token = config.api.token;
+  if (token !== undefined) {
+    app.addHook('onRequest', async (req) => {
+      if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
+      if (!tokenMatches(req.headers.authorization, token)) throw unauthorized();
+    });
+  }
+
+  app.setErrorHandler((err: FastifyError | Error, req, reply) => {
+    const e = err as FastifyError & { statusCode?: number; code?: string };
+    if (err instanceof HttpError || err instanceof MediaError || err instanceof OffloadError) {
+      const status = err.statusCode;
+      if (status >= 500) req.log.warn({ code: err.code, msg: err.message }, 'request failed');
+      return reply.code(status).send({ statusCode: status, code: err.code, message: err.message });
+    }
+    if (e.validation !== undefined) {
+      return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: err.message });
+    }
+    if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+      const code = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'OFFCAST_BODY_TOO_LARGE' : e.code?.startsWith('FST_') ? `OFFCAST_${e.code.slice(4)}` : 'OFFCAST_BAD_REQUEST';
+      return reply.code(e.statusCode).send({ statusCode: e.statusCode, code, message: err.message });
+    }
+    req.log.error({ err }, 'internal error');
+    return reply.code(500).send({ statusCode: 500, code: 'OFFCAST_INTERNAL', message: 'internal server error' });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ statusCode: 404, code: 'OFFCAST_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` });
+  });
+
+  const metrics = createMetrics({ offload, cache, sessions });
+  app.get('/healthz', async () => ({ status: 'ok', workers: offload.size }));
+  app.get('/metrics', async (_req, reply) => {
+    await metrics.refresh();
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  await app.register(mediaRoutes, { catalog, cache, uploadBytes: config.limits.uploadBytes });
+  await app.register(sessionRoutes, { sessions });
+
+  let closed = false;
+  return {
+    app,
+    config,
+    offload,
+    cache,
+    catalog,
+    sessions,
+    ports,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await sessions.closeAll();
+      await app.close();
+      await offload.close();
+    },
+  };
+}

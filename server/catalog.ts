@@ -1,0 +1,131 @@
+/**
+ * The media library as the control plane sees it: names, files and probes
+ * (track descriptions, cached by file identity). Uploads stream to a temporary
+ * file, are probed, and only then take the name — unusable files never land.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform, type Readable } from 'node:stream';
+import { isValidMediaName, listMedia, probeMedia, resolveMediaPath } from '../storage/library.js';
+import { MediaError } from '../storage/errors.js';
+import type { Probe } from '../storage/types.js';
+import { HttpError, invalidName, mediaNotFound, tooLarge } from './errors.js';
+
+export interface MediaItem {
+  name: string;
+  path: string;
+  bytes: number;
+  mtimeMs: number;
+  probe: Probe;
+  /** Identity of this version of the file: part of cache keys. */
+  version: string;
+}
+
+export class Catalog {
+  readonly root: string;
+  private readonly probes = new Map<string, { version: string; probe: Probe }>();
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+  }
+
+  checkName(name: string): void {
+    if (!isValidMediaName(name)) throw invalidName('media', name);
+  }
+
+  async list(): Promise<{ name: string; bytes: number; mtimeMs: number }[]> {
+    return listMedia(this.root);
+  }
+
+  /** The media item with its probe; 404 when missing, 415/422 when unusable. */
+  async get(name: string, opts: { frameRate?: number } = {}): Promise<MediaItem> {
+    this.checkName(name);
+    const file = resolveMediaPath(this.root, name);
+    let st;
+    try {
+      st = await stat(file);
+    } catch {
+      throw mediaNotFound(name);
+    }
+    if (!st.isFile()) throw mediaNotFound(name);
+    const version = `${st.size}-${Math.floor(st.mtimeMs)}-${st.ino}`;
+    const cacheKey = `${name}|${opts.frameRate ?? ''}`;
+    const cached = this.probes.get(cacheKey);
+    let probe: Probe;
+    if (cached !== undefined && cached.version === version) probe = cached.probe;
+    else {
+      probe = await probeFile(file, opts);
+      this.probes.set(cacheKey, { version, probe });
+      if (this.probes.size > 10000) this.probes.delete(this.probes.keys().next().value!);
+    }
+    return { name, path: file, bytes: st.size, mtimeMs: st.mtimeMs, probe, version };
+  }
+
+  /**
+   * Stores an upload under `name`. The body streams to a temporary file and is
+   * counted; over `limit` bytes it stops with 413. The file must probe as
+   * playable media (else 415/422) before it replaces anything.
+   */
+  async put(name: string, body: Readable, limit: number): Promise<MediaItem & { created: boolean }> {
+    this.checkName(name);
+    const final = resolveMediaPath(this.root, name);
+    const temp = path.join(this.root, `.upload-${randomBytes(6).toString('hex')}`);
+    let received = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        received += chunk.length;
+        if (received > limit) cb(tooLarge(limit));
+        else cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, counter, createWriteStream(temp, { flags: 'wx' }));
+      await probeFile(temp, {});
+      const existed = await stat(final).then(
+        () => true,
+        () => false,
+      );
+      await rename(temp, final);
+      const item = await this.get(name);
+      return { ...item, created: !existed };
+    } catch (err) {
+      await rm(temp, { force: true });
+      if (err instanceof HttpError || err instanceof MediaError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        throw new HttpError(400, 'OFFCAST_UPLOAD_ABORTED', 'the upload ended before the body was complete');
+      }
+      throw err;
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    this.checkName(name);
+    const file = resolveMediaPath(this.root, name);
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) throw mediaNotFound(name);
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      throw mediaNotFound(name);
+    }
+    await rm(file);
+    for (const key of [...this.probes.keys()]) if (key.startsWith(name + '|')) this.probes.delete(key);
+  }
+}
+
+async function probeFile(file: string, opts: { frameRate?: number }): Promise<Probe> {
+  try {
+    return await probeMedia(file, opts);
+  } catch (err) {
+    if (err instanceof MediaError) throw err;
+    if (err instanceof RangeError || err instanceof TypeError) throw new MediaError(422, 'OFFCAST_CORRUPT_MEDIA', err.message);
+    throw err;
+  }
+}

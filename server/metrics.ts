@@ -1,0 +1,131 @@
+/**
+ * Prometheus metrics (prom-client). Data-plane figures are pulled from the
+ * workers when /metrics is scraped; histograms of send lateness and scheduler
+ * lag are merged from the workers' fixed buckets.
+ */
+import client from 'prom-client';
+import type { HistogramSnapshot, WorkerStats } from '../offload/channel.js';
+import type { CacheDirectory } from './cache.js';
+import type { OffloadClient } from './offload.js';
+import type { SessionManager } from './sessions.js';
+
+/** A histogram whose buckets are filled elsewhere (the workers), exposed as a prom-client metric. */
+class MergedHistogram {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private snapshot: HistogramSnapshot = { buckets: [], counts: [], sum: 0, count: 0 };
+
+  constructor(name: string, help: string) {
+    this.name = name;
+    this.help = help;
+  }
+
+  set(snaps: HistogramSnapshot[]): void {
+    const first = snaps[0];
+    if (first === undefined) return;
+    const counts = new Array<number>(first.counts.length).fill(0);
+    let sum = 0;
+    let count = 0;
+    for (const s of snaps) {
+      s.counts.forEach((c, i) => (counts[i]! += c));
+      sum += s.sum;
+      count += s.count;
+    }
+    this.snapshot = { buckets: first.buckets, counts, sum, count };
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: { value: number; labels: Record<string, string | number>; metricName: string }[] } {
+    const s = this.snapshot;
+    const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = [];
+    let cumulative = 0;
+    s.buckets.forEach((le, i) => {
+      cumulative += s.counts[i] ?? 0;
+      values.push({ value: cumulative, labels: { le: le / 1000 }, metricName: `${this.name}_bucket` });
+    });
+    cumulative += s.counts[s.buckets.length] ?? 0;
+    values.push({ value: cumulative, labels: { le: '+Inf' }, metricName: `${this.name}_bucket` });
+    values.push({ value: s.sum / 1000, labels: {}, metricName: `${this.name}_sum` });
+    values.push({ value: s.count, labels: {}, metricName: `${this.name}_count` });
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
+
+export interface MetricsDeps {
+  offload: OffloadClient;
+  cache: CacheDirectory;
+  sessions: SessionManager;
+  /** Extra gauges/counters registered by other plugins (recording). */
+  extra?: (registry: client.Registry) => void;
+}
+
+export function createMetrics(deps: MetricsDeps): { registry: client.Registry; refresh: () => Promise<void> } {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'offcast_process_' });
+  let workers: WorkerStats[] = [];
+
+  const sum = (f: (w: WorkerStats) => number): number => workers.reduce((a, w) => a + f(w), 0);
+
+  new client.Gauge({
+    name: 'offcast_sessions',
+    help: 'Sessions by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [state, n] of Object.entries(deps.sessions.countByState())) this.set({ state }, n);
+    },
+  });
+  const counter = (name: string, help: string, f: () => number): void => {
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(f());
+      },
+    });
+  };
+  const gauge = (name: string, help: string, f: () => number): void => {
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(f());
+      },
+    });
+  };
+  counter('offcast_rtp_packets_sent_total', 'RTP packets sent by the offload', () => sum((w) => w.packets));
+  counter('offcast_rtp_octets_sent_total', 'RTP payload octets sent by the offload', () => sum((w) => w.octets));
+  counter('offcast_send_errors_total', 'Failed sends (socket errors)', () => sum((w) => w.sendErrors));
+  counter('offcast_packets_dropped_total', 'Packets dropped by the offload (full queues)', () => sum((w) => w.dropped));
+  gauge('offcast_cache_bytes', 'Bytes of packetized media in the cache', () => deps.cache.bytes);
+  gauge('offcast_cache_media_bytes', 'Payload bytes in the cache (the rest is the packet index)', () => deps.cache.payloadBytes);
+  gauge('offcast_cache_entries', 'Media files in the cache', () => deps.cache.size);
+  gauge('offcast_cache_max_bytes', 'cache.maxBytes', () => deps.cache.maxBytes);
+  counter('offcast_cache_hits_total', 'Cache lookups served from memory', () => deps.cache.counters.hits);
+  counter('offcast_cache_misses_total', 'Cache lookups that loaded from storage', () => deps.cache.counters.misses);
+  counter('offcast_cache_evictions_total', 'Entries evicted (least recently used)', () => deps.cache.counters.evictions);
+  counter('offcast_cache_load_errors_total', 'Failed cache loads', () => deps.cache.counters.loadErrors);
+  counter('offcast_channel_payload_bytes_total', 'Binary bytes that crossed the control/offload channel (0 for media)', () => deps.offload.payloadBytes);
+  counter('offcast_channel_messages_total', 'Messages on the control/offload channel', () => deps.offload.messages);
+  gauge('offcast_offload_workers', 'Offload worker threads', () => deps.offload.size);
+
+  const lateness = new MergedHistogram('offcast_send_lateness_seconds', 'Lateness of each RTP send against its schedule');
+  const lag = new MergedHistogram('offcast_scheduler_lag_seconds', 'How late the timing wheel ran its ticks');
+  registry.registerMetric(lateness as unknown as client.Metric);
+  registry.registerMetric(lag as unknown as client.Metric);
+  deps.extra?.(registry);
+
+  return {
+    registry,
+    async refresh() {
+      workers = await deps.offload.all('worker.stats', {});
+      lateness.set(workers.map((w) => w.lateness));
+      lag.set(workers.map((w) => w.lag));
+    },
+  };
+}

@@ -1,0 +1,171 @@
+/**
+ * The control plane's side of the offload: starts the worker threads, speaks
+ * the channel (requests tracked by id in a Map, responses settle them,
+ * notifications fan out as typed events) and counts the binary bytes that cross
+ * it — which for media stay 0.
+ */
+import { EventEmitter } from 'node:events';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import {
+  binaryBytes,
+  OffloadError,
+  type Method,
+  type Notifications,
+  type Requests,
+  type WorkerMessage,
+} from '../offload/channel.js';
+import type { WorkerInit } from '../offload/worker.js';
+
+export interface OffloadOptions {
+  workers: number;
+  bindHost: string;
+  rtcpIntervalMs: number;
+  /** Default timeout of a request (ms); cache loads get longer. */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+  worker: number;
+}
+
+export interface OffloadEvents {
+  'session.ended': [worker: number, data: Notifications['session.ended']];
+  'worker.exit': [worker: number, error: Error];
+}
+
+export class OffloadClient extends EventEmitter<OffloadEvents> {
+  private readonly opts: OffloadOptions;
+  private readonly workers: (Worker | null)[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private closed = false;
+  /** Binary bytes that crossed the channel (both directions). Stays 0 for media. */
+  payloadBytes = 0;
+  messages = 0;
+  /** Sessions per worker, for placing new ones. */
+  readonly load: number[] = [];
+
+  constructor(opts: OffloadOptions) {
+    super();
+    this.opts = opts;
+  }
+
+  get size(): number {
+    return this.opts.workers;
+  }
+
+  async start(): Promise<void> {
+    const n = this.opts.workers;
+    // One MessageChannel per pair of workers, so they can share cache entries directly.
+    const peers: (MessagePort | null)[][] = Array.from({ length: n }, () => new Array<MessagePort | null>(n).fill(null));
+    for (let a = 0; a < n; a++)
+      for (let b = a + 1; b < n; b++) {
+        const ch = new MessageChannel();
+        peers[a]![b] = ch.port1;
+        peers[b]![a] = ch.port2;
+      }
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      this.load.push(0);
+      ready.push(this.spawn(i, peers[i]!));
+    }
+    await Promise.all(ready);
+  }
+
+  private spawn(index: number, peers: (MessagePort | null)[]): Promise<void> {
+    const init: WorkerInit = { index, bindHost: this.opts.bindHost, rtcpIntervalMs: this.opts.rtcpIntervalMs, peers };
+    const w = new Worker(workerUrl(), {
+      workerData: init,
+      transferList: peers.filter((p): p is MessagePort => p !== null),
+      execArgv: process.execArgv,
+      name: `offload-${index}`,
+    });
+    this.workers[index] = w;
+    return new Promise<void>((resolve, reject) => {
+      const onEarlyExit = (code: number): void => reject(new Error(`offload worker ${index} exited with code ${code} while starting`));
+      w.once('exit', onEarlyExit);
+      w.on('message', (msg: WorkerMessage) => {
+        this.messages++;
+        this.payloadBytes += binaryBytes(msg);
+        if (msg.kind === 'ready') {
+          w.off('exit', onEarlyExit);
+          w.on('exit', (code) => this.onExit(index, new Error(`offload worker ${index} exited with code ${code}`)));
+          resolve();
+        } else if (msg.kind === 'response') {
+          const p = this.pending.get(msg.id);
+          if (p === undefined) return;
+          this.pending.delete(msg.id);
+          clearTimeout(p.timer);
+          if (msg.ok) p.resolve(msg.result);
+          else p.reject(new OffloadError(msg.error.code, msg.error.message, msg.error.statusCode ?? 500));
+        } else if (msg.kind === 'notification') {
+          this.emit(msg.event, index, msg.data);
+        }
+      });
+      w.on('error', (err) => {
+        // An uncaught error ends the worker; 'exit' follows and handles the rest.
+        this.emit('worker.exit', index, err);
+      });
+    });
+  }
+
+  private onExit(index: number, err: Error): void {
+    this.workers[index] = null;
+    for (const [id, p] of this.pending) {
+      if (p.worker !== index) continue;
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(new OffloadError('OFFCAST_OFFLOAD_DOWN', 'the offload worker stopped', 503));
+    }
+    if (!this.closed) this.emit('worker.exit', index, err);
+  }
+
+  request<M extends Method>(worker: number, method: M, params: Requests[M]['params'], timeoutMs?: number): Promise<Requests[M]['result']> {
+    const w = this.workers[worker];
+    if (w === null || w === undefined) return Promise.reject(new OffloadError('OFFCAST_OFFLOAD_DOWN', 'the offload worker is not running', 503));
+    const id = ++this.nextId;
+    const msg = { kind: 'request' as const, id, method, params };
+    this.messages++;
+    this.payloadBytes += binaryBytes(params);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new OffloadError('OFFCAST_OFFLOAD_TIMEOUT', `offload did not answer ${method} in time`, 503));
+      }, timeoutMs ?? this.opts.timeoutMs ?? 10000);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer, worker });
+      w.postMessage(msg);
+    });
+  }
+
+  /** The same request to every worker. */
+  all<M extends Method>(method: M, params: Requests[M]['params']): Promise<Requests[M]['result'][]> {
+    return Promise.all(this.workers.map((_, i) => this.request(i, method, params)));
+  }
+
+  /** Worker with the fewest sessions. */
+  pick(): number {
+    let best = 0;
+    for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[best]!) best = i;
+    return best;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new OffloadError('OFFCAST_OFFLOAD_DOWN', 'the server is shutting down', 503));
+    }
+    this.pending.clear();
+    await Promise.all(this.workers.map((w) => w?.terminate()));
+    this.workers.fill(null);
+  }
+}
+
+/** The worker entry: compiled .js next to us in production, the .ts source under a TS loader (tests). */
+function workerUrl(): URL {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`../offload/worker${ext}`, import.meta.url);
+}

@@ -1,0 +1,129 @@
+/** JSON schemas shared by routes (responses are serialized through them: no stray fields). */
+import { errorSchema } from '../errors.js';
+
+export const errors = {
+  400: errorSchema,
+  401: errorSchema,
+  403: errorSchema,
+  404: errorSchema,
+  409: errorSchema,
+  413: errorSchema,
+  415: errorSchema,
+  422: errorSchema,
+  500: errorSchema,
+  503: errorSchema,
+} as const;
+
+export const nameParams = {
+  type: 'object',
+  properties: { name: { type: 'string', maxLength: 1024 } },
+  required: ['name'],
+} as const;
+
+export const idParams = {
+  type: 'object',
+  properties: { id: { type: 'string', maxLength: 200 } },
+  required: ['id'],
+} as const;
+
+export const trackInfoSchema = {
+  type: 'object',
+  properties: {
+    index: { type: 'integer' },
+    kind: { type: 'string' },
+    codec: { type: 'string' },
+    supported: { type: 'boolean' },
+    clockRate: { type: 'integer' },
+    channels: { type: 'integer' },
+    durationMs: { type: 'number' },
+    width: { type: 'integer' },
+    height: { type: 'integer' },
+    frameRate: { type: 'number' },
+    profileLevelId: { type: 'string' },
+    sampleRate: { type: 'integer' },
+    preSkip: { type: 'integer' },
+  },
+} as const;
+
+export const probeSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    format: { type: 'string' },
+    bytes: { type: 'integer' },
+    durationMs: { type: 'number' },
+    modified: { type: 'string' },
+    tracks: { type: 'array', items: trackInfoSchema },
+  },
+} as const;
+
+const rtcpSchema = {
+  type: ['object', 'null'],
+  properties: {
+    fractionLost: { type: 'number' },
+    totalLost: { type: 'integer' },
+    jitter: { type: 'integer' },
+    jitterMs: { type: 'number' },
+    rttMs: { type: ['number', 'null'] },
+    highestSeq: { type: 'integer' },
+  },
+} as const;
+
+export const sessionTrackSchema = {
+  type: 'object',
+  properties: {
+    index: { type: 'integer' },
+    kind: { type: 'string' },
+    codec: { type: 'string' },
+    payloadType: { type: 'integer' },
+    clockRate: { type: 'integer' },
+    channels: { type: 'integer' },
+    ssrc: { type: 'integer' },
+    port: { type: 'integer' },
+    sourcePort: { type: 'integer' },
+    fmtp: { type: 'string' },
+    stats: {
+      type: 'object',
+      properties: {
+        packets: { type: 'integer' },
+        octets: { type: 'integer' },
+        sendErrors: { type: 'integer' },
+        senderReports: { type: 'integer' },
+        receiverReports: { type: 'integer' },
+        rtcp: rtcpSchema,
+        // record side
+        bytes: { type: 'integer' },
+        lost: { type: 'integer' },
+        duplicates: { type: 'integer' },
+        reordered: { type: 'integer' },
+        slowPath: { type: 'integer' },
+        fastPath: { type: 'integer' },
+        drops: { type: 'object', additionalProperties: { type: 'integer' } },
+        jitterMs: { type: 'number' },
+      },
+    },
+  },
+} as const;
+
+export const sessionSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    mode: { type: 'string' },
+    state: { type: 'string' },
+    media: { type: 'string' },
+    live: { type: 'string' },
+    name: { type: 'string' },
+    destination: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' } } },
+    source: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' } } },
+    loop: { type: 'boolean' },
+    speed: { anyOf: [{ type: 'number' }, { type: 'string' }] },
+    durationMs: { type: 'number' },
+    positionMs: { type: 'number' },
+    createdAt: { type: 'string' },
+    tracks: { type: 'array', items: sessionTrackSchema },
+    sdp: { type: 'string' },
+    error: { type: 'string' },
+    reason: { type: 'string' },
+  },
+} as const;

@@ -1,0 +1,455 @@
+/**
+ * Sessions as the control plane designates them: it picks the local port pairs,
+ * the RTP header (payload type, random SSRC, sequence number and timestamp per
+ * RFC 3550), the destination and the cached media, then hands the session to a
+ * worker. It keeps the description and asks workers for live stats.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config/index.js';
+import type { CacheLoadParams, Encoding, PlayTrackParams, SessionStats, TrackPlan } from '../offload/channel.js';
+import { OffloadError } from '../offload/channel.js';
+import type { Probe, TrackInfo } from '../storage/types.js';
+import type { CacheDirectory } from './cache.js';
+import type { Catalog, MediaItem } from './catalog.js';
+import { badRequest, forbiddenDestination, HttpError, sessionNotFound, unavailable } from './errors.js';
+import { AllowList, resolveHost } from './net.js';
+import type { OffloadClient } from './offload.js';
+import type { PortAllocator } from './ports.js';
+import { buildSdp, staticPayloadType } from './sdp.js';
+
+export type PlayCodecOption = 'L16' | 'PCMU' | 'PCMA';
+
+export interface PlayRequest {
+  mode: 'play';
+  media: string;
+  destination: { host: string; port: number };
+  codec?: PlayCodecOption;
+  loop?: boolean;
+  state?: 'playing' | 'paused';
+  startMs?: number;
+  speed?: number | 'max';
+  frameRate?: number;
+}
+
+export interface SessionTrack {
+  kind: 'audio' | 'video';
+  codec: Encoding;
+  payloadType: number;
+  clockRate: number;
+  channels?: number;
+  ssrc: number;
+  port: number;
+  sourcePort: number;
+}
+
+export interface PlaySessionView {
+  id: string;
+  mode: 'play';
+  state: 'playing' | 'paused' | 'ended' | 'failed';
+  media: string;
+  destination: { host: string; port: number };
+  loop: boolean;
+  speed: number | 'max';
+  durationMs: number;
+  positionMs: number;
+  createdAt: string;
+  tracks: (SessionTrack & { stats?: unknown })[];
+  sdp: string;
+  error?: string;
+}
+
+interface PlayEntry {
+  view: PlaySessionView;
+  worker: number;
+  ports: number[];
+  cacheKey: string;
+  last: SessionStats | null;
+  endedAt: number | null;
+}
+
+/** Ended sessions stay visible this long, and at most this many. */
+const ENDED_TTL_MS = 10 * 60 * 1000;
+const ENDED_MAX = 1000;
+
+export class SessionManager {
+  private readonly sessions = new Map<string, PlayEntry>();
+  private readonly cfg: Config;
+  private readonly offload: OffloadClient;
+  private readonly cache: CacheDirectory;
+  private readonly catalog: Catalog;
+  private readonly ports: PortAllocator;
+  private readonly destinations: AllowList;
+  /** Sessions being created (count toward the limit). */
+  private creating = 0;
+
+  constructor(cfg: Config, offload: OffloadClient, cache: CacheDirectory, catalog: Catalog, ports: PortAllocator) {
+    this.cfg = cfg;
+    this.offload = offload;
+    this.cache = cache;
+    this.catalog = catalog;
+    this.ports = ports;
+    this.destinations = new AllowList(cfg.destinations.allow);
+    offload.on('session.ended', (_worker, data) => this.onEnded(data.sessionId, data.reason, data.stats, data.error));
+    offload.on('worker.exit', (worker) => {
+      cache.forgetOwner(worker);
+      for (const e of this.sessions.values()) {
+        if (e.worker === worker && e.endedAt === null) this.onEnded(e.view.id, 'failed', null, 'the offload worker stopped');
+      }
+    });
+  }
+
+  /** Sessions that hold resources (not ended). */
+  get active(): number {
+    let n = 0;
+    for (const e of this.sessions.values()) if (e.endedAt === null) n++;
+    return n;
+  }
+
+  countByState(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const e of this.sessions.values()) out[e.view.state] = (out[e.view.state] ?? 0) + 1;
+    return out;
+  }
+
+  async createPlay(req: PlayRequest): Promise<PlaySessionView> {
+    this.catalog.checkName(req.media);
+    if (req.destination.port % 2 !== 0) throw badRequest('destination.port must be even (RTP on even ports, RTCP on the next one)');
+    const dest = await resolveHost(req.destination.host);
+    if (dest === null) throw badRequest(`destination.host ${JSON.stringify(req.destination.host)} does not resolve`);
+    if (!this.destinations.allows(dest.address)) throw forbiddenDestination(req.destination.host);
+    if (req.frameRate !== undefined && (req.frameRate < 1 || req.frameRate > 240)) throw badRequest('frameRate must be between 1 and 240');
+    const speed = req.speed ?? 1;
+    if (speed !== 'max' && !(speed > 0 && speed <= 100)) throw badRequest('speed must be a positive number up to 100, or "max"');
+
+    if (this.active + this.creating >= this.cfg.limits.maxSessions) {
+      throw unavailable('OFFCAST_SESSION_LIMIT', `limits.maxSessions (${this.cfg.limits.maxSessions}) sessions are running`);
+    }
+    this.creating++;
+    try {
+      const item = await this.catalog.get(req.media, req.frameRate === undefined ? {} : { frameRate: req.frameRate });
+      const plan = planTracks(item.probe, req.codec);
+      const lastPort = req.destination.port + 2 * (plan.length - 1) + 1;
+      if (lastPort > 65535) throw badRequest(`destination.port leaves no room for ${plan.length} tracks (port + 2·i + 1 must be <= 65535)`);
+      return await this.startPlay(req, item, plan, dest, speed);
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async startPlay(
+    req: PlayRequest,
+    item: MediaItem,
+    plan: PlannedTrack[],
+    dest: { address: string; family: 4 | 6 },
+    speed: number | 'max',
+  ): Promise<PlaySessionView> {
+    const spread = this.cfg.pacing.spread;
+    const payloadBytes = this.cfg.rtp.payloadBytes;
+    const encodings = plan.map((p) => `${p.source}:${p.encoding}`).join(',');
+    const load: CacheLoadParams = {
+      key: `${item.name}|${item.version}|${encodings}|${payloadBytes}|${spread}|${req.frameRate ?? ''}`,
+      path: item.path,
+      format: item.probe.format,
+      tracks: plan.map((p): TrackPlan => ({ source: p.source, encoding: p.encoding })),
+      payloadBytes,
+      spread,
+    };
+    if (req.frameRate !== undefined) load.frameRate = req.frameRate;
+    const estimate = Math.ceil(item.bytes * (plan.every((p) => p.halves) ? 0.5 : 1));
+    const { owner, result } = await this.cache.acquire(load, estimate);
+    let ports: number[] | null = null;
+    let worker = -1;
+    try {
+      const durationMs = Math.max(1, ...result.tracks.map((t) => (t.endTs * 1000) / t.clockRate));
+      const id = randomUUID();
+      // A port pair may be taken by another program: try other pairs a few times.
+      let sourcePorts: number[] | null = null;
+      let tracks: PlayTrackParams[] = [];
+      for (let attempt = 0; attempt < 4 && sourcePorts === null; attempt++) {
+        ports = this.ports.allocate(plan.length);
+        if (ports === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', `no free RTP port pairs in ${this.cfg.rtp.portMin}-${this.cfg.rtp.portMax}`);
+        tracks = plan.map((p, i) => ({
+          localPort: ports![i]!,
+          family: dest.family,
+          destHost: dest.address,
+          destPort: req.destination.port + 2 * i,
+          payloadType: p.payloadType,
+          ssrc: random32(),
+          seq: random32() & 0xffff,
+          tsBase: random32(),
+          clockRate: result.tracks[i]!.clockRate,
+          cacheTrack: i,
+        }));
+        worker = this.offload.pick();
+        try {
+          const res = await this.offload.request(worker, 'play.create', {
+            sessionId: id,
+            cacheKey: load.key,
+            cacheOwner: owner,
+            tracks,
+            loop: req.loop ?? false,
+            paused: req.state === 'paused',
+            startMs: req.startMs ?? 0,
+            speed: speed === 'max' ? 0 : speed,
+            durationMs,
+            cname: `offcast-${id.slice(0, 8)}`,
+          });
+          sourcePorts = res.sourcePorts;
+        } catch (err) {
+          if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') {
+            // Keep the busy pair out of rotation for a while; retry with fresh ones.
+            const busy = ports;
+            ports = null;
+            setTimeout(() => this.ports.release(busy), 60_000).unref();
+            continue;
+          }
+          throw err;
+        }
+      }
+      if (sourcePorts === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', 'could not bind a free RTP port pair');
+      this.offload.load[worker]!++;
+      const sessionTracks: SessionTrack[] = plan.map((p, i) => {
+        const t: SessionTrack = {
+          kind: p.info.kind,
+          codec: p.encoding,
+          payloadType: p.payloadType,
+          clockRate: result.tracks[i]!.clockRate,
+          ssrc: tracks[i]!.ssrc,
+          port: req.destination.port + 2 * i,
+          sourcePort: sourcePorts![i]!,
+        };
+        if (p.channels !== undefined) t.channels = p.channels;
+        return t;
+      });
+      const view: PlaySessionView = {
+        id,
+        mode: 'play',
+        state: req.state === 'paused' ? 'paused' : 'playing',
+        media: item.name,
+        destination: { host: req.destination.host, port: req.destination.port },
+        loop: req.loop ?? false,
+        speed,
+        durationMs: Math.round(durationMs),
+        positionMs: req.startMs ?? 0,
+        createdAt: new Date().toISOString(),
+        tracks: sessionTracks,
+        sdp: buildSdp({
+          id,
+          name: item.name,
+          destination: dest,
+          origin: dest.family === 6 ? '::1' : '127.0.0.1',
+          tracks: plan.map((p, i) => {
+            const t = {
+              kind: p.info.kind,
+              encoding: p.encoding,
+              payloadType: p.payloadType,
+              clockRate: result.tracks[i]!.clockRate,
+              port: req.destination.port + 2 * i,
+              info: p.info,
+            };
+            return p.channels === undefined ? t : { ...t, channels: p.channels };
+          }),
+        }),
+      };
+      this.sessions.set(id, { view, worker, ports: ports!, cacheKey: load.key, last: null, endedAt: null });
+      this.prune();
+      return view;
+    } catch (err) {
+      if (ports !== null) this.ports.release(ports);
+      this.cache.release(load.key);
+      throw err;
+    }
+  }
+
+  private entry(id: string): PlayEntry {
+    const e = this.sessions.get(id);
+    if (e === undefined) throw sessionNotFound(id);
+    return e;
+  }
+
+  async get(id: string): Promise<PlaySessionView> {
+    const e = this.entry(id);
+    if (e.endedAt === null) {
+      const [stats] = await this.offload.request(e.worker, 'session.stats', { sessionIds: [id] });
+      if (stats !== undefined) this.apply(e, stats);
+    }
+    return this.render(e);
+  }
+
+  async list(): Promise<PlaySessionView[]> {
+    const byWorker = new Map<number, string[]>();
+    for (const e of this.sessions.values()) {
+      if (e.endedAt !== null) continue;
+      const ids = byWorker.get(e.worker) ?? [];
+      ids.push(e.view.id);
+      byWorker.set(e.worker, ids);
+    }
+    await Promise.all(
+      [...byWorker].map(async ([worker, ids]) => {
+        const all = await this.offload.request(worker, 'session.stats', { sessionIds: ids });
+        for (const s of all) {
+          const e = this.sessions.get(s.sessionId);
+          if (e !== undefined) this.apply(e, s);
+        }
+      }),
+    );
+    return [...this.sessions.values()].map((e) => this.render(e));
+  }
+
+  async update(id: string, body: { state?: 'playing' | 'paused'; positionMs?: number }): Promise<PlaySessionView> {
+    const e = this.entry(id);
+    if (e.endedAt !== null) throw new HttpError(409, 'OFFCAST_SESSION_ENDED', `session ${id} has ended`);
+    if (body.positionMs !== undefined && e.view.speed === 'max') throw badRequest('positionMs cannot be set on a "speed": "max" session');
+    const params: { sessionId: string; state?: 'playing' | 'paused'; positionMs?: number } = { sessionId: id };
+    if (body.state !== undefined) params.state = body.state;
+    if (body.positionMs !== undefined) params.positionMs = body.positionMs;
+    const stats = await this.offload.request(e.worker, 'play.update', params);
+    this.apply(e, stats);
+    return this.render(e);
+  }
+
+  async delete(id: string): Promise<PlaySessionView> {
+    const e = this.entry(id);
+    if (e.endedAt === null) {
+      const stats = await this.offload.request(e.worker, 'session.close', { sessionId: id }).catch(() => null);
+      this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended');
+    }
+    this.sessions.delete(id);
+    return this.render(e);
+  }
+
+  /** Stops every session (shutdown). */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.sessions.keys()].map((id) => this.delete(id).catch(() => undefined)));
+  }
+
+  private onEnded(id: string, reason: 'completed' | 'failed', stats: SessionStats | null, error?: string): void {
+    const e = this.sessions.get(id);
+    if (e === undefined || e.endedAt !== null) return;
+    this.finish(e, stats, reason === 'completed' ? 'ended' : 'failed');
+    if (error !== undefined) e.view.error = error;
+  }
+
+  private finish(e: PlayEntry, stats: SessionStats | null, state: 'ended' | 'failed'): void {
+    if (stats !== null) this.apply(e, stats);
+    e.view.state = state;
+    e.endedAt = Date.now();
+    this.ports.release(e.ports);
+    this.cache.release(e.cacheKey);
+    this.offload.load[e.worker] = Math.max(0, (this.offload.load[e.worker] ?? 1) - 1);
+  }
+
+  private apply(e: PlayEntry, stats: SessionStats): void {
+    e.last = stats;
+    if (e.endedAt === null) e.view.state = stats.state;
+    e.view.positionMs = stats.positionMs;
+  }
+
+  private render(e: PlayEntry): PlaySessionView {
+    const v = e.view;
+    const stats = e.last;
+    return {
+      ...v,
+      tracks: v.tracks.map((t, i) => {
+        const s = stats?.tracks[i];
+        if (s === undefined) return { ...t, stats: { packets: 0, octets: 0, sendErrors: 0, rtcp: null } };
+        return {
+          ...t,
+          stats: {
+            packets: s.packets,
+            octets: s.octets,
+            sendErrors: s.sendErrors,
+            senderReports: s.srSent,
+            receiverReports: s.rrCount,
+            rtcp:
+              s.rr === null
+                ? null
+                : {
+                    fractionLost: s.rr.fractionLost,
+                    totalLost: s.rr.totalLost,
+                    jitter: s.rr.jitter,
+                    jitterMs: round3(s.rr.jitterMs),
+                    rttMs: s.rr.rttMs === null ? null : round3(s.rr.rttMs),
+                    highestSeq: s.rr.highestSeq,
+                  },
+          },
+        };
+      }),
+    };
+  }
+
+  private prune(): void {
+    const now = Date.now();
+    const ended = [...this.sessions.values()].filter((e) => e.endedAt !== null);
+    for (const e of ended) if (now - e.endedAt! > ENDED_TTL_MS) this.sessions.delete(e.view.id);
+    const left = ended.filter((e) => this.sessions.has(e.view.id));
+    for (let i = 0; i < left.length - ENDED_MAX; i++) this.sessions.delete(left[i]!.view.id);
+  }
+}
+
+interface PlannedTrack {
+  source: number;
+  encoding: Encoding;
+  payloadType: number;
+  channels?: number;
+  info: TrackInfo;
+  /** Packetized size is about half the file (16-bit PCM to G.711). */
+  halves: boolean;
+}
+
+/** Picks the RTP encoding of every supported track of the media. */
+export function planTracks(probe: Probe, codec: PlayCodecOption | undefined): PlannedTrack[] {
+  const out: PlannedTrack[] = [];
+  const supported = probe.tracks.filter((t) => t.supported);
+  if (supported.length === 0) throw new HttpError(415, 'OFFCAST_UNSUPPORTED_MEDIA', 'the media has no track offcast can stream');
+  const pcm = supported.some((t) => t.codec === 'pcm_s16le' || t.codec === 'pcm_mulaw' || t.codec === 'pcm_alaw');
+  if (codec !== undefined && !pcm) throw badRequest(`codec ${codec} applies to WAV audio; this media is ${probe.format} (${supported.map((t) => t.codec).join(', ')})`);
+  let dynamic = 96;
+  for (const t of supported) {
+    let encoding: Encoding;
+    let halves = false;
+    switch (t.codec) {
+      case 'pcm_s16le':
+        encoding = codec ?? 'L16';
+        halves = encoding !== 'L16';
+        break;
+      case 'pcm_mulaw':
+      case 'pcm_alaw':
+        if (codec === 'L16') throw new HttpError(415, 'OFFCAST_UNSUPPORTED_MEDIA', 'this WAV holds G.711 audio: play it as PCMU or PCMA');
+        encoding = codec ?? (t.codec === 'pcm_mulaw' ? 'PCMU' : 'PCMA');
+        break;
+      case 'opus':
+        encoding = 'opus';
+        break;
+      case 'h264':
+        encoding = 'H264';
+        break;
+      case 'aac':
+        encoding = 'MPEG4-GENERIC';
+        break;
+      default:
+        continue;
+    }
+    if ((encoding === 'PCMU' || encoding === 'PCMA') && (t.clockRate !== 8000 || (t.channels ?? 1) !== 1)) {
+      throw new HttpError(
+        415,
+        'OFFCAST_UNSUPPORTED_MEDIA',
+        `${encoding} needs 8000 Hz mono audio; this file is ${t.clockRate} Hz ${t.channels === 2 ? 'stereo' : `${t.channels ?? 1}-channel`} — play it as L16, or convert it: ffmpeg -i in.wav -ar 8000 -ac 1 out.wav`,
+      );
+    }
+    const channels = t.kind === 'audio' ? (t.channels ?? 1) : undefined;
+    const pt = staticPayloadType(encoding, t.clockRate, channels ?? 1) ?? dynamic++;
+    const p: PlannedTrack = { source: t.index, encoding, payloadType: pt, info: t, halves };
+    if (channels !== undefined) p.channels = channels;
+    out.push(p);
+  }
+  return out;
+}
+
+function random32(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+function round3(v: number): number {
+  return Math.round(v * 1000) / 1000;
+}
