@@ -1,0 +1,194 @@
+/**
+ * The media library: a flat directory of media files addressed by name. Names are
+ * validated before they touch the filesystem, paths are kept inside the root (also
+ * through symlinks), and formats are detected from content, never from the name.
+ */
+import { open, readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { CorruptMediaError, UnsupportedMediaError } from './errors.js';
+import { openOggOpus } from './ogg.js';
+import type { MediaFormat, MediaReader, Probe } from './types.js';
+import { openWav } from './wav.js';
+
+/** A media name: one path segment of safe characters, starting with a letter or digit. */
+export const MEDIA_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function isValidMediaName(name: string): boolean {
+  // The regex already excludes '.' and '..'; the explicit check keeps that true if it changes.
+  return typeof name === 'string' && name !== '.' && name !== '..' && MEDIA_NAME_RE.test(name);
+}
+
+/**
+ * Names that writers use for files still being written (uploads, recordings); the
+ * library never lists them. Dot-files are excluded separately.
+ */
+export function isTempMediaName(name: string): boolean {
+  return /\.(tmp|temp|part|partial)$/i.test(name) || /\.tmp[.-]/i.test(name);
+}
+
+/** True if `child` (absolute, normalized) is strictly inside `root`. */
+function isInside(root: string, child: string): boolean {
+  const rel = path.relative(root, child);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+}
+
+/**
+ * The path of media `name` under `root`. Throws RangeError for an invalid name or a
+ * path that would leave the root. Does not touch the filesystem.
+ */
+export function resolveMediaPath(root: string, name: string): string {
+  if (!isValidMediaName(name)) throw new RangeError(`invalid media name ${JSON.stringify(name)}`);
+  const rootAbs = path.resolve(root);
+  const full = path.resolve(rootAbs, name);
+  if (!isInside(rootAbs, full) || path.dirname(full) !== rootAbs) {
+    throw new RangeError(`media name ${JSON.stringify(name)} resolves outside the library`);
+  }
+  return full;
+}
+
+/**
+ * Like resolveMediaPath for a file that exists: returns its real path after
+ * following symlinks, and throws RangeError if that lies outside the real root.
+ * Filesystem errors (ENOENT when the file is missing) pass through.
+ */
+export async function resolveExistingMediaPath(root: string, name: string): Promise<string> {
+  const full = resolveMediaPath(root, name);
+  const [realRoot, realFile] = await Promise.all([realpath(root), realpath(full)]);
+  if (!isInside(realRoot, realFile)) {
+    throw new RangeError(`media ${JSON.stringify(name)} links outside the library`);
+  }
+  return realFile;
+}
+
+/** Bytes of a file's head that detectFormat looks at. */
+export const DETECT_BYTES = 64;
+
+const MP4_TOP_LEVEL_BOXES = new Set(['moov', 'mdat', 'free', 'skip', 'wide']);
+
+function ascii(buf: Uint8Array, at: number, length: number): string {
+  let s = '';
+  for (let i = 0; i < length; i++) s += String.fromCharCode(buf[at + i]!);
+  return s;
+}
+
+/**
+ * The container format of a file from its first bytes (DETECT_BYTES suffice), or
+ * null when none of offcast's readers applies.
+ */
+export function detectFormat(head: Uint8Array): MediaFormat | null {
+  if (head.length >= 12 && ascii(head, 0, 4) === 'RIFF' && ascii(head, 8, 4) === 'WAVE') return 'wav';
+  if (head.length >= 4 && ascii(head, 0, 4) === 'OggS') return 'ogg';
+  if (head.length >= 8) {
+    const size = ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0;
+    const type = ascii(head, 4, 4);
+    if (type === 'ftyp' && size >= 8) return 'mp4';
+    // Size 0 runs to the end of the file; 1 means a 64-bit size follows the type.
+    if (MP4_TOP_LEVEL_BOXES.has(type) && (size === 0 || size === 1 || size >= 8)) return 'mp4';
+  }
+  // H.264 Annex B: a start code, then a NAL header with forbidden_zero_bit 0 and a
+  // coded type (1..23; 0 and 24..31 are unspecified).
+  let nal = -1;
+  if (head.length >= 5 && head[0] === 0 && head[1] === 0 && head[2] === 0 && head[3] === 1) nal = 4;
+  else if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 1) nal = 3;
+  if (nal > 0) {
+    const header = head[nal]!;
+    const type = header & 0x1f;
+    if ((header & 0x80) === 0 && type >= 1 && type <= 23) return 'h264';
+  }
+  return null;
+}
+
+export interface OpenOptions {
+  /** Frame rate for raw H.264 without VUI timing. */
+  frameRate?: number;
+}
+
+export type OpenReader = (path: string, opts?: OpenOptions) => Promise<MediaReader>;
+
+const readers = new Map<MediaFormat, OpenReader>([
+  ['wav', (p) => openWav(p)],
+  ['ogg', (p) => openOggOpus(p)],
+]);
+
+/** Sets the reader for a format (h264 and mp4 are registered by their modules' owner). */
+export function registerReader(format: MediaFormat, openReader: OpenReader): void {
+  readers.set(format, openReader);
+}
+
+function hexBytes(buf: Uint8Array, count: number): string {
+  const shown = Array.from(buf.subarray(0, count), (b) => b.toString(16).padStart(2, '0')).join(' ');
+  return buf.length > count ? `${shown} ...` : shown;
+}
+
+/**
+ * Opens a media file with the reader for its detected format. UnsupportedMediaError
+ * when the content is not recognized (or no reader is registered for it),
+ * CorruptMediaError for an empty file; readers add their own errors.
+ */
+export async function openMedia(filePath: string, opts?: OpenOptions): Promise<MediaReader> {
+  const handle = await open(filePath, 'r');
+  let head: Uint8Array;
+  try {
+    const buf = new Uint8Array(DETECT_BYTES);
+    const { bytesRead } = await handle.read(buf, 0, DETECT_BYTES, 0);
+    head = buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+  if (head.length === 0) throw new CorruptMediaError('empty file');
+  const format = detectFormat(head);
+  if (format === null) {
+    throw new UnsupportedMediaError(`unrecognized media format (first bytes: ${hexBytes(head, 16)})`);
+  }
+  const openReader = readers.get(format);
+  if (openReader === undefined) throw new UnsupportedMediaError(`no reader is available for ${format} files`);
+  return openReader(filePath, opts);
+}
+
+/** Opens, takes the probe and closes. */
+export async function probeMedia(filePath: string, opts?: OpenOptions): Promise<Probe> {
+  const reader = await openMedia(filePath, opts);
+  try {
+    return reader.probe;
+  } finally {
+    await reader.close();
+  }
+}
+
+export interface MediaEntry {
+  name: string;
+  bytes: number;
+  mtimeMs: number;
+}
+
+/**
+ * The media files in `root` (not recursive), sorted by name: regular files (or
+ * symlinks to regular files inside the root) with valid names, except dot-files and
+ * temp files. A missing root lists as empty.
+ */
+export async function listMedia(root: string): Promise<MediaEntry[]> {
+  let entries;
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: MediaEntry[] = [];
+  for (const entry of entries) {
+    const name = entry.name;
+    if (name.startsWith('.') || !isValidMediaName(name) || isTempMediaName(name)) continue;
+    if (!entry.isFile() && !entry.isSymbolicLink()) continue;
+    try {
+      const full = entry.isSymbolicLink() ? await resolveExistingMediaPath(root, name) : path.join(root, name);
+      const info = await stat(full);
+      if (!info.isFile()) continue;
+      out.push({ name, bytes: info.size, mtimeMs: info.mtimeMs });
+    } catch {
+      // Removed since readdir, a dangling link, or a link leading out: not listed.
+      continue;
+    }
+  }
+  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out;
+}

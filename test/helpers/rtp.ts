@@ -1,0 +1,143 @@
+/** Test-side RTP/RTCP peers on 127.0.0.1: receive and record every packet with its arrival time. */
+import dgram from 'node:dgram';
+import { packets } from 'rtp.js';
+
+export interface ReceivedRtp {
+  at: number;
+  version: number;
+  marker: boolean;
+  payloadType: number;
+  seq: number;
+  ts: number;
+  ssrc: number;
+  payload: Buffer;
+  size: number;
+}
+
+export function parseRtp(msg: Buffer, at: number): ReceivedRtp | null {
+  if (msg.length < 12 || msg[0]! >> 6 !== 2) return null;
+  const cc = msg[0]! & 0x0f;
+  const hasExt = (msg[0]! & 0x10) !== 0;
+  let off = 12 + cc * 4;
+  if (hasExt) off += 4 + msg.readUInt16BE(off + 2) * 4;
+  let end = msg.length;
+  if (msg[0]! & 0x20) end -= msg[msg.length - 1]!;
+  return {
+    at,
+    version: 2,
+    marker: (msg[1]! & 0x80) !== 0,
+    payloadType: msg[1]! & 0x7f,
+    seq: msg.readUInt16BE(2),
+    ts: msg.readUInt32BE(4),
+    ssrc: msg.readUInt32BE(8),
+    payload: Buffer.from(msg.subarray(off, end)),
+    size: msg.length,
+  };
+}
+
+/** Binds an even port (and optionally port+1 for RTCP) on 127.0.0.1. */
+export class RtpSink {
+  readonly rtp: dgram.Socket;
+  readonly rtcp: dgram.Socket;
+  readonly port: number;
+  readonly packets: ReceivedRtp[] = [];
+  readonly rtcpPackets: { at: number; msg: Buffer; from: { address: string; port: number } }[] = [];
+  private waiters: { n: number; resolve: () => void }[] = [];
+
+  private constructor(rtp: dgram.Socket, rtcp: dgram.Socket, port: number) {
+    this.rtp = rtp;
+    this.rtcp = rtcp;
+    this.port = port;
+    rtp.on('message', (msg) => {
+      const p = parseRtp(msg, performance.now());
+      if (p !== null) {
+        this.packets.push(p);
+        this.waiters = this.waiters.filter((w) => {
+          if (this.packets.length >= w.n) {
+            w.resolve();
+            return false;
+          }
+          return true;
+        });
+      }
+    });
+    rtcp.on('message', (msg, rinfo) => this.rtcpPackets.push({ at: performance.now(), msg: Buffer.from(msg), from: { address: rinfo.address, port: rinfo.port } }));
+  }
+
+  static async open(): Promise<RtpSink> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const port = 40000 + 2 * Math.floor(Math.random() * 9000);
+      const rtp = dgram.createSocket('udp4');
+      const rtcp = dgram.createSocket('udp4');
+      try {
+        await bind(rtp, port);
+        await bind(rtcp, port + 1);
+        rtp.setRecvBufferSize(8 * 1024 * 1024);
+        return new RtpSink(rtp, rtcp, port);
+      } catch {
+        rtp.close();
+        try {
+          rtcp.close();
+        } catch {
+          /* not bound */
+        }
+      }
+    }
+    throw new Error('no free port pair');
+  }
+
+  /** Resolves when `n` RTP packets have arrived, or rejects after `timeoutMs`. */
+  waitFor(n: number, timeoutMs = 10000): Promise<void> {
+    if (this.packets.length >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out with ${this.packets.length}/${n} packets`)), timeoutMs);
+      this.waiters.push({
+        n,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+
+  /** Sends an RTCP packet from our RTCP port to `port` on 127.0.0.1. */
+  sendRtcp(msg: Uint8Array, port: number): Promise<void> {
+    return new Promise((resolve, reject) => this.rtcp.send(msg, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  }
+
+  close(): void {
+    this.rtp.close();
+    this.rtcp.close();
+  }
+}
+
+function bind(s: dgram.Socket, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(port, '127.0.0.1', () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Parsed RTCP compound packets (rtp.js). */
+export function parseRtcp(msg: Buffer): InstanceType<typeof packets.RtcpPacket>[] {
+  const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
+  if (!packets.isRtcp(view)) return [];
+  return new packets.CompoundPacket(view).getPackets();
+}
+
+/** Unwraps 16-bit sequence numbers into a monotonically extended series. */
+export function extendSeq(seqs: number[]): number[] {
+  const out: number[] = [];
+  let cycles = 0;
+  let prev = -1;
+  for (const s of seqs) {
+    if (prev >= 0 && s < prev && prev - s > 0x8000) cycles += 0x10000;
+    out.push(cycles + s);
+    prev = s;
+  }
+  return out;
+}

@@ -1,0 +1,78 @@
+/**
+ * A real offcast server for tests: real config, worker threads, HTTP on a free
+ * port of 127.0.0.1, media and recordings in a fresh temp folder, and a local
+ * RTP port range of its own so parallel test files don't collide.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../config/index.js';
+import { buildServer, type Server } from '../../server/app.js';
+
+export interface TestServer extends Server {
+  url: string;
+  dir: string;
+  mediaRoot: string;
+  /** fetch() against the server, JSON in and out. */
+  api(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; text: string; headers: Headers }>;
+  stop(): Promise<void>;
+}
+
+/** A random even base for a block of `span` ports, away from other test files. */
+export function randomPortBlock(span: number): number {
+  const lo = 30000;
+  const hi = 60000 - span;
+  return lo + 2 * Math.floor((Math.random() * (hi - lo)) / 2);
+}
+
+export async function startServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'offcast-test-'));
+  const base = randomPortBlock(400);
+  const config = loadConfig({
+    argv: [],
+    env: {},
+    overrides: {
+      'http.port': 0,
+      mediaRoot: path.join(dir, 'media'),
+      recordingsRoot: path.join(dir, 'recordings'),
+      'rtp.portMin': base,
+      'rtp.portMax': base + 399,
+      'log.level': 'silent',
+      ...overrides,
+    },
+  });
+  const server = await buildServer(config, { logger: false });
+  await server.app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = server.app.server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  const url = `http://127.0.0.1:${port}`;
+  const api: TestServer['api'] = async (method, u, body, headers = {}) => {
+    const init: RequestInit = { method, headers: { ...headers } };
+    if (body !== undefined) {
+      if (body instanceof Uint8Array || typeof body === 'string') init.body = body as BodyInit;
+      else {
+        init.body = JSON.stringify(body);
+        (init.headers as Record<string, string>)['content-type'] = 'application/json';
+      }
+    }
+    const res = await fetch(url + u, init);
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, body: parsed, text, headers: res.headers };
+  };
+  return Object.assign(server, {
+    url,
+    dir,
+    mediaRoot: config.mediaRoot,
+    api,
+    async stop() {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  });
+}

@@ -1,0 +1,187 @@
+// Play sessions end to end on loopback: a real server, real UDP, checked per packet.
+import t from 'tap';
+import { packets } from 'rtp.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { RtpSink, parseRtcp, extendSeq } from '../helpers/rtp.js';
+import { makeWav, wavData } from '../helpers/media.js';
+
+let server: TestServer;
+t.before(async () => {
+  server = await startServer({ 'rtp.rtcpIntervalMs': 1000 });
+  const put = await server.api('PUT', '/v1/media/tone.wav', makeWav(16000, 2, 2));
+  if (put.status !== 201) throw new Error(`upload failed: ${put.text}`);
+  const short = await server.api('PUT', '/v1/media/short.wav', makeWav(8000, 1, 0.5));
+  if (short.status !== 201) throw new Error(`upload failed: ${short.text}`);
+});
+t.teardown(() => server.stop());
+
+function swap16(b: Buffer): Buffer {
+  const out = Buffer.from(b);
+  out.swap16();
+  return out;
+}
+
+t.test('L16 session: headers, continuity, content, pacing, sender reports and BYE', async (t) => {
+  const sink = await RtpSink.open();
+  t.teardown(() => sink.close());
+  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', destination: { host: '127.0.0.1', port: sink.port } });
+  t.equal(res.status, 201, res.text);
+  const s = res.body;
+  t.equal(s.state, 'playing');
+  t.equal(s.tracks.length, 1);
+  const track = s.tracks[0];
+  t.match(track, { kind: 'audio', codec: 'L16', clockRate: 16000, channels: 2, port: sink.port });
+  t.ok(track.sourcePort % 2 === 0, 'source port is even');
+  // 2 s at 16 kHz: 20 ms packets of 320 frames (1280 bytes > 1200 budget -> 300 frames).
+  const framesPerPacket = Math.min(320, Math.floor(1200 / 4));
+  const expected = Math.ceil(32000 / framesPerPacket);
+  await sink.waitFor(expected, 10000);
+  // Wait for the BYE after the last packet.
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline && !sink.rtcpPackets.some((p) => parseRtcp(p.msg).some((x) => x instanceof packets.ByePacket))) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const pkts = sink.packets;
+  t.equal(pkts.length, expected, 'every packet arrived, no more');
+  t.ok(pkts.every((p) => p.ssrc === track.ssrc), 'SSRC is the session’s');
+  t.ok(pkts.every((p) => p.payloadType === track.payloadType), 'payload type is the session’s');
+  t.ok(pkts.every((p) => !p.marker), 'no marker bits on continuous audio');
+  t.ok(pkts.every((p) => p.payload.length <= 1200), 'payloads within rtp.payloadBytes');
+  const ext = extendSeq(pkts.map((p) => p.seq));
+  t.ok(ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1), 'sequence numbers continuous');
+  const steps = pkts.slice(1).map((p, i) => (p.ts - pkts[i]!.ts) >>> 0);
+  t.ok(steps.every((d) => d === framesPerPacket), `timestamps step by ${framesPerPacket}`);
+  // Content: the L16 payloads (big-endian) are the WAV's samples.
+  const pcm = Buffer.concat(pkts.map((p) => p.payload));
+  t.ok(swap16(pcm).equals(wavData(makeWav(16000, 2, 2))), 'payload bytes equal the source PCM');
+  // Pacing: the stream takes about its media duration, and packets follow their timestamps.
+  const span = pkts[pkts.length - 1]!.at - pkts[0]!.at;
+  t.ok(span > 1800 && span < 4000, `2 s of media arrived over ${span.toFixed(0)} ms`);
+  const base = Math.min(...pkts.map((p) => p.at - (((p.ts - pkts[0]!.ts) >>> 0) * 1000) / 16000));
+  const late = pkts.map((p) => p.at - (((p.ts - pkts[0]!.ts) >>> 0) * 1000) / 16000 - base).sort((a, b) => a - b);
+  const p90 = late[Math.floor(late.length * 0.9)]!;
+  t.ok(p90 < 50, `90% of packets within 50 ms of schedule (p90 ${p90.toFixed(2)} ms)`);
+  // RTCP: sender reports from sourcePort+1 with a consistent NTP/RTP mapping, then BYE.
+  t.ok(sink.rtcpPackets.length >= 2, `received ${sink.rtcpPackets.length} RTCP packets`);
+  t.ok(sink.rtcpPackets.every((p) => p.from.port === track.sourcePort + 1), 'RTCP comes from the source RTCP port');
+  const srs = sink.rtcpPackets.flatMap((p) => parseRtcp(p.msg).filter((x) => x instanceof packets.SenderReportPacket).map((sr) => ({ at: p.at, sr: sr as InstanceType<typeof packets.SenderReportPacket> })));
+  t.ok(srs.length >= 1, 'at least one sender report');
+  for (const { at, sr } of srs) {
+    t.equal(sr.getSsrc(), track.ssrc, 'SR SSRC');
+    t.ok(sr.getPacketCount() <= expected && sr.getPacketCount() > 0, 'SR packet count');
+    t.equal(sr.getOctetCount(), sr.getPacketCount() * framesPerPacket * 4 - (sr.getPacketCount() === expected ? framesPerPacket * 4 - (32000 % framesPerPacket || framesPerPacket) * 4 : 0), 'SR octet count = payload bytes sent');
+    // The SR's RTP time matches the RTP time of the packets arriving around it (within 30 ms).
+    const near = pkts.reduce((a, b) => (Math.abs(b.at - at) < Math.abs(a.at - at) ? b : a));
+    const expectTs = near.ts + ((at - near.at) * 16000) / 1000;
+    const diffMs = (Math.abs(((sr.getRtpTimestamp() - expectTs) | 0)) * 1000) / 16000;
+    t.ok(diffMs < 30, `SR RTP timestamp consistent with the stream (off by ${diffMs.toFixed(1)} ms)`);
+  }
+  const byes = sink.rtcpPackets.flatMap((p) => parseRtcp(p.msg).filter((x) => x instanceof packets.ByePacket));
+  t.equal(byes.length, 1, 'one BYE at the end');
+  const done = await server.api('GET', `/v1/sessions/${s.id}`);
+  t.equal(done.body.state, 'ended');
+  t.equal(done.body.tracks[0].stats.packets, expected);
+});
+
+t.test('loop restarts seamlessly: sequence numbers and timestamps continue', async (t) => {
+  const sink = await RtpSink.open();
+  t.teardown(() => sink.close());
+  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'short.wav', codec: 'PCMU', loop: true, destination: { host: '127.0.0.1', port: sink.port } });
+  t.equal(res.status, 201, res.text);
+  t.equal(res.body.tracks[0].payloadType, 0, 'PCMU is static payload type 0');
+  // 0.5 s = 25 packets of 160 bytes; take three loops and a bit.
+  await sink.waitFor(80, 10000);
+  const del = await server.api('DELETE', `/v1/sessions/${res.body.id}`);
+  t.equal(del.status, 200);
+  const pkts = sink.packets.slice(0, 80);
+  const ext = extendSeq(pkts.map((p) => p.seq));
+  t.ok(ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1), 'sequence numbers continue across loops');
+  const steps = pkts.slice(1).map((p, i) => (p.ts - pkts[i]!.ts) >>> 0);
+  t.same([...new Set(steps)], [160], 'timestamps advance by 160 everywhere, including the loop points');
+  t.ok(pkts.every((p) => p.payload.length === 160), '20 ms G.711 packets');
+  // Loop n replays the same bytes.
+  t.ok(pkts[25]!.payload.equals(pkts[0]!.payload) && pkts[50]!.payload.equals(pkts[0]!.payload), 'each loop replays the media');
+  t.ok(del.body.tracks[0].stats.packets >= 80);
+});
+
+t.test('paused at creation sends nothing until resumed; pause holds the position', async (t) => {
+  const sink = await RtpSink.open();
+  t.teardown(() => sink.close());
+  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } });
+  t.equal(res.status, 201);
+  t.equal(res.body.state, 'paused');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(sink.packets.length, 0, 'no packets while paused');
+  const play = await server.api('PATCH', `/v1/sessions/${res.body.id}`, { state: 'playing' });
+  t.equal(play.status, 200);
+  t.equal(play.body.state, 'playing');
+  await sink.waitFor(10);
+  const pause = await server.api('PATCH', `/v1/sessions/${res.body.id}`, { state: 'paused' });
+  t.equal(pause.body.state, 'paused');
+  const n = sink.packets.length;
+  const pos = pause.body.positionMs;
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(sink.packets.length <= n + 1, 'nothing more while paused');
+  const again = await server.api('GET', `/v1/sessions/${res.body.id}`);
+  t.equal(again.body.positionMs, pos, 'position holds while paused');
+  await server.api('PATCH', `/v1/sessions/${res.body.id}`, { state: 'playing' });
+  await sink.waitFor(n + 10);
+  const ext = extendSeq(sink.packets.map((p) => p.seq));
+  t.ok(ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1), 'sequence numbers continue after the pause');
+  const gap = (sink.packets[n]!.ts - sink.packets[n - 1]!.ts) >>> 0;
+  t.ok(gap >= 300 * 16, `timestamps jump forward by the pause (${gap} ticks)`);
+  await server.api('DELETE', `/v1/sessions/${res.body.id}`);
+});
+
+t.test('receiver reports from the client show up in the session stats', async (t) => {
+  const sink = await RtpSink.open();
+  t.teardown(() => sink.close());
+  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', loop: true, destination: { host: '127.0.0.1', port: sink.port } });
+  const track = res.body.tracks[0];
+  // Wait for a sender report so the receiver can echo its LSR.
+  const deadline = Date.now() + 5000;
+  let sr: InstanceType<typeof packets.SenderReportPacket> | undefined;
+  let srAt = 0;
+  while (Date.now() < deadline && sr === undefined) {
+    for (const p of sink.rtcpPackets) {
+      const found = parseRtcp(p.msg).find((x) => x instanceof packets.SenderReportPacket);
+      if (found) {
+        sr = found as InstanceType<typeof packets.SenderReportPacket>;
+        srAt = p.at;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.ok(sr, 'got a sender report');
+  const held = 40; // ms between SR arrival and our RR, reported as DLSR
+  await new Promise((r) => setTimeout(r, Math.max(0, srAt + held - performance.now())));
+  const rr = new packets.ReceiverReportPacket();
+  rr.setSsrc(0x12345678);
+  const block = new packets.ReceptionReport();
+  block.setSsrc(track.ssrc);
+  block.setFractionLost(64); // 25 %
+  block.setTotalLost(17);
+  block.setHighestSeqNumber(sink.packets[sink.packets.length - 1]!.seq);
+  block.setJitter(160); // 10 ms at 16 kHz
+  const lsr = (((sr!.getNtpSeconds() & 0xffff) << 16) | (sr!.getNtpFraction() >>> 16)) >>> 0;
+  block.setLastSRTimestamp(lsr);
+  block.setDelaySinceLastSR(Math.round(((performance.now() - srAt) / 1000) * 65536));
+  rr.addReport(block);
+  const buf = new ArrayBuffer(rr.getByteLength());
+  rr.serialize(buf, 0);
+  await sink.sendRtcp(new Uint8Array(buf), track.sourcePort + 1);
+  let stats: any;
+  for (let i = 0; i < 50; i++) {
+    stats = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
+    if (stats.rtcp !== null) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.ok(stats.rtcp, 'receiver report parsed');
+  t.equal(stats.rtcp.fractionLost, 0.25);
+  t.equal(stats.rtcp.totalLost, 17);
+  t.equal(stats.rtcp.jitter, 160);
+  t.equal(stats.rtcp.jitterMs, 10);
+  t.ok(stats.rtcp.rttMs !== null && stats.rtcp.rttMs >= 0 && stats.rtcp.rttMs < 50, `RTT computed on loopback (${stats.rtcp.rttMs} ms)`);
+  t.equal(stats.receiverReports, 1);
+  await server.api('DELETE', `/v1/sessions/${res.body.id}`);
+});

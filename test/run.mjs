@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// `npm test`: runs every test with tap, then prints the closing line CI reads:
+// "N passed, N failed, N skipped" — counted from the top-level tests of each
+// file's TAP output (.tap/test-results). Extra arguments go to tap.
+import { spawn } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const results = path.join(root, '.tap', 'test-results');
+await rm(results, { recursive: true, force: true });
+
+const tapBin = path.join(root, 'node_modules', '.bin', 'tap');
+const code = await new Promise((resolve) => {
+  const child = spawn(tapBin, process.argv.slice(2), { cwd: root, stdio: 'inherit' });
+  child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+});
+
+async function files(dir) {
+  const out = [];
+  let entries = [];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await files(p)));
+    else if (e.name.endsWith('.tap')) out.push(p);
+  }
+  return out;
+}
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const failures = [];
+for (const file of await files(results)) {
+  const text = await readFile(file, 'utf8');
+  let seen = 0;
+  for (const line of text.split('\n')) {
+    const m = /^(not ok|ok) \d+(?: - (.*?))?(?: # (SKIP|TODO)\b.*)?$/i.exec(line);
+    if (m === null) {
+      if (/^Bail out!/.test(line)) {
+        failed++;
+        failures.push(`${path.relative(results, file)}: bailed out`);
+      }
+      continue;
+    }
+    seen++;
+    if (m[3] !== undefined && /skip/i.test(m[3])) skipped++;
+    else if (m[1] === 'ok' || (m[3] !== undefined && /todo/i.test(m[3]))) passed++;
+    else {
+      failed++;
+      failures.push(`${path.relative(results, file)}: ${m[2] ?? ''}`);
+    }
+  }
+  if (seen === 0) {
+    failed++;
+    failures.push(`${path.relative(results, file)}: no test results (crashed?)`);
+  }
+}
+if (code !== 0 && failed === 0) {
+  failed++;
+  failures.push(`tap exited with code ${code}`);
+}
+for (const f of failures) console.log(`FAILED ${f}`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(code !== 0 ? code : failed > 0 ? 1 : 0);
