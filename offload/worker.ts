@@ -83,8 +83,7 @@ function addTotals(stats: SessionStats): void {
 
 let peerReq = 0;
 const peerWaiting = new Map<number, (m: PeerMessage & { kind: 'cache.entry' }) => void>();
-init.peers.forEach((peer) => {
-  if (peer === null) return;
+function attachPeer(peer: MessagePort): void {
   peer.on('message', (m: PeerMessage) => {
     if (m.kind === 'cache.get') {
       const e = cache.get(m.key);
@@ -94,6 +93,9 @@ init.peers.forEach((peer) => {
       peerWaiting.delete(m.id);
     }
   });
+}
+init.peers.forEach((peer) => {
+  if (peer !== null) attachPeer(peer);
 });
 
 async function entryFor(key: string, owner: number): Promise<MediaPackets> {
@@ -218,7 +220,14 @@ function errorBody(err: unknown): ErrorBody {
   return { code: 'OFFCAST_OFFLOAD_ERROR', message: e?.message ?? String(err), statusCode: 500 };
 }
 
-port.on('message', (msg: RequestMessage) => {
+port.on('message', (msg: RequestMessage | { kind: 'peer'; index: number; port: MessagePort }) => {
+  if (msg.kind === 'peer') {
+    // A restarted worker: talk to it over a fresh port.
+    init.peers[msg.index]?.close();
+    init.peers[msg.index] = msg.port;
+    attachPeer(msg.port);
+    return;
+  }
   if (msg.kind !== 'request') return;
   const handler = handlers[msg.method] as Handler<Method> | undefined;
   if (handler === undefined) {

@@ -113,6 +113,7 @@ export function createMetrics(deps: MetricsDeps): { registry: client.Registry; r
   counter('offcast_channel_payload_bytes_total', 'Binary bytes that crossed the control/offload channel (0 for media)', () => deps.offload.payloadBytes);
   counter('offcast_channel_messages_total', 'Messages on the control/offload channel', () => deps.offload.messages);
   gauge('offcast_offload_workers', 'Offload worker threads', () => deps.offload.size);
+  counter('offcast_offload_worker_restarts_total', 'Offload workers restarted after a crash', () => deps.offload.restarts);
 
   const lateness = new MergedHistogram('offcast_send_lateness_seconds', 'Lateness of each RTP send against its schedule');
   const lag = new MergedHistogram('offcast_scheduler_lag_seconds', 'How late the timing wheel ran its ticks');

@@ -45,6 +45,8 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
   /** Binary bytes that crossed the channel (both directions). Stays 0 for media. */
   payloadBytes = 0;
   messages = 0;
+  /** Workers restarted after a crash. */
+  restarts = 0;
   /** Sessions per worker, for placing new ones. */
   readonly load: number[] = [];
 
@@ -114,13 +116,29 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
 
   private onExit(index: number, err: Error): void {
     this.workers[index] = null;
+    this.load[index] = 0;
     for (const [id, p] of this.pending) {
       if (p.worker !== index) continue;
       clearTimeout(p.timer);
       this.pending.delete(id);
       p.reject(new OffloadError('OFFCAST_OFFLOAD_DOWN', 'the offload worker stopped', 503));
     }
-    if (!this.closed) this.emit('worker.exit', index, err);
+    if (this.closed) return;
+    this.emit('worker.exit', index, err);
+    this.respawn(index);
+  }
+
+  /** A worker that died is replaced, with fresh ports to its peers; its sessions are gone (reported failed). */
+  private respawn(index: number): void {
+    this.restarts++;
+    const peers: (MessagePort | null)[] = new Array<MessagePort | null>(this.opts.workers).fill(null);
+    this.workers.forEach((w, i) => {
+      if (i === index || w === null) return;
+      const ch = new MessageChannel();
+      peers[i] = ch.port1;
+      w.postMessage({ kind: 'peer', index, port: ch.port2 }, [ch.port2]);
+    });
+    this.spawn(index, peers).catch((e: Error) => this.emit('worker.exit', index, e));
   }
 
   request<M extends Method>(worker: number, method: M, params: Requests[M]['params'], timeoutMs?: number): Promise<Requests[M]['result']> {
