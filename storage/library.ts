@@ -6,6 +6,8 @@
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CorruptMediaError, UnsupportedMediaError } from './errors.js';
+import { openAnnexB } from './h264/annexb.js';
+import { openMp4 } from './mp4.js';
 import { openOggOpus } from './ogg.js';
 import type { MediaFormat, MediaReader, Probe } from './types.js';
 import { openWav } from './wav.js';
@@ -108,9 +110,11 @@ export type OpenReader = (path: string, opts?: OpenOptions) => Promise<MediaRead
 const readers = new Map<MediaFormat, OpenReader>([
   ['wav', (p) => openWav(p)],
   ['ogg', (p) => openOggOpus(p)],
+  ['h264', (p, o) => openAnnexB(p, o?.frameRate === undefined ? {} : { frameRate: o.frameRate })],
+  ['mp4', (p) => openMp4(p)],
 ]);
 
-/** Sets the reader for a format (h264 and mp4 are registered by their modules' owner). */
+/** Sets (or replaces) the reader for a format; recordings register theirs from the offload. */
 export function registerReader(format: MediaFormat, openReader: OpenReader): void {
   readers.set(format, openReader);
 }
