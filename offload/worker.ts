@@ -56,6 +56,7 @@ function notify<E extends Event>(event: E, data: Notifications[E]): void {
 const hooks = {
   wheel,
   bindHost: init.bindHost,
+  rtcpIntervalMs: init.rtcpIntervalMs,
   onSent(lateMs: number, bytes: number): void {
     lateness.observe(lateMs < 0 ? 0 : lateMs);
     totals.packets++;

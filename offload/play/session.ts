@@ -32,6 +32,7 @@ export interface PlayHooks {
   onSent(lateMs: number, bytes: number): void;
   onEnded(session: PlaySession, reason: 'completed' | 'failed', error?: string): void;
   bindHost: string;
+  rtcpIntervalMs: number;
 }
 
 export class PlayTrack implements WheelItem {
@@ -159,6 +160,9 @@ export class PlayTrack implements WheelItem {
     // The kernel took the previous packet synchronously unless the socket queued it;
     // only then may our buffer be rewritten.
     if (this.rtp.getSendQueueCount() > 0) return false;
+    // A sender report ahead of the first packet lets receivers line tracks up from the start
+    // (ffmpeg times packets that arrive before any SR differently from those after).
+    if (this.stats.srSent === 0) this.sendReport(performance.now(), false);
     const len = p.len[i]!;
     const ts = (this.params.tsBase + this.rtpEpoch + this.loops * this.loopTicks + p.ts[i]!) >>> 0;
     patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
@@ -285,7 +289,11 @@ export class PlaySession {
     for (const t of this.tracks) t.rtpEpoch += Math.round((pausedFor * t.clockRate) / 1000);
     this.zeroWall = now - this.pausedPos / this.speed;
     this.state = 'playing';
-    for (const t of this.tracks) t.nextSrAt = now + 500;
+    for (const t of this.tracks) {
+      t.nextSrAt = now + this.hooks.rtcpIntervalMs * (0.5 + Math.random());
+      // Every track announces its NTP/RTP mapping before its first packet.
+      if (t.stats.srSent === 0) t.sendReport(now, false);
+    }
     this.startTracks(now);
   }
 
