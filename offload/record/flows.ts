@@ -1,0 +1,350 @@
+/**
+ * The flow table of one record track, and the control plane's decision on a
+ * new flow. A flow is (source address, source port, SSRC).
+ *
+ * Rules (`FlowTable.lookup`, in this order):
+ * 1. The latched flow: FAST. Three field compares, no strings built.
+ * 2. Any other flow while one is latched: DENIED at once, without asking the
+ *    control plane. Once a sender is latched, a packet from another port,
+ *    address or SSRC is a spoof or "RTP bleed" attempt and never takes over;
+ *    a sender that really restarts elsewhere gets in after the latch is
+ *    released (idle timeout: `releaseLatch()`).
+ * 3. A flow the control plane rejected (bounded LRU deny set, 64 flows by
+ *    default): DENIED, no new query.
+ * 4. A flow whose query is out: PENDING, and the caller holds the packet,
+ *    unless `maxPending` packets are already held for this track: PENDING_FULL
+ *    (dropped).
+ * 5. Otherwise a new flow. If `maxPendingFlows` queries are out, or
+ *    `maxQueriesPerSecond` were sent in the current second, or no packet can
+ *    be held: RATE_LIMITED (dropped). Else NEW: the caller sends the header to
+ *    the control plane, calls `markPending()` and holds the packet.
+ * The control plane answers with `install()` (latch) or `reject()` (deny);
+ * the caller then releases or drops what it held and calls `releaseHeld()`.
+ * A query unanswered for `pendingTimeoutMs` is forgotten (the next packet of
+ * that flow asks again, subject to the same limits).
+ *
+ * `decideFlow()` is what the control plane runs on a query: pure header and
+ * address logic, no imports, so the control plane can import this module.
+ */
+
+/** Result of `FlowTable.lookup()`. */
+export const FlowResult = {
+  Fast: 0,
+  Pending: 1,
+  New: 2,
+  Denied: 3,
+  RateLimited: 4,
+  PendingFull: 5,
+} as const;
+export type FlowResult = (typeof FlowResult)[keyof typeof FlowResult];
+
+export const FLOW_RESULT_NAMES: readonly string[] = ['fast', 'pending', 'new', 'denied', 'rate-limited', 'pending-full'];
+
+export interface FlowTableOptions {
+  /** Packets held per track while queries are out. Default 64. */
+  maxPending?: number;
+  /** Queries out at once per track. Default 4. */
+  maxPendingFlows?: number;
+  /** Queries started per second per track. Default 20. */
+  maxQueriesPerSecond?: number;
+  /** Rejected flows remembered per track (least recently seen forgotten first). Default 64. */
+  maxDenied?: number;
+  /** How long a query may stay unanswered, ms. Default 2000. */
+  pendingTimeoutMs?: number;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  return value;
+}
+
+export class FlowTable {
+  readonly maxPending: number;
+  readonly maxPendingFlows: number;
+  readonly maxQueriesPerSecond: number;
+  readonly maxDenied: number;
+  readonly pendingTimeoutMs: number;
+
+  /** The latched flow (address null when none). */
+  latchedAddress: string | null = null;
+  latchedPort = 0;
+  latchedSsrc = 0;
+
+  /** Packets the caller holds for pending flows (its count, kept here). */
+  held = 0;
+
+  /** Counters, one per `lookup()` outcome, plus spoofs (other flows while latched, included in `denied`). */
+  fast = 0;
+  pending = 0;
+  queries = 0;
+  denied = 0;
+  spoofed = 0;
+  rateLimited = 0;
+  pendingFull = 0;
+
+  private readonly pendingAddress: (string | null)[];
+  private readonly pendingPort: Int32Array;
+  private readonly pendingSsrc: Float64Array;
+  private readonly pendingSince: Float64Array;
+  private pendingFlows = 0;
+
+  private readonly deniedAddress: (string | null)[];
+  private readonly deniedPort: Int32Array;
+  private readonly deniedSsrc: Float64Array;
+  /** Last use, for LRU eviction (a counter, not a time). */
+  private readonly deniedUse: Float64Array;
+  private deniedCount = 0;
+  private useClock = 0;
+
+  private windowStart = -Infinity;
+  private windowQueries = 0;
+
+  constructor(options: FlowTableOptions = {}) {
+    this.maxPending = positiveInteger('maxPending', options.maxPending ?? 64);
+    this.maxPendingFlows = positiveInteger('maxPendingFlows', options.maxPendingFlows ?? 4);
+    this.maxQueriesPerSecond = positiveInteger('maxQueriesPerSecond', options.maxQueriesPerSecond ?? 20);
+    this.maxDenied = positiveInteger('maxDenied', options.maxDenied ?? 64);
+    this.pendingTimeoutMs = positiveInteger('pendingTimeoutMs', options.pendingTimeoutMs ?? 2000);
+    this.pendingAddress = new Array<string | null>(this.maxPendingFlows).fill(null);
+    this.pendingPort = new Int32Array(this.maxPendingFlows);
+    this.pendingSsrc = new Float64Array(this.maxPendingFlows);
+    this.pendingSince = new Float64Array(this.maxPendingFlows);
+    this.deniedAddress = new Array<string | null>(this.maxDenied).fill(null);
+    this.deniedPort = new Int32Array(this.maxDenied);
+    this.deniedSsrc = new Float64Array(this.maxDenied);
+    this.deniedUse = new Float64Array(this.maxDenied);
+  }
+
+  get latched(): boolean {
+    return this.latchedAddress !== null;
+  }
+
+  /** Queries out now. */
+  get pendingFlowCount(): number {
+    return this.pendingFlows;
+  }
+
+  /** Where a packet of this flow goes; returns a `FlowResult`. `nowMs`: any monotonic ms clock. */
+  lookup(address: string, port: number, ssrc: number, nowMs: number): number {
+    const latched = this.latchedAddress;
+    if (latched !== null) {
+      if (this.latchedSsrc === ssrc && this.latchedPort === port && latched === address) {
+        this.fast++;
+        return FlowResult.Fast;
+      }
+      this.spoofed++;
+      this.denied++;
+      return FlowResult.Denied;
+    }
+    const denied = this.findDenied(address, port, ssrc);
+    if (denied >= 0) {
+      this.deniedUse[denied] = ++this.useClock;
+      this.denied++;
+      return FlowResult.Denied;
+    }
+    this.expirePending(nowMs);
+    if (this.findPending(address, port, ssrc) >= 0) {
+      if (this.held >= this.maxPending) {
+        this.pendingFull++;
+        return FlowResult.PendingFull;
+      }
+      this.held++;
+      this.pending++;
+      return FlowResult.Pending;
+    }
+    if (nowMs - this.windowStart >= 1000) {
+      this.windowStart = nowMs;
+      this.windowQueries = 0;
+    }
+    if (this.pendingFlows >= this.maxPendingFlows || this.windowQueries >= this.maxQueriesPerSecond || this.held >= this.maxPending) {
+      this.rateLimited++;
+      return FlowResult.RateLimited;
+    }
+    return FlowResult.New;
+  }
+
+  /**
+   * Records the query the caller sent after NEW, and the packet it holds.
+   * Returns false (and records nothing) when no query slot is free: the
+   * caller should have got NEW from `lookup()` just before.
+   */
+  markPending(address: string, port: number, ssrc: number, nowMs: number): boolean {
+    if (this.findPending(address, port, ssrc) >= 0) return true;
+    if (this.pendingFlows >= this.maxPendingFlows) return false;
+    for (let i = 0; i < this.maxPendingFlows; i++) {
+      if (this.pendingAddress[i] !== null) continue;
+      this.pendingAddress[i] = address;
+      this.pendingPort[i] = port;
+      this.pendingSsrc[i] = ssrc;
+      this.pendingSince[i] = nowMs;
+      this.pendingFlows++;
+      break;
+    }
+    if (nowMs - this.windowStart >= 1000) {
+      this.windowStart = nowMs;
+      this.windowQueries = 0;
+    }
+    this.windowQueries++;
+    this.queries++;
+    this.held++;
+    return true;
+  }
+
+  /** True while a query for this flow is out. */
+  isPending(address: string, port: number, ssrc: number): boolean {
+    return this.findPending(address, port, ssrc) >= 0;
+  }
+
+  /**
+   * The control plane accepted the flow: latch it. Returns false, and denies
+   * the flow instead, when another flow latched in the meantime (two queries
+   * accepted at once: the first answer wins).
+   */
+  install(address: string, port: number, ssrc: number): boolean {
+    this.removePending(address, port, ssrc);
+    if (this.latchedAddress !== null) {
+      if (this.latchedAddress === address && this.latchedPort === port && this.latchedSsrc === ssrc) return true;
+      this.addDenied(address, port, ssrc);
+      return false;
+    }
+    this.latchedAddress = address;
+    this.latchedPort = port;
+    this.latchedSsrc = ssrc;
+    return true;
+  }
+
+  /** The control plane refused the flow: remember it, so it is denied without asking again. */
+  reject(address: string, port: number, ssrc: number): void {
+    this.removePending(address, port, ssrc);
+    this.addDenied(address, port, ssrc);
+  }
+
+  /**
+   * Unlatches (the sender went idle). The deny set is cleared too: flows
+   * denied only because another one was latched may be legitimate now, and
+   * the control plane decides again (within the rate limits).
+   */
+  releaseLatch(): void {
+    this.latchedAddress = null;
+    this.deniedAddress.fill(null);
+    this.deniedCount = 0;
+  }
+
+  /** The caller released or dropped `count` held packets. */
+  releaseHeld(count: number): void {
+    this.held = count >= this.held ? 0 : this.held - count;
+  }
+
+  /** Forgets queries older than `pendingTimeoutMs`; returns how many. */
+  expirePending(nowMs: number): number {
+    if (this.pendingFlows === 0) return 0;
+    let expired = 0;
+    for (let i = 0; i < this.maxPendingFlows; i++) {
+      if (this.pendingAddress[i] !== null && nowMs - this.pendingSince[i]! >= this.pendingTimeoutMs) {
+        this.pendingAddress[i] = null;
+        this.pendingFlows--;
+        expired++;
+      }
+    }
+    return expired;
+  }
+
+  private findPending(address: string, port: number, ssrc: number): number {
+    if (this.pendingFlows === 0) return -1;
+    for (let i = 0; i < this.maxPendingFlows; i++) {
+      if (this.pendingSsrc[i] === ssrc && this.pendingPort[i] === port && this.pendingAddress[i] === address) return i;
+    }
+    return -1;
+  }
+
+  private removePending(address: string, port: number, ssrc: number): void {
+    const i = this.findPending(address, port, ssrc);
+    if (i < 0) return;
+    this.pendingAddress[i] = null;
+    this.pendingFlows--;
+  }
+
+  private findDenied(address: string, port: number, ssrc: number): number {
+    if (this.deniedCount === 0) return -1;
+    for (let i = 0; i < this.maxDenied; i++) {
+      if (this.deniedSsrc[i] === ssrc && this.deniedPort[i] === port && this.deniedAddress[i] === address) return i;
+    }
+    return -1;
+  }
+
+  private addDenied(address: string, port: number, ssrc: number): void {
+    let slot = this.findDenied(address, port, ssrc);
+    if (slot < 0) {
+      // A free slot, else the least recently seen flow.
+      let leastUse = Infinity;
+      for (let i = 0; i < this.maxDenied; i++) {
+        if (this.deniedAddress[i] === null) {
+          slot = i;
+          break;
+        }
+        if (this.deniedUse[i]! < leastUse) {
+          leastUse = this.deniedUse[i]!;
+          slot = i;
+        }
+      }
+      if (this.deniedAddress[slot] === null) this.deniedCount++;
+      this.deniedAddress[slot] = address;
+      this.deniedPort[slot] = port;
+      this.deniedSsrc[slot] = ssrc;
+    }
+    this.deniedUse[slot] = ++this.useClock;
+  }
+}
+
+/** What the control plane knows when a record track's offload asks about a new flow. */
+export interface FlowQuery {
+  /** The recording's source policy (allow list, auth) admits this address. */
+  sourceAllowed: boolean;
+  /** The sender the recording was set up for, if it named one. */
+  expectedSource?: { host: string; port?: number };
+  address: string;
+  port: number;
+  ssrc: number;
+  payloadType: number;
+  negotiatedPayloadTypes: readonly number[];
+  /** The offload's header validation passed (`validateRtp`). */
+  headerValid: boolean;
+  latched: { address: string; port: number; ssrc: number } | null;
+}
+
+export type FlowDecisionReason = 'ok' | 'source-not-allowed' | 'source-mismatch' | 'header' | 'payload-type' | 'latched-by-another-flow';
+
+export interface FlowDecision {
+  accept: boolean;
+  reason: FlowDecisionReason;
+}
+
+/** '::ffff:10.0.0.1' and '10.0.0.1' are one sender (dual-stack sockets report the former). */
+function normalizeAddress(address: string): string {
+  const lower = address.toLowerCase();
+  return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower;
+}
+
+/**
+ * The control plane's decision on a slow-path query, checks in this order:
+ * source policy, expected sender (host, and port when given), header
+ * validity, negotiated payload type, and no other flow latched. The expected
+ * host must be an address: resolve names before calling.
+ */
+export function decideFlow(query: FlowQuery): FlowDecision {
+  if (!query.sourceAllowed) return { accept: false, reason: 'source-not-allowed' };
+  const address = normalizeAddress(query.address);
+  const expected = query.expectedSource;
+  if (expected !== undefined) {
+    if (normalizeAddress(expected.host) !== address) return { accept: false, reason: 'source-mismatch' };
+    if (expected.port !== undefined && expected.port !== query.port) return { accept: false, reason: 'source-mismatch' };
+  }
+  if (!query.headerValid) return { accept: false, reason: 'header' };
+  if (!query.negotiatedPayloadTypes.includes(query.payloadType)) return { accept: false, reason: 'payload-type' };
+  const latched = query.latched;
+  if (latched !== null) {
+    const same = normalizeAddress(latched.address) === address && latched.port === query.port && latched.ssrc >>> 0 === query.ssrc >>> 0;
+    if (!same) return { accept: false, reason: 'latched-by-another-flow' };
+  }
+  return { accept: true, reason: 'ok' };
+}
