@@ -7,7 +7,7 @@ import { packets } from 'rtp.js';
 import type { ReceiverReportStats } from '../channel.js';
 import { ntpMiddle, ntpTime } from '../rtp.js';
 
-const { CompoundPacket, SenderReportPacket, ByePacket, SdesPacket, SdesChunk, ReceiverReportPacket, isRtcp } = packets;
+const { CompoundPacket, SenderReportPacket, ByePacket, SdesPacket, SdesChunk } = packets;
 
 export interface SenderInfo {
   ssrc: number;
@@ -70,45 +70,52 @@ export function buildBye(info: SenderInfo, nowMs: number, reason?: string): Buff
 
 /**
  * The report block about `ssrc` in a compound RTCP packet from a receiver (in an
- * RR, or an SR if the client also sends), or null. Not-RTCP input returns null.
+ * RR, or an SR if the client also sends), or null; anything that isn't
+ * well-formed RTCP returns null. Report blocks are read from the bytes: rtp.js
+ * 0.15 keeps only 12 bits of the 24-bit cumulative loss.
  */
 export function readReceptionReport(msg: Uint8Array, ssrc: number, clockRate: number, nowMs: number): ReceiverReportStats | null {
   const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
-  if (!isRtcp(view)) return null;
-  let compound: InstanceType<typeof CompoundPacket>;
-  try {
-    compound = new CompoundPacket(view);
-  } catch {
-    return null;
-  }
-  for (const p of compound.getPackets()) {
-    let reports: ReturnType<InstanceType<typeof ReceiverReportPacket>['getReports']> = [];
-    if (p instanceof ReceiverReportPacket || p instanceof SenderReportPacket) reports = p.getReports();
-    for (const r of reports) {
-      if (r.getSsrc() >>> 0 !== ssrc >>> 0) continue;
-      const lsr = r.getLastSRTimestamp() >>> 0;
-      const dlsr = r.getDelaySinceLastSR() >>> 0;
-      let rttMs: number | null = null;
-      if (lsr !== 0) {
-        // RFC 3550 6.4.1: A - LSR - DLSR, in 1/65536 s.
-        const rtt = (ntpMiddle(nowMs) - lsr - dlsr) >>> 0;
-        // A wrapped (negative) value means clocks or reports disagree; don't report nonsense.
-        if (rtt < 0x80000000) rttMs = (rtt / 65536) * 1000;
+  let off = 0;
+  while (off + 8 <= msg.length) {
+    const b0 = msg[off]!;
+    if (b0 >> 6 !== 2) return null;
+    const count = b0 & 0x1f;
+    const pt = msg[off + 1]!;
+    const len = (view.getUint16(off + 2) + 1) * 4;
+    if (off + len > msg.length) return null;
+    // SR (200): 8 + 20 bytes of sender info before the blocks; RR (201): 8.
+    const blocksAt = pt === 200 ? off + 28 : pt === 201 ? off + 8 : -1;
+    if (blocksAt >= 0) {
+      for (let k = 0; k < count; k++) {
+        const b = blocksAt + 24 * k;
+        if (b + 24 > off + len) return null;
+        if (view.getUint32(b) !== ssrc >>> 0) continue;
+        const lsr = view.getUint32(b + 16);
+        const dlsr = view.getUint32(b + 20);
+        let rttMs: number | null = null;
+        if (lsr !== 0) {
+          // RFC 3550 6.4.1: A - LSR - DLSR, in 1/65536 s.
+          const rtt = (ntpMiddle(nowMs) - lsr - dlsr) >>> 0;
+          // A wrapped (negative) value means clocks or reports disagree: report none.
+          if (rtt < 0x80000000) rttMs = (rtt / 65536) * 1000;
+        }
+        const jitter = view.getUint32(b + 12);
+        // The 24-bit cumulative loss is signed (duplicates can make it negative).
+        let totalLost = (msg[b + 5]! << 16) | (msg[b + 6]! << 8) | msg[b + 7]!;
+        if (totalLost & 0x800000) totalLost -= 0x1000000;
+        return {
+          fractionLost: msg[b + 4]! / 256,
+          totalLost,
+          jitter,
+          jitterMs: (jitter / clockRate) * 1000,
+          rttMs,
+          highestSeq: view.getUint32(b + 8),
+          receivedAt: Date.now(),
+        };
       }
-      const jitter = r.getJitter() >>> 0;
-      // The 24-bit cumulative loss is signed (duplicates can make it negative).
-      let totalLost = r.getTotalLost();
-      if (totalLost > 0x7fffff) totalLost -= 0x1000000;
-      return {
-        fractionLost: r.getFractionLost() / 256,
-        totalLost,
-        jitter,
-        jitterMs: (jitter / clockRate) * 1000,
-        rttMs,
-        highestSeq: r.getHighestSeqNumber() >>> 0,
-        receivedAt: Date.now(),
-      };
     }
+    off += len;
   }
   return null;
 }
