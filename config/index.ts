@@ -63,7 +63,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (raw !== undefined) values.set(key, checkValue(key, parseEnv(key, raw), 'env'));
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {
-    if (!(key in SCHEMA)) throw new ConfigError(key, 'unknown key');
+    if (!Object.hasOwn(SCHEMA, key)) throw new ConfigError(key, 'unknown key');
     values.set(key, checkValue(key, value, 'override'));
   }
   checkRelations(values);
@@ -99,11 +99,12 @@ function readConfigFile(file: string): Record<string, unknown> {
     throw new ConfigError('--config', `${file} is not valid JSON: ${(err as Error).message}`);
   }
   if (!isPlainObject(doc)) throw new ConfigError('--config', `${file} must hold a JSON object`);
-  const flat: Record<string, unknown> = {};
+  // No prototype: a "__proto__" key must be an own key like any other.
+  const flat: Record<string, unknown> = Object.create(null);
   const walk = (obj: Record<string, unknown>, prefix: string): void => {
     for (const [k, v] of Object.entries(obj)) {
       const path = prefix === '' ? k : `${prefix}.${k}`;
-      if (path in SCHEMA) flat[path] = v;
+      if (Object.hasOwn(SCHEMA, path)) flat[path] = v;
       else if (isPlainObject(v) && Object.keys(SCHEMA).some((key) => key.startsWith(path + '.'))) walk(v, path);
       else throw new ConfigError(path, `unknown key in ${file}`);
     }

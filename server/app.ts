@@ -4,7 +4,9 @@
  * manager. `buildServer` wires them from one config; `close()` tears down in
  * order (sessions, HTTP, workers).
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import client from 'prom-client';
+import { mkdir } from 'node:fs/promises';
 import type { Config } from '../config/index.js';
 import { OffloadError } from '../offload/channel.js';
 import { MediaError } from '../storage/errors.js';
@@ -18,9 +20,13 @@ import { PortAllocator } from './ports.js';
 import { mediaRoutes } from './routes/media.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { SessionManager } from './sessions.js';
+import { RecordingManager } from './recordings.js';
+import { recordingRoutes } from './routes/recordings.js';
 
 export interface Server {
   app: FastifyInstance;
+  recordings: RecordingManager;
+  recovered: { name: string }[];
   config: Config;
   offload: OffloadClient;
   cache: CacheDirectory;
@@ -39,7 +45,21 @@ export interface BuildOptions {
 
 export async function buildServer(config: Config, opts: BuildOptions = {}): Promise<Server> {
   const logger = opts.logger ?? (config.log.level === 'silent' ? false : { level: config.log.level });
-  const app = Fastify({ logger, bodyLimit: 1024 * 1024, disableRequestLogging: false });
+  const app = Fastify({
+    logger,
+    bodyLimit: 1024 * 1024,
+    // close() ends keep-alive connections too, so shutdown never waits for idle clients.
+    forceCloseConnections: true,
+    // Media names may have 128 characters (ids 200): the router must not cut them at its default 100.
+    routerOptions: { maxParamLength: 1024 },
+    // Unknown fields are errors, not silently dropped (Fastify's default removeAdditional: true).
+    ajv: { customOptions: { removeAdditional: false } },
+    // Router-level failures (bad percent-escapes, over-long params) in our error shape.
+    frameworkErrors: (err, _req, reply) => {
+      const status: number = err.statusCode ?? 400;
+      void (reply as FastifyReply).code(status).send({ statusCode: status, code: `OFFCAST_${err.code.replace(/^FST_ERR_/, '')}`, message: err.message });
+    },
+  });
 
   const offload = new OffloadClient({
     workers: config.offload.workers,
@@ -51,14 +71,24 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   await catalog.init();
   const cache = new CacheDirectory(offload, config.cache.maxBytes);
   const ports = new PortAllocator(config.rtp.portMin, config.rtp.portMax);
-  const sessions = new SessionManager(config, offload, cache, catalog, ports);
+  const recordings = new RecordingManager(config, offload, ports);
+  const sessions = new SessionManager(config, offload, cache, catalog, ports, recordings);
+  catalog.recordingsRoot = recordings.root;
+  await mkdir(recordings.root, { recursive: true });
+  // Recordings a crash left unfinished are finalized before anything is served.
+  const recovery = await recordings.recover();
+  for (const r of recovery.recovered) app.log.warn({ recording: r.name, durationMs: r.durationMs }, 'recovered an unfinished recording');
+  for (const e of recovery.errors) app.log.error({ recording: e.name, error: e.error }, 'could not recover a recording');
   offload.on('worker.exit', (worker, err) => app.log.error({ worker, err: err.message }, 'offload worker stopped'));
 
   const token = config.api.token;
   if (token !== undefined) {
-    app.addHook('onRequest', async (req) => {
+    app.addHook('onRequest', async (req, reply) => {
       if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
-      if (!tokenMatches(req.headers.authorization, token)) throw unauthorized();
+      if (!tokenMatches(req.headers.authorization, token)) {
+        reply.header('www-authenticate', 'Bearer realm="offcast"');
+        throw unauthorized();
+      }
     });
   }
 
@@ -67,7 +97,9 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     if (err instanceof HttpError || err instanceof MediaError || err instanceof OffloadError) {
       const status = err.statusCode;
       if (status >= 500) req.log.warn({ code: err.code, msg: err.message }, 'request failed');
-      return reply.code(status).send({ statusCode: status, code: err.code, message: err.message });
+      // Offload and storage 500s carry raw causes (paths, errno): keep them in the log only.
+      const message = status === 500 && !(err instanceof HttpError) ? 'internal server error' : err.message;
+      return reply.code(status).send({ statusCode: status, code: err.code, message });
     }
     if (e.validation !== undefined) {
       return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: err.message });
@@ -83,7 +115,23 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     reply.code(404).send({ statusCode: 404, code: 'OFFCAST_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` });
   });
 
-  const metrics = createMetrics({ offload, cache, sessions });
+  const metrics = createMetrics({
+    offload,
+    cache,
+    sessions,
+    extra(registry) {
+      new client.Counter({
+        name: 'offcast_record_flow_decisions_total',
+        help: 'Slow-path decisions on new flows of record sessions, by reason (ok = installed)',
+        labelNames: ['reason'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [reason, n] of Object.entries(recordings.decisions)) this.inc({ reason }, n);
+        },
+      });
+    },
+  });
   app.get('/healthz', async () => ({ status: 'ok', workers: offload.size }));
   app.get('/metrics', async (_req, reply) => {
     await metrics.refresh();
@@ -91,6 +139,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   });
   await app.register(mediaRoutes, { catalog, cache, uploadBytes: config.limits.uploadBytes });
   await app.register(sessionRoutes, { sessions });
+  await app.register(recordingRoutes, { recordings });
 
   let closed = false;
   return {
@@ -101,6 +150,8 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     catalog,
     sessions,
     ports,
+    recordings,
+    recovered: recovery.recovered,
     async close() {
       if (closed) return;
       closed = true;

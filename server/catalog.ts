@@ -4,14 +4,16 @@
  * file, are probed, and only then take the name — unusable files never land.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
-import { isValidMediaName, listMedia, probeMedia, resolveMediaPath } from '../storage/library.js';
+import { isValidMediaName, listMedia, probeMedia, resolveExistingMediaPath, resolveMediaPath } from '../storage/library.js';
 import { MediaError } from '../storage/errors.js';
 import type { Probe } from '../storage/types.js';
+import { MANIFEST, readManifest } from '../storage/recording/manifest.js';
+import { recordingProbe } from '../storage/recording/probe.js';
 import { HttpError, invalidName, mediaNotFound, tooLarge } from './errors.js';
 
 export interface MediaItem {
@@ -26,6 +28,8 @@ export interface MediaItem {
 
 export class Catalog {
   readonly root: string;
+  /** Finished recordings are media too (format 'recording'); set by the server. */
+  recordingsRoot: string | null = null;
   private readonly probes = new Map<string, { version: string; probe: Probe }>();
 
   constructor(root: string) {
@@ -40,18 +44,37 @@ export class Catalog {
     if (!isValidMediaName(name)) throw invalidName('media', name);
   }
 
-  async list(): Promise<{ name: string; bytes: number; mtimeMs: number }[]> {
-    return listMedia(this.root);
+  /** Media files, then finished recordings (which are media too). */
+  async list(): Promise<{ name: string; bytes: number; mtimeMs: number; recording?: boolean }[]> {
+    const files: { name: string; bytes: number; mtimeMs: number; recording?: boolean }[] = await listMedia(this.root);
+    if (this.recordingsRoot === null) return files;
+    const taken = new Set(files.map((f) => f.name));
+    let names: string[] = [];
+    try {
+      names = await readdir(this.recordingsRoot);
+    } catch {
+      return files;
+    }
+    for (const name of names.sort()) {
+      if (taken.has(name) || !isValidMediaName(name)) continue;
+      const item = await this.recording(name).catch(() => null);
+      if (item !== null) files.push({ name, bytes: item.bytes, mtimeMs: item.mtimeMs, recording: true });
+    }
+    return files;
   }
 
   /** The media item with its probe; 404 when missing, 415/422 when unusable. */
   async get(name: string, opts: { frameRate?: number } = {}): Promise<MediaItem> {
     this.checkName(name);
-    const file = resolveMediaPath(this.root, name);
+    let file: string;
     let st;
     try {
+      // The real path: a symlink leading out of the library is not media (as listMedia says).
+      file = await resolveExistingMediaPath(this.root, name);
       st = await stat(file);
     } catch {
+      const rec = await this.recording(name);
+      if (rec !== null) return rec;
       throw mediaNotFound(name);
     }
     if (!st.isFile()) throw mediaNotFound(name);
@@ -66,6 +89,25 @@ export class Catalog {
       if (this.probes.size > 10000) this.probes.delete(this.probes.keys().next().value!);
     }
     return { name, path: file, bytes: st.size, mtimeMs: st.mtimeMs, probe, version };
+  }
+
+  /** A finished recording as a media item (its probe from the manifest), or null. */
+  private async recording(name: string): Promise<MediaItem | null> {
+    if (this.recordingsRoot === null) return null;
+    const dir = resolveMediaPath(this.recordingsRoot, name);
+    let m;
+    try {
+      m = await readManifest(dir);
+    } catch {
+      return null;
+    }
+    if (m.state !== 'finished') return null;
+    const st = await stat(path.join(dir, MANIFEST));
+    let bytes = 0;
+    for (const t of m.tracks) bytes += await stat(path.join(dir, t.rtpdump)).then((s) => s.size, () => 0);
+    const probe = recordingProbe(m, bytes);
+    if (!probe.tracks.some((t) => t.supported)) return null;
+    return { name, path: dir, bytes, mtimeMs: st.mtimeMs, probe, version: `rec-${Math.floor(st.mtimeMs)}-${st.ino}` };
   }
 
   /**
@@ -86,7 +128,19 @@ export class Catalog {
       },
     });
     try {
-      await pipeline(body, counter, createWriteStream(temp, { flags: 'wx' }));
+      // The request stays out of the pipeline: destroying it on 413 would abort
+      // the socket before the answer goes out. Unpipe it and let it drain instead.
+      const written = pipeline(counter, createWriteStream(temp, { flags: 'wx' }));
+      const aborted = (): void => void counter.destroy(new HttpError(400, 'OFFCAST_UPLOAD_ABORTED', 'the upload ended before the body was complete'));
+      body.once('aborted', aborted);
+      body.pipe(counter);
+      try {
+        await written;
+      } finally {
+        body.off('aborted', aborted);
+        body.unpipe(counter);
+        if (!body.readableEnded) body.resume();
+      }
       await probeFile(temp, {});
       const existed = await stat(final).then(
         () => true,

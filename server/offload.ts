@@ -33,6 +33,8 @@ interface Pending {
 
 export interface OffloadEvents {
   'session.ended': [worker: number, data: Notifications['session.ended']];
+  'flow.new': [worker: number, data: Notifications['flow.new']];
+  'record.ended': [worker: number, data: Notifications['record.ended']];
   'worker.exit': [worker: number, error: Error];
 }
 
@@ -104,7 +106,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
           if (msg.ok) p.resolve(msg.result);
           else p.reject(new OffloadError(msg.error.code, msg.error.message, msg.error.statusCode ?? 500));
         } else if (msg.kind === 'notification') {
-          this.emit(msg.event, index, msg.data);
+          (this.emit as (e: string, w: number, d: unknown) => boolean)(msg.event, index, msg.data);
         }
       });
       w.on('error', (err) => {

@@ -15,13 +15,15 @@ import { badRequest, forbiddenDestination, HttpError, sessionNotFound, unavailab
 import { AllowList, resolveHost } from './net.js';
 import type { OffloadClient } from './offload.js';
 import type { PortAllocator } from './ports.js';
+import type { RecordingManager, RecordSessionView } from './recordings.js';
 import { buildSdp, staticPayloadType } from './sdp.js';
 
 export type PlayCodecOption = 'L16' | 'PCMU' | 'PCMA';
 
 export interface PlayRequest {
   mode: 'play';
-  media: string;
+  media?: string;
+  live?: string;
   destination: { host: string; port: number };
   codec?: PlayCodecOption;
   loop?: boolean;
@@ -46,7 +48,8 @@ export interface PlaySessionView {
   id: string;
   mode: 'play';
   state: 'playing' | 'paused' | 'ended' | 'failed';
-  media: string;
+  media?: string;
+  live?: string;
   destination: { host: string; port: number };
   loop: boolean;
   speed: number | 'max';
@@ -82,7 +85,10 @@ export class SessionManager {
   /** Sessions being created (count toward the limit). */
   private creating = 0;
 
-  constructor(cfg: Config, offload: OffloadClient, cache: CacheDirectory, catalog: Catalog, ports: PortAllocator) {
+  readonly recordings: RecordingManager;
+
+  constructor(cfg: Config, offload: OffloadClient, cache: CacheDirectory, catalog: Catalog, ports: PortAllocator, recordings: RecordingManager) {
+    this.recordings = recordings;
     this.cfg = cfg;
     this.offload = offload;
     this.cache = cache;
@@ -98,20 +104,42 @@ export class SessionManager {
     });
   }
 
-  /** Sessions that hold resources (not ended). */
-  get active(): number {
+  /** Play sessions that hold resources (not ended). */
+  get activePlay(): number {
     let n = 0;
     for (const e of this.sessions.values()) if (e.endedAt === null) n++;
     return n;
   }
 
+  /** All sessions that hold resources (play and record). */
+  get active(): number {
+    return this.activePlay + this.recordings.active;
+  }
+
   countByState(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const e of this.sessions.values()) out[e.view.state] = (out[e.view.state] ?? 0) + 1;
+    this.recordings.countByState(out);
     return out;
   }
 
+  /** A play session that relays a record session live. */
+  async createLive(req: PlayRequest & { live: string }): Promise<PlaySessionView> {
+    if (this.active + this.creating >= this.cfg.limits.maxSessions) {
+      throw unavailable('OFFCAST_SESSION_LIMIT', `limits.maxSessions (${this.cfg.limits.maxSessions}) sessions are running`);
+    }
+    const { id, worker, ports, view } = await this.recordings.createLive({ live: req.live, destination: req.destination }, this.activePlay + this.creating);
+    const v = view as unknown as PlaySessionView;
+    this.sessions.set(id, { view: v, worker, ports, cacheKey: '', last: null, endedAt: null });
+    return v;
+  }
+
   async createPlay(req: PlayRequest): Promise<PlaySessionView> {
+    if (req.live !== undefined) {
+      if (req.media !== undefined) throw badRequest('give "media" or "live", not both');
+      return this.createLive(req as PlayRequest & { live: string });
+    }
+    if (req.media === undefined) throw badRequest('body must have "media" (the name of a media file) or "live" (a record session id)');
     this.catalog.checkName(req.media);
     if (req.destination.port % 2 !== 0) throw badRequest('destination.port must be even (RTP on even ports, RTCP on the next one)');
     const dest = await resolveHost(req.destination.host);
@@ -130,14 +158,14 @@ export class SessionManager {
       const plan = planTracks(item.probe, req.codec);
       const lastPort = req.destination.port + 2 * (plan.length - 1) + 1;
       if (lastPort > 65535) throw badRequest(`destination.port leaves no room for ${plan.length} tracks (port + 2·i + 1 must be <= 65535)`);
-      return await this.startPlay(req, item, plan, dest, speed);
+      return await this.startPlay(req as PlayRequest & { media: string }, item, plan, dest, speed);
     } finally {
       this.creating--;
     }
   }
 
   private async startPlay(
-    req: PlayRequest,
+    req: PlayRequest & { media: string },
     item: MediaItem,
     plan: PlannedTrack[],
     dest: { address: string; family: 4 | 6 },
@@ -267,7 +295,8 @@ export class SessionManager {
     return e;
   }
 
-  async get(id: string): Promise<PlaySessionView> {
+  async get(id: string): Promise<PlaySessionView | RecordSessionView> {
+    if (this.recordings.has(id)) return this.recordings.get(id);
     const e = this.entry(id);
     if (e.endedAt === null) {
       const [stats] = await this.offload.request(e.worker, 'session.stats', { sessionIds: [id] });
@@ -276,7 +305,12 @@ export class SessionManager {
     return this.render(e);
   }
 
-  async list(): Promise<PlaySessionView[]> {
+  async list(): Promise<(PlaySessionView | RecordSessionView)[]> {
+    const [plays, records] = await Promise.all([this.listPlay(), this.recordings.list()]);
+    return [...plays, ...records];
+  }
+
+  private async listPlay(): Promise<PlaySessionView[]> {
     const byWorker = new Map<number, string[]>();
     for (const e of this.sessions.values()) {
       if (e.endedAt !== null) continue;
@@ -297,7 +331,9 @@ export class SessionManager {
   }
 
   async update(id: string, body: { state?: 'playing' | 'paused'; positionMs?: number }): Promise<PlaySessionView> {
+    if (this.recordings.has(id)) throw new HttpError(409, 'OFFCAST_NOT_PLAYABLE', 'a record session has no play state: DELETE it to finish the recording');
     const e = this.entry(id);
+    if (e.view.live !== undefined) throw new HttpError(409, 'OFFCAST_NOT_PLAYABLE', 'a live session follows its recording: it cannot pause or seek');
     if (e.endedAt !== null) throw new HttpError(409, 'OFFCAST_SESSION_ENDED', `session ${id} has ended`);
     if (body.positionMs !== undefined && e.view.speed === 'max') throw badRequest('positionMs cannot be set on a "speed": "max" session');
     const params: { sessionId: string; state?: 'playing' | 'paused'; positionMs?: number } = { sessionId: id };
@@ -308,7 +344,8 @@ export class SessionManager {
     return this.render(e);
   }
 
-  async delete(id: string): Promise<PlaySessionView> {
+  async delete(id: string): Promise<PlaySessionView | { recording: unknown }> {
+    if (this.recordings.has(id)) return this.recordings.stop(id);
     const e = this.entry(id);
     if (e.endedAt === null) {
       const stats = await this.offload.request(e.worker, 'session.close', { sessionId: id }).catch(() => null);
@@ -321,6 +358,7 @@ export class SessionManager {
   /** Stops every session (shutdown). */
   async closeAll(): Promise<void> {
     await Promise.all([...this.sessions.keys()].map((id) => this.delete(id).catch(() => undefined)));
+    await this.recordings.stopAll();
   }
 
   private onEnded(id: string, reason: 'completed' | 'failed', stats: SessionStats | null, error?: string): void {
@@ -335,7 +373,7 @@ export class SessionManager {
     e.view.state = state;
     e.endedAt = Date.now();
     this.ports.release(e.ports);
-    this.cache.release(e.cacheKey);
+    if (e.cacheKey !== '') this.cache.release(e.cacheKey);
     this.offload.load[e.worker] = Math.max(0, (this.offload.load[e.worker] ?? 1) - 1);
   }
 

@@ -50,6 +50,8 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
   const { catalog, cache, uploadBytes } = opts;
 
   // Uploads are raw bodies of any type, streamed to disk by the catalog.
+  // Any declared type (even application/json) is media: no parser buffers it before the size check.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   app.put<{ Params: { name: string } }>(
@@ -70,7 +72,11 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
       if (body === undefined || typeof (body as Readable).pipe !== 'function') {
         return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: 'the request needs a body: the media file' });
       }
-      const item = await catalog.put(req.params.name, body, uploadBytes);
+      const item = await catalog.put(req.params.name, body, uploadBytes).catch((err: { statusCode?: number }) => {
+        // The rest of an oversized body is not read: close the connection after the answer.
+        if (err.statusCode === 413) reply.header('connection', 'close');
+        throw err;
+      });
       cache.forgetMedia(`${item.name}|`);
       return reply.code(item.created ? 201 : 200).send(probeView(item.name, item.bytes, item.mtimeMs, item.probe));
     },
@@ -86,7 +92,10 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
             properties: {
               media: {
                 type: 'array',
-                items: { type: 'object', properties: { name: { type: 'string' }, bytes: { type: 'integer' }, modified: { type: 'string' } } },
+                items: {
+                  type: 'object',
+                  properties: { name: { type: 'string' }, bytes: { type: 'integer' }, modified: { type: 'string' }, recording: { type: 'boolean' } },
+                },
               },
             },
           },
@@ -96,7 +105,9 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
     },
     async () => {
       const list = await catalog.list();
-      return { media: list.map((m) => ({ name: m.name, bytes: m.bytes, modified: new Date(m.mtimeMs).toISOString() })) };
+      return {
+        media: list.map((m) => ({ name: m.name, bytes: m.bytes, modified: new Date(m.mtimeMs).toISOString(), ...(m.recording ? { recording: true } : {}) })),
+      };
     },
   );
 

@@ -125,5 +125,49 @@ export const sessionSchema = {
     sdp: { type: 'string' },
     error: { type: 'string' },
     reason: { type: 'string' },
+    recording: { type: 'object', additionalProperties: true },
   },
+} as const;
+
+export const recordingTrackSchema = {
+  type: 'object',
+  properties: {
+    index: { type: 'integer' },
+    kind: { type: 'string' },
+    codec: { type: 'string' },
+    file: { type: 'string' },
+    rtpdump: { type: 'string' },
+    contentType: { type: 'string' },
+    payloadType: { type: 'integer' },
+    clockRate: { type: 'integer' },
+    channels: { type: 'integer' },
+    packets: { type: 'integer' },
+    bytes: { type: 'integer' },
+    lost: { type: 'integer' },
+    duplicates: { type: 'integer' },
+    reordered: { type: 'integer' },
+    late: { type: 'integer' },
+    durationMs: { type: 'number' },
+  },
+} as const;
+
+export const recordingSummarySchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    state: { type: 'string' },
+    reason: { type: 'string' },
+    error: { type: 'string' },
+    recovered: { type: 'boolean' },
+    createdAt: { type: 'string' },
+    finishedAt: { type: 'string' },
+    durationMs: { type: 'number' },
+    tracks: { type: 'array', items: recordingTrackSchema },
+  },
+} as const;
+
+export const recordingResultSchema = {
+  type: 'object',
+  properties: { recording: recordingSummarySchema },
+  required: ['recording'],
 } as const;

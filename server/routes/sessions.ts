@@ -1,8 +1,10 @@
 /** /v1/sessions: create, list, inspect, control and end sessions. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { SessionManager, PlayRequest } from '../sessions.js';
-import { badRequest } from '../errors.js';
-import { errors, idParams, sessionSchema } from './schemas.js';
+import { badRequest, invalidName } from '../errors.js';
+import { fromJson, fromSdp, type RecordJsonBody } from '../recordRequest.js';
+import { isValidMediaName } from '../../storage/library.js';
+import { errors, idParams, recordingResultSchema, sessionSchema } from './schemas.js';
 
 export interface SessionRoutesOptions {
   sessions: SessionManager;
@@ -34,16 +36,97 @@ export const playBodySchema = {
   additionalProperties: false,
 } as const;
 
+export const recordBodySchema = {
+  type: 'object',
+  properties: {
+    mode: { const: 'record' },
+    name: { type: 'string', minLength: 1, maxLength: 1024 },
+    tracks: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 8,
+      items: {
+        type: 'object',
+        properties: {
+          kind: { enum: ['audio', 'video'] },
+          codec: { type: 'string', minLength: 1, maxLength: 32 },
+          payloadType: { type: 'integer', minimum: 0, maximum: 127 },
+          clockRate: { type: 'integer', minimum: 1000, maximum: 200000 },
+          channels: { type: 'integer', minimum: 1, maximum: 2 },
+          fmtp: {
+            anyOf: [
+              { type: 'string', maxLength: 4096 },
+              { type: 'object', additionalProperties: { anyOf: [{ type: 'string', maxLength: 4096 }, { type: 'number' }] } },
+            ],
+          },
+        },
+        required: ['kind', 'codec', 'payloadType', 'clockRate'],
+        additionalProperties: false,
+      },
+    },
+    source: {
+      type: 'object',
+      properties: { host: hostSchema, port: portSchema },
+      required: ['host'],
+      additionalProperties: false,
+    },
+    rtcpMux: { type: 'boolean' },
+  },
+  required: ['mode', 'name', 'tracks'],
+  additionalProperties: false,
+} as const;
+
+const createBodySchema = {
+  type: 'object',
+  properties: { mode: { enum: ['play', 'record'] } },
+  required: ['mode'],
+  allOf: [
+    { if: { properties: { mode: { const: 'play' } } }, then: playBodySchema },
+    { if: { properties: { mode: { const: 'record' } } }, then: recordBodySchema },
+  ],
+} as const;
+
 export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (app, opts) => {
   const { sessions } = opts;
 
-  app.post<{ Body: PlayRequest }>(
+  // A sender's SDP (e.g. ffmpeg's -sdp_file) creates a record session.
+  app.addContentTypeParser(['application/sdp', 'text/plain'], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
+
+  app.post<{ Body: PlayRequest | (RecordJsonBody & { rtcpMux?: boolean }) | string; Querystring: { name?: string; rtcpMux?: string } }>(
     '/v1/sessions',
-    { schema: { body: playBodySchema, response: { 201: sessionSchema, ...errors } } },
+    {
+      schema: {
+        body: {
+          content: {
+            'application/json': { schema: createBodySchema },
+            'application/sdp': { schema: { type: 'string', minLength: 1 } },
+            'text/plain': { schema: { type: 'string', minLength: 1 } },
+          },
+        },
+        querystring: {
+          type: 'object',
+          properties: { name: { type: 'string', maxLength: 1024 }, rtcpMux: { enum: ['true', 'false', '1', '0'] } },
+        },
+        response: { 201: sessionSchema, ...errors },
+      },
+    },
     async (req, reply) => {
       const body = req.body;
-      if (body.media === undefined) throw badRequest('body must have "media" (the name of a media file)');
-      const view = await sessions.createPlay(body);
+      let view;
+      if (typeof body === 'string') {
+        const name = req.query.name;
+        if (name === undefined) throw badRequest('a record session from an SDP needs ?name=NAME');
+        if (!isValidMediaName(name)) throw invalidName('recording', name);
+        const request = fromSdp(name, body);
+        const mux = req.query.rtcpMux === 'true' || req.query.rtcpMux === '1' || /^a=rtcp-mux\s*$/m.test(body);
+        view = await sessions.recordings.create(request, mux, sessions.activePlay);
+      } else if (body.mode === 'record') {
+        const rec = body as RecordJsonBody & { rtcpMux?: boolean };
+        if (!isValidMediaName(rec.name)) throw invalidName('recording', rec.name);
+        view = await sessions.recordings.create(fromJson(rec), rec.rtcpMux ?? false, sessions.activePlay);
+      } else {
+        view = await sessions.createPlay(body as PlayRequest);
+      }
       return reply.code(201).header('location', `/v1/sessions/${view.id}`).send(view);
     },
   );
@@ -92,7 +175,12 @@ export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (ap
 
   app.delete<{ Params: { id: string } }>(
     '/v1/sessions/:id',
-    { schema: { params: idParams, response: { 200: sessionSchema, ...errors } } },
+    {
+      schema: {
+        params: idParams,
+        response: { 200: { anyOf: [recordingResultSchema, sessionSchema] }, ...errors },
+      },
+    },
     async (req) => sessions.delete(req.params.id),
   );
 };
