@@ -134,6 +134,111 @@ export interface HistogramSnapshot {
   count: number;
 }
 
+export interface RecordTrackParams {
+  kind: 'audio' | 'video';
+  encoding: Encoding;
+  payloadType: number;
+  clockRate: number;
+  channels?: number;
+  /** fmtp parameters, names lower-cased (H.264 parameter sets stay base64 text). */
+  fmtp: Record<string, string>;
+  localPort: number;
+  /** Our SSRC for receiver reports. */
+  ssrc: number;
+}
+
+export interface RecordCreateParams {
+  sessionId: string;
+  name: string;
+  /** Absolute path of the recording's folder (created by the offload). */
+  dir: string;
+  tracks: RecordTrackParams[];
+  /** RTCP multiplexed on the RTP port (RFC 5761) is accepted. */
+  rtcpMux: boolean;
+  idleTimeoutMs: number;
+  maxDurationMs: number;
+  reorderPackets: number;
+  reorderMs: number;
+  flushMs: number;
+  cname: string;
+}
+
+export interface FlowKey {
+  sessionId: string;
+  track: number;
+  address: string;
+  port: number;
+  ssrc: number;
+}
+
+/** Header fields of the first packet of a new flow: the slow path carries no payload. */
+export interface FlowHeader extends FlowKey {
+  version: number;
+  payloadType: number;
+  seq: number;
+  ts: number;
+  marker: boolean;
+  padding: boolean;
+  extension: boolean;
+  csrcCount: number;
+  /** Length of the whole packet in bytes (a number, not the bytes). */
+  length: number;
+}
+
+export interface RecordTrackStats {
+  packets: number;
+  bytes: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  late: number;
+  slowPath: number;
+  fastPath: number;
+  drops: Record<string, number>;
+  jitterMs: number;
+  source: { address: string; port: number; ssrc: number } | null;
+  frames: number;
+}
+
+export interface RecordingTrackSummary {
+  index: number;
+  kind: 'audio' | 'video';
+  codec: Encoding;
+  file: string;
+  rtpdump: string;
+  contentType: string;
+  packets: number;
+  bytes: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  late: number;
+  durationMs: number;
+}
+
+export interface RecordingSummary {
+  name: string;
+  state: 'finished' | 'failed';
+  reason: string;
+  error?: string;
+  durationMs: number;
+  tracks: RecordingTrackSummary[];
+}
+
+export interface RecordStats {
+  sessionId: string;
+  state: 'recording' | 'finishing' | 'ended' | 'failed';
+  durationMs: number;
+  tracks: RecordTrackStats[];
+}
+
+export interface LiveCreateParams {
+  sessionId: string;
+  recordSessionId: string;
+  tracks: (PlayTrackParams & { recordTrack: number })[];
+  cname: string;
+}
+
 export interface Requests {
   'cache.load': { params: CacheLoadParams; result: CacheLoadResult };
   'cache.evict': { params: { key: string }; result: { evicted: boolean } };
@@ -142,6 +247,13 @@ export interface Requests {
   'session.close': { params: { sessionId: string }; result: SessionStats | null };
   'session.stats': { params: { sessionIds?: string[] }; result: SessionStats[] };
   'worker.stats': { params: Record<string, never>; result: WorkerStats };
+  'record.create': { params: RecordCreateParams; result: { ports: number[] } };
+  'record.stop': { params: { sessionId: string; reason: string }; result: RecordingSummary };
+  'record.stats': { params: { sessionIds?: string[] }; result: RecordStats[] };
+  'flow.install': { params: FlowKey; result: { installed: boolean; released: number } };
+  'flow.reject': { params: FlowKey & { reason: string }; result: { dropped: number } };
+  'record.recover': { params: { root: string }; result: { recovered: RecordingSummary[]; errors: { name: string; error: string }[] } };
+  'live.create': { params: LiveCreateParams; result: { sourcePorts: number[] } };
 }
 
 export type Method = keyof Requests;
@@ -149,6 +261,10 @@ export type Method = keyof Requests;
 export interface Notifications {
   /** A play session ended by itself (end of media, or a fatal socket error). */
   'session.ended': { sessionId: string; reason: 'completed' | 'failed'; error?: string; stats: SessionStats };
+  /** The first packet of a new flow on a record track: header only. */
+  'flow.new': FlowHeader;
+  /** A record session ended by itself (idle, max duration, disk error) or was stopped. */
+  'record.ended': { sessionId: string; summary: RecordingSummary };
 }
 
 export type Event = keyof Notifications;

@@ -22,6 +22,10 @@ import { loadMediaPackets } from './load.js';
 import { TimingWheel } from './scheduler.js';
 import { PlaySession } from './play/session.js';
 import { Histogram } from './histogram.js';
+import { RecordSession } from './record/session.js';
+import { LiveSession } from './play/live.js';
+import { recoverRecordings } from './record/recover.js';
+import './record/reader.js';
 
 export interface WorkerInit {
   index: number;
@@ -42,6 +46,8 @@ const lateness = new Histogram();
 const lag = new Histogram();
 const wheel = new TimingWheel(() => performance.now(), { onLag: (ms) => lag.observe(ms) });
 const sessions = new Map<string, PlaySession>();
+const records = new Map<string, RecordSession>();
+const lives = new Map<string, LiveSession>();
 const loading = new Map<string, Promise<MediaPackets>>();
 const totals = { packets: 0, octets: 0, sendErrors: 0, dropped: 0 };
 
@@ -68,6 +74,25 @@ const hooks = {
     const data: Notifications['session.ended'] = { sessionId: session.id, reason, stats: session.stats() };
     if (error !== undefined) data.error = error;
     notify('session.ended', data);
+  },
+};
+
+const recordHooks = {
+  bindHost: init.bindHost,
+  rtcpIntervalMs: init.rtcpIntervalMs,
+  onFlow(header: Notifications['flow.new']): void {
+    notify('flow.new', header);
+  },
+  onEnded(session: RecordSession, summary: Notifications['record.ended']['summary']): void {
+    records.delete(session.id);
+    notify('record.ended', { sessionId: session.id, summary });
+    // Live subscribers of this recording end with it.
+    for (const live of [...lives.values()]) {
+      if (live.record !== session) continue;
+      live.close();
+      lives.delete(live.id);
+      notify('session.ended', { sessionId: live.id, reason: 'completed', stats: live.stats() });
+    }
   },
 };
 
@@ -172,6 +197,12 @@ const handlers: { [M in Method]: Handler<M> } = {
   },
 
   'session.close'({ sessionId }) {
+    const live = lives.get(sessionId);
+    if (live !== undefined) {
+      lives.delete(sessionId);
+      live.close();
+      return live.stats();
+    }
     const s = sessions.get(sessionId);
     if (s === undefined) return null;
     sessions.delete(sessionId);
@@ -184,13 +215,62 @@ const handlers: { [M in Method]: Handler<M> } = {
   'session.stats'({ sessionIds }) {
     const now = performance.now();
     const out: SessionStats[] = [];
-    if (sessionIds === undefined) for (const s of sessions.values()) out.push(s.stats(now));
-    else
+    if (sessionIds === undefined) {
+      for (const s of sessions.values()) out.push(s.stats(now));
+      for (const l of lives.values()) out.push(l.stats());
+    } else
       for (const id of sessionIds) {
-        const s = sessions.get(id);
+        const s = sessions.get(id) ?? lives.get(id);
         if (s !== undefined) out.push(s.stats(now));
       }
     return out;
+  },
+
+  async 'record.create'(params) {
+    if (records.has(params.sessionId)) throw new OffloadError('OFFCAST_SESSION_EXISTS', `session ${params.sessionId} exists`, 409);
+    const session = new RecordSession(params, recordHooks);
+    await session.open();
+    records.set(params.sessionId, session);
+    return { ports: params.tracks.map((t) => t.localPort) };
+  },
+
+  async 'record.stop'({ sessionId, reason }) {
+    const s = records.get(sessionId);
+    if (s === undefined) throw new OffloadError('OFFCAST_SESSION_NOT_FOUND', `record session ${sessionId} is not running`, 404);
+    return s.stop(reason);
+  },
+
+  'record.stats'({ sessionIds }) {
+    const out = [];
+    for (const s of records.values()) if (sessionIds === undefined || sessionIds.includes(s.id)) out.push(s.stats());
+    return out;
+  },
+
+  'flow.install'({ sessionId, track, address, port, ssrc }) {
+    const t = records.get(sessionId)?.tracks[track];
+    if (t === undefined) return { installed: false, released: 0 };
+    return t.install(address, port, ssrc);
+  },
+
+  'flow.reject'({ sessionId, track, address, port, ssrc }) {
+    const t = records.get(sessionId)?.tracks[track];
+    if (t === undefined) return { dropped: 0 };
+    return { dropped: t.reject(address, port, ssrc) };
+  },
+
+  async 'record.recover'({ root }) {
+    return recoverRecordings(root);
+  },
+
+  async 'live.create'(params) {
+    const record = records.get(params.recordSessionId);
+    if (record === undefined || record.state !== 'recording') {
+      throw new OffloadError('OFFCAST_SESSION_NOT_FOUND', `record session ${params.recordSessionId} is not recording`, 404);
+    }
+    const live = new LiveSession(params, record);
+    await live.open(init.bindHost);
+    lives.set(params.sessionId, live);
+    return { sourcePorts: params.tracks.map((t) => t.localPort) };
   },
 
   'worker.stats'() {
@@ -247,6 +327,14 @@ port.on('message', (msg: RequestMessage | { kind: 'peer'; index: number; port: M
 setInterval(() => {
   const now = performance.now();
   for (const s of sessions.values()) s.rtcpTick(now, init.rtcpIntervalMs);
+  for (const l of lives.values()) l.rtcpTick(now, init.rtcpIntervalMs);
 }, 250);
+
+// Record sessions: reorder timeouts, flushes, receiver reports, idle and length limits.
+setInterval(() => {
+  if (records.size === 0) return;
+  const now = performance.now();
+  for (const r of records.values()) r.tick(now);
+}, 20);
 
 post({ kind: 'ready', worker: init.index });

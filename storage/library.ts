@@ -130,6 +130,12 @@ function hexBytes(buf: Uint8Array, count: number): string {
  * CorruptMediaError for an empty file; readers add their own errors.
  */
 export async function openMedia(filePath: string, opts?: OpenOptions): Promise<MediaReader> {
+  if ((await stat(filePath)).isDirectory()) {
+    // A recording: a folder with a manifest and its tracks' files.
+    const openRecording = readers.get('recording');
+    if (openRecording === undefined) throw new UnsupportedMediaError('no reader is available for recordings');
+    return openRecording(filePath, opts);
+  }
   const handle = await open(filePath, 'r');
   let head: Uint8Array;
   try {

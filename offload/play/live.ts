@@ -1,0 +1,245 @@
+/**
+ * Live fan-out: a play session that takes its packets from a record session
+ * in the same worker instead of the cache. Each subscriber track rewrites the
+ * header (its own SSRC, sequence numbers and timestamp base) and sends the
+ * payload as received, in order, as soon as the record track releases it.
+ * A video subscriber starts at the next keyframe, with the SPS/PPS first.
+ */
+import type dgram from 'node:dgram';
+import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
+import type { LiveCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
+import { OffloadError } from '../channel.js';
+import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
+import type { PacketSubscriber, RecordSession, RecordTrack } from '../record/session.js';
+import { spropSets } from '../record/output.js';
+import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
+
+/** Does this H.264 payload start a keyframe (IDR, or parameter sets ahead of one)? */
+export function startsKeyframe(p: Uint8Array, off: number, len: number): boolean {
+  if (len < 1) return false;
+  const type = p[off]! & 0x1f;
+  if (type === 5 || type === 7) return true;
+  if (type === 24) {
+    let i = off + 1;
+    const end = off + len;
+    while (i + 2 < end) {
+      const size = (p[i]! << 8) | p[i + 1]!;
+      const t = p[i + 2]! & 0x1f;
+      if (t === 5 || t === 7) return true;
+      i += 2 + size;
+    }
+    return false;
+  }
+  if (type === 28 && len >= 2) return (p[off + 1]! & 0x80) !== 0 && (p[off + 1]! & 0x1f) === 5;
+  return false;
+}
+
+/** A STAP-A carrying the parameter sets, sent ahead of the first keyframe. */
+function parameterSetsPacket(fmtp: Record<string, string>): Buffer | null {
+  const { sps, pps } = spropSets(fmtp);
+  const nals = [...sps, ...pps];
+  if (nals.length === 0) return null;
+  let nri = 0;
+  for (const n of nals) nri = Math.max(nri, n[0]! & 0x60);
+  const parts: Buffer[] = [Buffer.from([nri | 24])];
+  for (const n of nals) {
+    const size = Buffer.alloc(2);
+    size.writeUInt16BE(n.length);
+    parts.push(size, Buffer.from(n));
+  }
+  return Buffer.concat(parts);
+}
+
+export class LiveTrack implements PacketSubscriber {
+  readonly session: LiveSession;
+  readonly params: PlayTrackParams;
+  readonly source: RecordTrack;
+  private pkt: Buffer = Buffer.alloc(RTP_HEADER_BYTES + 1500);
+  rtp!: dgram.Socket;
+  rtcp!: dgram.Socket;
+  private rtpP!: SocketAsPromised;
+  private rtcpP!: SocketAsPromised;
+  private readonly video: boolean;
+  private readonly paramSets: Buffer | null;
+  private started = false;
+  private tsOffset = 0;
+  private seq: number;
+  private lastTs = 0;
+  private lastAt = 0;
+  skipped = 0;
+  nextSrAt = 0;
+  readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0 };
+
+  constructor(session: LiveSession, params: PlayTrackParams, source: RecordTrack) {
+    this.session = session;
+    this.params = params;
+    this.source = source;
+    this.seq = params.seq & 0xffff;
+    this.video = source.params.encoding === 'H264';
+    this.paramSets = this.video ? parameterSetsPacket(source.params.fmtp) : null;
+    writeRtpHeaderTemplate(this.pkt, params.payloadType, params.ssrc);
+  }
+
+  async open(bindHost: string): Promise<void> {
+    this.rtpP = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr: false });
+    this.rtcpP = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr: false });
+    this.rtp = this.rtpP.socket;
+    this.rtcp = this.rtcpP.socket;
+    try {
+      await this.rtpP.bind({ port: this.params.localPort, address: bindHost, exclusive: true });
+      await this.rtcpP.bind({ port: this.params.localPort + 1, address: bindHost, exclusive: true });
+      await new Promise<void>((resolve, reject) => {
+        this.rtp.once('error', reject);
+        this.rtp.connect(this.params.destPort, this.params.destHost, () => {
+          this.rtp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.close();
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE' || code === 'EACCES') {
+        throw new OffloadError('OFFCAST_PORT_IN_USE', `local port ${this.params.localPort} or ${this.params.localPort + 1} is in use`, 503);
+      }
+      throw err;
+    }
+    this.rtp.on('error', () => this.stats.sendErrors++);
+    this.rtcp.on('error', () => this.stats.sendErrors++);
+    this.rtcp.on('message', (msg, rinfo) => {
+      if (rinfo.address !== this.params.destHost) return;
+      const rr = readReceptionReport(msg, this.params.ssrc, this.params.clockRate, performance.now());
+      if (rr !== null) {
+        this.stats.rr = rr;
+        this.stats.rrCount++;
+      }
+    });
+  }
+
+  forward(msg: Buffer, off: number, len: number, ts: number, marker: boolean, now: number): void {
+    if (!this.started) {
+      if (this.video && !startsKeyframe(msg, off, len)) {
+        this.skipped++;
+        return;
+      }
+      this.started = true;
+      this.tsOffset = (this.params.tsBase - ts) >>> 0;
+      this.sendReport(now, false);
+      if (this.paramSets !== null) this.send(this.paramSets, 0, this.paramSets.length, ts, false);
+    }
+    this.send(msg, off, len, ts, marker);
+    this.lastAt = now;
+  }
+
+  private send(src: Buffer, off: number, len: number, ts: number, marker: boolean): void {
+    if (this.rtp.getSendQueueCount() > 0) {
+      // The socket still holds our buffer: dropping beats corrupting it.
+      this.stats.dropped++;
+      return;
+    }
+    if (RTP_HEADER_BYTES + len > this.pkt.length) {
+      const bigger = Buffer.alloc(RTP_HEADER_BYTES + len);
+      this.pkt.copy(bigger, 0, 0, RTP_HEADER_BYTES);
+      this.pkt = bigger;
+    }
+    const outTs = (ts + this.tsOffset) >>> 0;
+    patchRtpHeader(this.pkt, this.params.payloadType, marker, this.seq, outTs);
+    src.copy(this.pkt, RTP_HEADER_BYTES, off, off + len);
+    this.rtp.send(this.pkt, 0, RTP_HEADER_BYTES + len);
+    this.seq = (this.seq + 1) & 0xffff;
+    this.lastTs = outTs;
+    this.stats.packets++;
+    this.stats.octets += len;
+  }
+
+  /** Sender report: RTP time extrapolated from the last packet forwarded, on our wall clock. */
+  sendReport(now: number, bye: boolean): void {
+    const rtpTs = this.stats.packets === 0 ? this.lastTs : (this.lastTs + Math.round(((now - this.lastAt) * this.params.clockRate) / 1000)) >>> 0;
+    const info = { ssrc: this.params.ssrc, rtpTimestamp: rtpTs, packetCount: this.stats.packets, octetCount: this.stats.octets, cname: this.session.cname };
+    const msg = bye ? buildBye(info, now, 'end of live feed') : buildSenderReport(info, now);
+    this.rtcp.send(msg, this.params.destPort + 1, this.params.destHost, () => undefined);
+    this.stats.srSent++;
+  }
+
+  close(): void {
+    for (const s of [this.rtp, this.rtcp]) {
+      if (s === undefined) continue;
+      try {
+        s.close();
+      } catch {
+        /* closed */
+      }
+    }
+  }
+}
+
+export class LiveSession {
+  readonly id: string;
+  readonly cname: string;
+  readonly record: RecordSession;
+  readonly tracks: LiveTrack[];
+  state: 'playing' | 'ended' | 'failed' = 'playing';
+  private readonly startedAt = performance.now();
+
+  constructor(params: LiveCreateParams, record: RecordSession) {
+    this.id = params.sessionId;
+    this.cname = params.cname;
+    this.record = record;
+    this.tracks = params.tracks.map((t) => {
+      const src = record.tracks[t.recordTrack];
+      if (src === undefined) throw new OffloadError('OFFCAST_BAD_TRACK', `record session has no track ${t.recordTrack}`, 400);
+      return new LiveTrack(this, t, src);
+    });
+  }
+
+  async open(bindHost: string): Promise<void> {
+    const opened: LiveTrack[] = [];
+    try {
+      for (const t of this.tracks) {
+        await t.open(bindHost);
+        opened.push(t);
+      }
+    } catch (err) {
+      for (const t of opened) t.close();
+      throw err;
+    }
+    for (const t of this.tracks) t.source.subscribers.push(t);
+    const now = performance.now();
+    for (const t of this.tracks) t.nextSrAt = now + 1000;
+  }
+
+  rtcpTick(now: number, intervalMs: number): void {
+    if (this.state !== 'playing') return;
+    for (const t of this.tracks) {
+      if (now < t.nextSrAt || t.stats.packets === 0) continue;
+      t.nextSrAt = now + intervalMs * (0.5 + Math.random());
+      t.sendReport(now, false);
+    }
+  }
+
+  /** Unsubscribe, BYE, close. */
+  close(): void {
+    if (this.state === 'playing') {
+      const now = performance.now();
+      for (const t of this.tracks) {
+        const subs = t.source.subscribers;
+        const i = subs.indexOf(t);
+        if (i >= 0) subs.splice(i, 1);
+        if (t.stats.packets > 0) t.sendReport(now, true);
+      }
+      this.state = 'ended';
+    }
+    setTimeout(() => {
+      for (const t of this.tracks) t.close();
+    }, 50).unref();
+  }
+
+  stats(): SessionStats {
+    return {
+      sessionId: this.id,
+      state: this.state,
+      positionMs: Math.round(performance.now() - this.startedAt),
+      loops: 0,
+      tracks: this.tracks.map((t) => ({ ...t.stats, rr: t.stats.rr === null ? null : { ...t.stats.rr } })),
+    };
+  }
+}
