@@ -128,7 +128,7 @@ async function recoverTrack(dir: string, t: ManifestTrack): Promise<ManifestTrac
   const h = await open(dumpPart, 'r+');
   try {
     await h.truncate(validLength);
-    if (validLength === 0) await h.write(rtpdumpHeader(Date.now(), '0.0.0.0', 0), 0, undefined, 0);
+    if (validLength === 0) await h.write(rtpdumpHeader(Date.now(), '0.0.0.0', 9), 0, undefined, 0);
     await h.sync();
   } finally {
     await h.close();

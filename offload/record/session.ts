@@ -170,7 +170,8 @@ export class RecordTrack {
       return;
     }
     if (kind !== Kind.Rtp) {
-      this.drop(KIND_NAMES[kind]!);
+      // RFC 7983 leaves first bytes 192-255 to nobody: RTP with a version other than 2.
+      this.drop(kind === Kind.Garbage && msg.length > 0 && msg[0]! >= 0xc0 ? 'version' : KIND_NAMES[kind]!);
       return;
     }
     const hdr = this.hdr;
@@ -349,8 +350,10 @@ export class RecordTrack {
   private startDump(unixMs: number): void {
     this.dumpStarted = true;
     this.dumpStartUnixMs = unixMs;
+    // The sender's address and port; a track that never had one names our own port.
     const src = this.flows.latchedAddress ?? '0.0.0.0';
-    this.dump.write([rtpdumpHeader(unixMs, src.startsWith('::ffff:') ? src.slice(7) : src, this.flows.latchedPort)]);
+    const port = this.flows.latchedAddress === null ? this.params.localPort : this.flows.latchedPort;
+    this.dump.write([rtpdumpHeader(unixMs, src.startsWith('::ffff:') ? src.slice(7) : src, port)]);
   }
 
   onRtcp(msg: Buffer, address: string, port: number, now: number): void {
