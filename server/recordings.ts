@@ -23,6 +23,9 @@ import type { PortAllocator } from './ports.js';
 import type { RecordRequest, RecordTrackSpec } from './recordRequest.js';
 import { buildSdp } from './sdp.js';
 
+
+/** Port pairs tried when others are taken by another program (each busy pair is set aside for a minute). */
+const BIND_ATTEMPTS = 32;
 export interface RecordSessionView {
   id: string;
   mode: 'record';
@@ -139,7 +142,7 @@ export class RecordingManager {
     }
     const id = randomUUID();
     const worker = this.offload.pick();
-    for (let attempt = 0; attempt < 4; attempt++) {
+    for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
       const ports = this.ports.allocate(req.tracks.length);
       if (ports === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', `no free RTP port pairs in ${this.cfg.rtp.portMin}-${this.cfg.rtp.portMax}`);
       const tracks: RecordTrackParams[] = req.tracks.map((t, i) => {
@@ -359,7 +362,7 @@ export class RecordingManager {
       throw unavailable('OFFCAST_SESSION_LIMIT', `limits.maxSessions (${this.cfg.limits.maxSessions}) sessions are running`);
     }
     const id = randomUUID();
-    for (let attempt = 0; attempt < 4; attempt++) {
+    for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
       const ports = this.ports.allocate(e.specs.length);
       if (ports === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', `no free RTP port pairs in ${this.cfg.rtp.portMin}-${this.cfg.rtp.portMax}`);
       const tracks: (PlayTrackParams & { recordTrack: number })[] = e.specs.map((t, i) => ({

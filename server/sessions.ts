@@ -18,6 +18,9 @@ import type { PortAllocator } from './ports.js';
 import type { RecordingManager, RecordSessionView } from './recordings.js';
 import { buildSdp, staticPayloadType } from './sdp.js';
 
+
+/** Port pairs tried when others are taken by another program (each busy pair is set aside for a minute). */
+const BIND_ATTEMPTS = 32;
 export type PlayCodecOption = 'L16' | 'PCMU' | 'PCMA';
 
 export interface PlayRequest {
@@ -193,7 +196,7 @@ export class SessionManager {
       // A port pair may be taken by another program: try other pairs a few times.
       let sourcePorts: number[] | null = null;
       let tracks: PlayTrackParams[] = [];
-      for (let attempt = 0; attempt < 4 && sourcePorts === null; attempt++) {
+      for (let attempt = 0; attempt < BIND_ATTEMPTS && sourcePorts === null; attempt++) {
         ports = this.ports.allocate(plan.length);
         if (ports === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', `no free RTP port pairs in ${this.cfg.rtp.portMin}-${this.cfg.rtp.portMax}`);
         tracks = plan.map((p, i) => ({
