@@ -62,6 +62,8 @@ export class PlayTrack implements WheelItem {
   loops = 0;
   done = false;
   lastTs = 0;
+  /** The last packet sent did not end its frame (marker unset). */
+  midFrame = false;
 
   readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0 };
   nextSrAt = 0;
@@ -168,6 +170,7 @@ export class PlayTrack implements WheelItem {
     patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
     p.payload.copy(this.pkt, RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
     this.rtp.send(this.pkt, 0, RTP_HEADER_BYTES + len);
+    this.midFrame = !p.marker(i);
     this.seq = (this.seq + 1) & 0xffff;
     this.lastTs = ts;
     this.byteOff += len;
@@ -176,6 +179,13 @@ export class PlayTrack implements WheelItem {
     this.stats.octets += len;
     this.session.hooks.onSent(lateMs, len);
     return true;
+  }
+
+  /** Sends the rest of the frame in flight now: a receiver cannot use part of a frame. */
+  finishFrame(): void {
+    while (this.midFrame && this.idx < this.packets.count) {
+      if (!this.sendOne(0)) break;
+    }
   }
 
   /** RTP timestamp that corresponds to wall time `now` on this track's clock. */
@@ -223,6 +233,13 @@ export class PlaySession {
   readonly speed: number;
   readonly max: boolean;
   readonly loopMs: number;
+  /**
+   * Media time (ms) of the first presented frame: positionMs 0. Readers put
+   * media time 0 at the earliest decode time, which B-frames put before it.
+   */
+  readonly originMs: number;
+  /** How long before its presentation the lead track sends a packet at most (B-frame reorder), ms. */
+  readonly leadMs: number;
   readonly cname: string;
   state: 'playing' | 'paused' | 'ended' | 'failed' = 'paused';
   /** Wall time at which media time 0 of loop 0 plays. */
@@ -230,6 +247,8 @@ export class PlaySession {
   /** Media position (ms, unbounded across loops) held while paused. */
   private pausedPos = 0;
   private pausedAt = 0;
+  /** Position reported while the landing keyframe waits for its presentation time. */
+  private floorPos = 0;
   loopsDone = 0;
   private maxTimer: NodeJS.Immediate | null = null;
   private readonly pump = (): void => this.pumpMax();
@@ -241,13 +260,21 @@ export class PlaySession {
     this.loop = params.loop;
     this.max = params.speed === 0;
     this.speed = this.max ? 1 : params.speed;
-    this.loopMs = params.durationMs;
     this.cname = params.cname;
-    this.tracks = params.tracks.map((t) => {
-      const packets = entry.tracks[t.cacheTrack];
-      if (packets === undefined) throw new OffloadError('OFFCAST_BAD_TRACK', `cache entry has no track ${t.cacheTrack}`, 500);
-      return new PlayTrack(this, packets, t, this.loopMs);
+    const packets = params.tracks.map((t) => {
+      const p = entry.tracks[t.cacheTrack];
+      if (p === undefined) throw new OffloadError('OFFCAST_BAD_TRACK', `cache entry has no track ${t.cacheTrack}`, 500);
+      return p;
     });
+    // A loop spans from the earliest presented sample of any track to the latest end,
+    // so the next loop follows the last frame without a hole.
+    const starts = packets.map(firstPresentationMs);
+    const spanStart = Math.min(...starts);
+    this.loopMs = Number.isFinite(spanStart) ? Math.max(1, params.durationMs - spanStart) : params.durationMs;
+    const lead = packets.find((p) => p.syncs !== null);
+    this.originMs = lead !== undefined && lead.count > 0 ? firstPresentationMs(lead) : Number.isFinite(spanStart) ? spanStart : 0;
+    this.leadMs = lead === undefined ? 0 : maxLeadMs(lead);
+    this.tracks = params.tracks.map((t, i) => new PlayTrack(this, packets[i]!, t, this.loopMs));
   }
 
   async open(startMs: number, paused: boolean): Promise<void> {
@@ -275,8 +302,9 @@ export class PlaySession {
     return (now - this.zeroWall) * this.speed;
   }
 
+  /** Position as the API reports it: ms since the first presented frame, within one loop. */
   positionAt(now: number): number {
-    const pos = this.positionUnboundedAt(now);
+    const pos = Math.max(this.positionUnboundedAt(now), this.floorPos) - this.originMs;
     if (this.loopMs <= 0) return 0;
     if (this.loop) return pos - Math.floor(pos / this.loopMs) * this.loopMs;
     return Math.max(0, Math.min(pos, this.loopMs));
@@ -313,33 +341,46 @@ export class PlaySession {
    */
   seek(positionMs: number, now = performance.now()): void {
     const wasPlaying = this.state === 'playing';
+    if (wasPlaying) for (const t of this.tracks) t.finishFrame();
     if (wasPlaying) this.pause(now);
     this.seekTracks(positionMs, now, true);
     if (wasPlaying) this.resume(now);
   }
 
   private seekTracks(positionMs: number, now: number, keepRtp: boolean): void {
-    const target = Math.max(0, Math.min(positionMs, Math.max(0, this.loopMs - 1)));
+    const target = this.originMs + Math.max(0, Math.min(positionMs, Math.max(0, this.loopMs - 1)));
     // The first track with sync points (video) decides the landing time.
     let landMs = target;
+    // The landing keyframe is presented this long from now: late enough that its packets
+    // go out paced (not all at once), and after every frame already sent, whose
+    // presentation B-frame reordering put up to leadMs after its sending.
+    let delayMs = 0;
     const lead = this.tracks.find((t) => t.packets.syncs !== null);
     if (lead !== undefined) {
-      const idx = lead.packets.seekIndex(Math.round((target * lead.clockRate) / 1000));
-      landMs = idx < lead.packets.count ? (lead.packets.ts[idx]! * 1000) / lead.clockRate : target;
+      const p = lead.packets;
+      const idx = p.seekIndex(Math.round((target * lead.clockRate) / 1000));
+      if (idx < p.count) {
+        landMs = (p.ts[idx]! * 1000) / lead.clockRate;
+        delayMs = keepRtp ? this.leadMs : ((p.ts[idx]! - p.send[idx]!) * 1000) / lead.clockRate;
+      }
     }
+    const landPos = landMs - delayMs * this.speed;
     const oldPos = this.pausedPos;
     for (const t of this.tracks) {
       const p = t.packets;
-      const idx = t === lead ? p.seekIndex(Math.round((target * t.clockRate) / 1000)) : p.seekIndex(Math.round((landMs * t.clockRate) / 1000));
+      let idx = t === lead ? p.seekIndex(Math.round((target * t.clockRate) / 1000)) : p.seekIndex(Math.round((landMs * t.clockRate) / 1000));
+      // Other tracks start with the packet that holds the landing time (none of it is lost).
+      if (t !== lead && idx > 0 && (idx >= p.count || p.ts[idx]! > Math.round((landMs * t.clockRate) / 1000))) idx--;
       // Keep RTP time continuous: the new packets' timestamps continue from "now".
-      if (keepRtp) t.rtpEpoch += t.loops * t.loopTicks + Math.round(((oldPos - t.loops * this.loopMs - landMs) * t.clockRate) / 1000);
+      if (keepRtp) t.rtpEpoch += t.loops * t.loopTicks + Math.round(((oldPos - t.loops * this.loopMs - landPos) * t.clockRate) / 1000);
       t.loops = 0;
       t.idx = idx;
       t.byteOff = idx < p.count ? p.offsetOf(idx) : p.payloadBytes;
       t.done = false;
     }
     this.loopsDone = 0;
-    this.pausedPos = landMs;
+    this.pausedPos = landPos;
+    this.floorPos = landMs;
     this.pausedAt = now;
   }
 
@@ -462,3 +503,37 @@ export class PlaySession {
 }
 
 export type { ReceiverReportStats };
+
+const firstPresentation = new WeakMap<PacketTrack, number>();
+const maxLead = new WeakMap<PacketTrack, number>();
+
+/** Media time (ms) of a track's first presented packet (B-frames of the first GOP may precede the keyframe's). */
+function firstPresentationMs(p: PacketTrack): number {
+  let v = firstPresentation.get(p);
+  if (v === undefined) firstPresentation.set(p, (v = computeFirstPresentationMs(p)));
+  return v;
+}
+
+function computeFirstPresentationMs(p: PacketTrack): number {
+  if (p.count === 0) return Infinity;
+  const end = p.syncs === null ? 1 : p.syncs.length > 1 ? p.syncs[1]! : p.count;
+  let min = p.ts[0]!;
+  for (let i = 1; i < end; i++) if (p.ts[i]! < min) min = p.ts[i]!;
+  return (min * 1000) / p.clockRate;
+}
+
+/** Longest time (ms) a packet is sent before it is presented (computed once per cached track). */
+function maxLeadMs(p: PacketTrack): number {
+  let v = maxLead.get(p);
+  if (v === undefined) maxLead.set(p, (v = computeMaxLeadMs(p)));
+  return v;
+}
+
+function computeMaxLeadMs(p: PacketTrack): number {
+  let max = 0;
+  for (let i = 0; i < p.count; i++) {
+    const lead = p.ts[i]! - p.send[i]!;
+    if (lead > max) max = lead;
+  }
+  return (max * 1000) / p.clockRate;
+}
