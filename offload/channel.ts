@@ -242,7 +242,7 @@ export interface LiveCreateParams {
 export interface Requests {
   'cache.load': { params: CacheLoadParams; result: CacheLoadResult };
   'cache.evict': { params: { key: string }; result: { evicted: boolean } };
-  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[] } };
+  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number } };
   'play.update': { params: PlayUpdateParams; result: SessionStats };
   'session.close': { params: { sessionId: string }; result: SessionStats | null };
   'session.stats': { params: { sessionIds?: string[] }; result: SessionStats[] };

@@ -184,7 +184,7 @@ const handlers: { [M in Method]: Handler<M> } = {
     const session = new PlaySession(params, entry, hooks);
     await session.open(params.startMs, params.paused);
     sessions.set(params.sessionId, session);
-    return { sourcePorts: params.tracks.map((t) => t.localPort) };
+    return { sourcePorts: params.tracks.map((t) => t.localPort), durationMs: session.loopMs };
   },
 
   'play.update'({ sessionId, state, positionMs }) {

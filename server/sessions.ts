@@ -195,6 +195,7 @@ export class SessionManager {
       const id = randomUUID();
       // A port pair may be taken by another program: try other pairs a few times.
       let sourcePorts: number[] | null = null;
+      let mediaMs = durationMs;
       let tracks: PlayTrackParams[] = [];
       for (let attempt = 0; attempt < BIND_ATTEMPTS && sourcePorts === null; attempt++) {
         ports = this.ports.allocate(plan.length);
@@ -226,6 +227,7 @@ export class SessionManager {
             cname: `offcast-${id.slice(0, 8)}`,
           });
           sourcePorts = res.sourcePorts;
+          mediaMs = res.durationMs;
         } catch (err) {
           if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') {
             // Keep the busy pair out of rotation for a while; retry with fresh ones.
@@ -260,7 +262,7 @@ export class SessionManager {
         destination: { host: req.destination.host, port: req.destination.port },
         loop: req.loop ?? false,
         speed,
-        durationMs: Math.round(durationMs),
+        durationMs: Math.round(mediaMs),
         positionMs: req.startMs ?? 0,
         createdAt: new Date().toISOString(),
         tracks: sessionTracks,
