@@ -6,12 +6,12 @@
  * A video subscriber starts at the next keyframe, with the SPS/PPS first.
  */
 import type dgram from 'node:dgram';
-import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
 import type { LiveCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
+import { bindPortPair, closePortPair, connect } from '../sockets.js';
 import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
 import type { PacketSubscriber, RecordSession, RecordTrack } from '../record/session.js';
-import { spropSets } from '../record/output.js';
+import { spropParameterSets as spropSets } from '../../storage/recording/probe.js';
 import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
 
 /** Does this H.264 payload start a keyframe (IDR, or parameter sets ahead of one)? */
@@ -57,8 +57,6 @@ export class LiveTrack implements PacketSubscriber {
   private pkt: Buffer = Buffer.alloc(RTP_HEADER_BYTES + 1500);
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
-  private rtpP!: SocketAsPromised;
-  private rtcpP!: SocketAsPromised;
   private readonly video: boolean;
   private readonly paramSets: Buffer | null;
   private started = false;
@@ -81,26 +79,13 @@ export class LiveTrack implements PacketSubscriber {
   }
 
   async open(bindHost: string): Promise<void> {
-    this.rtpP = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr: false });
-    this.rtcpP = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr: false });
-    this.rtp = this.rtpP.socket;
-    this.rtcp = this.rtcpP.socket;
+    const pair = await bindPortPair(this.params.localPort, bindHost);
+    this.rtp = pair.rtp;
+    this.rtcp = pair.rtcp;
     try {
-      await this.rtpP.bind({ port: this.params.localPort, address: bindHost, exclusive: true });
-      await this.rtcpP.bind({ port: this.params.localPort + 1, address: bindHost, exclusive: true });
-      await new Promise<void>((resolve, reject) => {
-        this.rtp.once('error', reject);
-        this.rtp.connect(this.params.destPort, this.params.destHost, () => {
-          this.rtp.off('error', reject);
-          resolve();
-        });
-      });
+      await connect(this.rtp, this.params.destPort, this.params.destHost);
     } catch (err) {
-      this.close();
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE' || code === 'EACCES') {
-        throw new OffloadError('OFFCAST_PORT_IN_USE', `local port ${this.params.localPort} or ${this.params.localPort + 1} is in use`, 503);
-      }
+      closePortPair(pair);
       throw err;
     }
     this.rtp.on('error', () => this.stats.sendErrors++);
@@ -161,14 +146,7 @@ export class LiveTrack implements PacketSubscriber {
   }
 
   close(): void {
-    for (const s of [this.rtp, this.rtcp]) {
-      if (s === undefined) continue;
-      try {
-        s.close();
-      } catch {
-        /* closed */
-      }
-    }
+    closePortPair(this);
   }
 }
 

@@ -32,8 +32,7 @@ function sdes(ssrc: number, cname: string): InstanceType<typeof SdesPacket> {
   return s;
 }
 
-/** SR + SDES(CNAME), as RFC 3550 6.1 requires of a compound packet. */
-export function buildSenderReport(info: SenderInfo, nowMs: number): Buffer {
+function senderReport(info: SenderInfo, nowMs: number): InstanceType<typeof SenderReportPacket> {
   const sr = new SenderReportPacket();
   const [sec, frac] = ntpTime(nowMs);
   sr.setSsrc(info.ssrc);
@@ -42,27 +41,24 @@ export function buildSenderReport(info: SenderInfo, nowMs: number): Buffer {
   sr.setRtpTimestamp(info.rtpTimestamp >>> 0);
   sr.setPacketCount(info.packetCount >>> 0);
   sr.setOctetCount(info.octetCount >>> 0);
+  return sr;
+}
+
+/** SR + SDES(CNAME), as RFC 3550 6.1 requires of a compound packet. */
+export function buildSenderReport(info: SenderInfo, nowMs: number): Buffer {
   const compound = new CompoundPacket();
-  compound.addPacket(sr);
+  compound.addPacket(senderReport(info, nowMs));
   compound.addPacket(sdes(info.ssrc, info.cname));
   return toBuffer(compound);
 }
 
 /** SR + SDES + BYE, sent when a track ends. */
 export function buildBye(info: SenderInfo, nowMs: number, reason?: string): Buffer {
-  const sr = new SenderReportPacket();
-  const [sec, frac] = ntpTime(nowMs);
-  sr.setSsrc(info.ssrc);
-  sr.setNtpSeconds(sec);
-  sr.setNtpFraction(frac);
-  sr.setRtpTimestamp(info.rtpTimestamp >>> 0);
-  sr.setPacketCount(info.packetCount >>> 0);
-  sr.setOctetCount(info.octetCount >>> 0);
   const bye = new ByePacket();
   bye.addSsrc(info.ssrc);
   if (reason !== undefined) bye.setReason(reason);
   const compound = new CompoundPacket();
-  compound.addPacket(sr);
+  compound.addPacket(senderReport(info, nowMs));
   compound.addPacket(sdes(info.ssrc, info.cname));
   compound.addPacket(bye);
   return toBuffer(compound);

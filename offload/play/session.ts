@@ -12,13 +12,13 @@
  * seek or pause makes timestamps jump forward consistently, while sequence
  * numbers simply continue.
  */
-import dgram from 'node:dgram';
-import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
+import type dgram from 'node:dgram';
 import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats, ReceiverReportStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import type { MediaPackets, PacketTrack } from '../cache.js';
 import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
 import type { TimingWheel, WheelItem } from '../scheduler.js';
+import { bindPortPair, closePortPair, connect } from '../sockets.js';
 import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
 
 /** Most packets one track sends per wheel visit (after a stall, catch up gradually). */
@@ -48,8 +48,6 @@ export class PlayTrack implements WheelItem {
   private readonly pkt: Buffer;
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
-  private rtpP!: SocketAsPromised;
-  private rtcpP!: SocketAsPromised;
   readonly clockRate: number;
   /** Loop length in this track's clock. */
   readonly loopTicks: number;
@@ -82,28 +80,13 @@ export class PlayTrack implements WheelItem {
   }
 
   async open(bindHost: string): Promise<void> {
-    const type = this.params.family === 6 ? 'udp6' : 'udp4';
-    const host = this.params.family === 6 ? (bindHost === '0.0.0.0' ? '::' : bindHost) : bindHost;
-    this.rtpP = DgramAsPromised.createSocket({ type, reuseAddr: false });
-    this.rtcpP = DgramAsPromised.createSocket({ type, reuseAddr: false });
-    this.rtp = this.rtpP.socket;
-    this.rtcp = this.rtcpP.socket;
+    const pair = await bindPortPair(this.params.localPort, bindHost, this.params.family);
+    this.rtp = pair.rtp;
+    this.rtcp = pair.rtcp;
     try {
-      await this.rtpP.bind({ port: this.params.localPort, address: host, exclusive: true });
-      await this.rtcpP.bind({ port: this.params.localPort + 1, address: host, exclusive: true });
-      await new Promise<void>((resolve, reject) => {
-        this.rtp.once('error', reject);
-        this.rtp.connect(this.params.destPort, this.params.destHost, () => {
-          this.rtp.off('error', reject);
-          resolve();
-        });
-      });
+      await connect(this.rtp, this.params.destPort, this.params.destHost);
     } catch (err) {
-      this.closeSockets();
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE' || code === 'EACCES') {
-        throw new OffloadError('OFFCAST_PORT_IN_USE', `local port ${this.params.localPort} or ${this.params.localPort + 1} is in use`, 503);
-      }
+      closePortPair(pair);
       throw err;
     }
     // Errors of fire-and-forget sends surface here: count them, never crash.
@@ -213,14 +196,7 @@ export class PlayTrack implements WheelItem {
   }
 
   closeSockets(): void {
-    for (const s of [this.rtp, this.rtcp]) {
-      if (s === undefined) continue;
-      try {
-        s.close();
-      } catch {
-        // already closed
-      }
-    }
+    closePortPair(this);
   }
 }
 

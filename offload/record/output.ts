@@ -16,6 +16,7 @@ import { AdtsWriter } from '../../storage/writers/adts.js';
 import { AnnexBWriter } from '../../storage/writers/annexb.js';
 import { OggOpusWriter } from '../../storage/writers/ogg.js';
 import { WavWriter } from '../../storage/writers/wav.js';
+import { spropParameterSets } from '../../storage/recording/probe.js';
 
 export interface TrackSpec {
   kind: 'audio' | 'video';
@@ -27,19 +28,7 @@ export interface TrackSpec {
 }
 
 /** SPS and PPS from an H.264 fmtp sprop-parameter-sets. */
-export function spropSets(fmtp: Record<string, string>): { sps: Uint8Array[]; pps: Uint8Array[] } {
-  const sps: Uint8Array[] = [];
-  const pps: Uint8Array[] = [];
-  for (const b64 of (fmtp['sprop-parameter-sets'] ?? '').split(',')) {
-    if (b64.trim() === '') continue;
-    const nal = new Uint8Array(Buffer.from(b64.trim(), 'base64'));
-    if (nal.length === 0) continue;
-    const type = nal[0]! & 0x1f;
-    if (type === 7) sps.push(nal);
-    else if (type === 8) pps.push(nal);
-  }
-  return { sps, pps };
-}
+export const spropSets = spropParameterSets;
 
 export function createDepacketizer(spec: TrackSpec): RtpDepacketizer {
   switch (spec.encoding) {

@@ -9,7 +9,6 @@
  * Fast path: a latched flow's packets never leave the offload.
  */
 import type dgram from 'node:dgram';
-import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type {
@@ -21,6 +20,7 @@ import type {
   RecordTrackStats,
 } from '../channel.js';
 import { OffloadError } from '../channel.js';
+import { bindPortPair, closePortPair } from '../sockets.js';
 import { DurableFile } from '../../storage/recording/file.js';
 import { rtpdumpHeader, writeRtpdumpRecordHeader } from '../../storage/rtpdump.js';
 import { classify, DROP_REASONS, Kind, KIND_NAMES, RtpHeader, validateRtp } from './packet.js';
@@ -75,8 +75,6 @@ export class RecordTrack {
   readonly contentType: string;
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
-  private rtpP!: SocketAsPromised;
-  private rtcpP!: SocketAsPromised;
   private readonly hdr = new RtpHeader();
   readonly flows = new FlowTable();
   private held: Held[] = [];
@@ -128,21 +126,9 @@ export class RecordTrack {
     this.dump = await DurableFile.create(path.join(dir, this.dumpName));
     this.file = await DurableFile.create(path.join(dir, this.fileName));
     this.file.write(this.output.begin());
-    this.rtpP = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr: false });
-    this.rtcpP = DgramAsPromised.createSocket({ type: 'udp4', reuseAddr: false });
-    this.rtp = this.rtpP.socket;
-    this.rtcp = this.rtcpP.socket;
-    try {
-      await this.rtpP.bind({ port: this.params.localPort, address: bindHost, exclusive: true });
-      await this.rtcpP.bind({ port: this.params.localPort + 1, address: bindHost, exclusive: true });
-    } catch (err) {
-      this.closeSockets();
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE' || code === 'EACCES') {
-        throw new OffloadError('OFFCAST_PORT_IN_USE', `local port ${this.params.localPort} or ${this.params.localPort + 1} is in use`, 503);
-      }
-      throw err;
-    }
+    const pair = await bindPortPair(this.params.localPort, bindHost);
+    this.rtp = pair.rtp;
+    this.rtcp = pair.rtcp;
     // Ingest bursts: a large receive buffer (the kernel caps it at rmem_max).
     try {
       this.rtp.setRecvBufferSize(8 * 1024 * 1024);
@@ -431,14 +417,7 @@ export class RecordTrack {
   }
 
   closeSockets(): void {
-    for (const s of [this.rtp, this.rtcp]) {
-      if (s === undefined) continue;
-      try {
-        s.close();
-      } catch {
-        /* closed */
-      }
-    }
+    closePortPair(this);
   }
 
   trackStats(): RecordTrackStats {
