@@ -18,7 +18,7 @@ export interface Config {
   readonly sources: { readonly allow: readonly string[] };
   readonly api: { readonly token?: string };
   readonly limits: { readonly maxSessions: number; readonly uploadBytes: number };
-  readonly offload: { readonly workers: number };
+  readonly offload: { readonly workers: number; readonly nativeSend: boolean };
   readonly record: {
     readonly idleTimeoutMs: number;
     readonly maxDurationMs: number;

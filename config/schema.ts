@@ -35,6 +35,7 @@ export const SCHEMA = {
   'limits.maxSessions': { type: 'int', default: 1000, min: 1, max: 100000, doc: 'concurrent sessions' },
   'limits.uploadBytes': { type: 'int', default: 1024 * MiB, min: 1024, max: 64 * 1024 * MiB, doc: 'largest media upload' },
   'offload.workers': { type: 'int', default: 1, min: 1, max: 64, doc: 'data-plane worker threads' },
+  'offload.nativeSend': { type: 'bool', default: true, doc: 'send with the native sendmmsg addon when it is built (else Node dgram)' },
   'record.idleTimeoutMs': { type: 'int', default: 30000, min: 100, max: 24 * 3600 * 1000, doc: 'a record session ends after this long without media' },
   'record.maxDurationMs': { type: 'int', default: 6 * 3600 * 1000, min: 1000, max: 7 * 24 * 3600 * 1000, doc: 'a record session ends after this long' },
   'record.reorderPackets': { type: 'int', default: 64, min: 1, max: 4096, doc: 'reorder buffer depth in packets' },

@@ -122,6 +122,10 @@ export interface WorkerStats {
   sendErrors: number;
   dropped: number;
   cacheEntries: number;
+  /** The native batched sender is in use (else dgram), and why not when it was wanted. */
+  nativeSend: boolean;
+  nativeError: string | null;
+  batches: number;
   /** Send lateness histogram (ms buckets, cumulative-free counts), and the scheduler's own lag. */
   lateness: HistogramSnapshot;
   lag: HistogramSnapshot;

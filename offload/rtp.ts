@@ -35,6 +35,17 @@ export function patchRtpHeader(buf: Uint8Array, payloadType: number, marker: boo
   buf[7] = ts & 0xff;
 }
 
+/** The same patch on a header at `off` of a larger buffer (the native sender's staging buffer). */
+export function patchRtpHeaderAt(buf: Uint8Array, off: number, payloadType: number, marker: boolean, seq: number, ts: number): void {
+  buf[off + 1] = marker ? 0x80 | payloadType : payloadType;
+  buf[off + 2] = (seq >>> 8) & 0xff;
+  buf[off + 3] = seq & 0xff;
+  buf[off + 4] = (ts >>> 24) & 0xff;
+  buf[off + 5] = (ts >>> 16) & 0xff;
+  buf[off + 6] = (ts >>> 8) & 0xff;
+  buf[off + 7] = ts & 0xff;
+}
+
 /** Seconds between the NTP epoch (1900) and the Unix epoch (1970). */
 const NTP_UNIX_OFFSET = 2208988800;
 

@@ -24,6 +24,8 @@ const MASK = SLOTS - 1;
 export interface WheelStats {
   /** Scheduler lag: how late each tick ran (ms) — histogram fed by the caller. */
   onLag?: (lagMs: number) => void;
+  /** Runs after each tick's items (the batched sender flushes here). */
+  afterTick?: () => void;
 }
 
 export class TimingWheel {
@@ -123,6 +125,7 @@ export class TimingWheel {
     }
     this.cursor = target;
     this.running = false;
+    this.stats.afterTick?.();
     if (this.items > 0) this.arm(this.nextSlot());
   }
 

@@ -22,6 +22,8 @@ import { loadMediaPackets } from './load.js';
 import { TimingWheel } from './scheduler.js';
 import { PlaySession } from './play/session.js';
 import { Histogram } from './histogram.js';
+import { BatchSender } from './batch.js';
+import { nativeSender, nativeLoadError } from './native/index.js';
 import { RecordSession } from './record/session.js';
 import { LiveSession } from './play/live.js';
 import { recoverRecordings } from './record/recover.js';
@@ -29,6 +31,8 @@ import './record/reader.js';
 
 export interface WorkerInit {
   index: number;
+  /** Use the native batched sender when it is built. */
+  nativeSend: boolean;
   bindHost: string;
   rtcpIntervalMs: number;
   /** Port to every other worker, by worker index (null for itself). */
@@ -44,7 +48,9 @@ const port = parentPort!;
 const cache = new PacketCache();
 const lateness = new Histogram();
 const lag = new Histogram();
-const wheel = new TimingWheel(() => performance.now(), { onLag: (ms) => lag.observe(ms) });
+const native = init.nativeSend ? nativeSender() : null;
+const batch = native === null ? null : new BatchSender(native.sendBatch);
+const wheel = new TimingWheel(() => performance.now(), { onLag: (ms) => lag.observe(ms), afterTick: () => batch?.flush() });
 const sessions = new Map<string, PlaySession>();
 const records = new Map<string, RecordSession>();
 const lives = new Map<string, LiveSession>();
@@ -63,6 +69,7 @@ const hooks = {
   wheel,
   bindHost: init.bindHost,
   rtcpIntervalMs: init.rtcpIntervalMs,
+  batch,
   onSent(lateMs: number, bytes: number): void {
     lateness.observe(lateMs < 0 ? 0 : lateMs);
     totals.packets++;
@@ -289,6 +296,9 @@ const handlers: { [M in Method]: Handler<M> } = {
       sendErrors,
       dropped,
       cacheEntries: cache.size,
+      nativeSend: batch !== null,
+      nativeError: init.nativeSend && batch === null ? (nativeLoadError() ?? 'not built') : null,
+      batches: batch?.batches ?? 0,
       lateness: lateness.snapshot(),
       lag: lag.snapshot(),
     };

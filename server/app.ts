@@ -63,6 +63,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
 
   const offload = new OffloadClient({
     workers: config.offload.workers,
+    nativeSend: config.offload.nativeSend,
     bindHost: opts.bindHost ?? '0.0.0.0',
     rtcpIntervalMs: config.rtp.rtcpIntervalMs,
   });

@@ -18,6 +18,7 @@ import type { WorkerInit } from '../offload/worker.js';
 
 export interface OffloadOptions {
   workers: number;
+  nativeSend: boolean;
   bindHost: string;
   rtcpIntervalMs: number;
   /** Default timeout of a request (ms); cache loads get longer. */
@@ -80,7 +81,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
   }
 
   private spawn(index: number, peers: (MessagePort | null)[]): Promise<void> {
-    const init: WorkerInit = { index, bindHost: this.opts.bindHost, rtcpIntervalMs: this.opts.rtcpIntervalMs, peers };
+    const init: WorkerInit = { index, nativeSend: this.opts.nativeSend, bindHost: this.opts.bindHost, rtcpIntervalMs: this.opts.rtcpIntervalMs, peers };
     const w = new Worker(workerUrl(), {
       workerData: init,
       transferList: peers.filter((p): p is MessagePort => p !== null),

@@ -16,7 +16,8 @@ import type dgram from 'node:dgram';
 import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats, ReceiverReportStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import type { MediaPackets, PacketTrack } from '../cache.js';
-import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
+import { RTP_HEADER_BYTES, patchRtpHeader, patchRtpHeaderAt, writeRtpHeaderTemplate } from '../rtp.js';
+import type { BatchOwner, BatchSender } from '../batch.js';
 import type { TimingWheel, WheelItem } from '../scheduler.js';
 import { bindPortPair, closePortPair, connect } from '../sockets.js';
 import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
@@ -33,9 +34,11 @@ export interface PlayHooks {
   onEnded(session: PlaySession, reason: 'completed' | 'failed', error?: string): void;
   bindHost: string;
   rtcpIntervalMs: number;
+  /** The native batched sender, when built (else packets go through dgram one by one). */
+  batch: BatchSender | null;
 }
 
-export class PlayTrack implements WheelItem {
+export class PlayTrack implements WheelItem, BatchOwner {
   due = 0;
   wheelNext: WheelItem | null = null;
   wheelPrev: WheelItem | null = null;
@@ -48,6 +51,8 @@ export class PlayTrack implements WheelItem {
   private readonly pkt: Buffer;
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
+  /** The RTP socket's descriptor for the native sender (-1: use dgram). */
+  private fd = -1;
   readonly clockRate: number;
   /** Loop length in this track's clock. */
   readonly loopTicks: number;
@@ -88,6 +93,10 @@ export class PlayTrack implements WheelItem {
     } catch (err) {
       closePortPair(pair);
       throw err;
+    }
+    if (this.session.hooks.batch !== null) {
+      const fd = (this.rtp as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      if (typeof fd === 'number' && fd >= 0) this.fd = fd;
     }
     // Errors of fire-and-forget sends surface here: count them, never crash.
     this.rtp.on('error', () => this.stats.sendErrors++);
@@ -142,17 +151,28 @@ export class PlayTrack implements WheelItem {
   sendOne(lateMs: number): boolean {
     const p = this.packets;
     const i = this.idx;
-    // The kernel took the previous packet synchronously unless the socket queued it;
-    // only then may our buffer be rewritten.
-    if (this.rtp.getSendQueueCount() > 0) return false;
+    const batch = this.session.hooks.batch;
+    const native = batch !== null && this.fd >= 0;
+    // dgram path: the kernel took the previous packet synchronously unless the socket
+    // queued it; only then may our buffer be rewritten.
+    if (!native && this.rtp.getSendQueueCount() > 0) return false;
     // A sender report ahead of the first packet lets receivers line tracks up from the start
     // (ffmpeg times packets that arrive before any SR differently from those after).
     if (this.stats.srSent === 0) this.sendReport(performance.now(), false);
     const len = p.len[i]!;
     const ts = (this.params.tsBase + this.rtpEpoch + this.loops * this.loopTicks + p.ts[i]!) >>> 0;
-    patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
-    p.payload.copy(this.pkt, RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
-    this.rtp.send(this.pkt, 0, RTP_HEADER_BYTES + len);
+    if (native) {
+      // Staged with every other packet due this tick; sent by sendmmsg when the tick ends.
+      const off = batch.reserve(this.fd, RTP_HEADER_BYTES + len, this);
+      const stage = batch.stage;
+      this.pkt.copy(stage, off, 0, RTP_HEADER_BYTES);
+      patchRtpHeaderAt(stage, off, this.params.payloadType, p.marker(i), this.seq, ts);
+      p.payload.copy(stage, off + RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
+    } else {
+      patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
+      p.payload.copy(this.pkt, RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
+      this.rtp.send(this.pkt, 0, RTP_HEADER_BYTES + len);
+    }
     this.midFrame = !p.marker(i);
     this.seq = (this.seq + 1) & 0xffff;
     this.lastTs = ts;
@@ -169,6 +189,12 @@ export class PlayTrack implements WheelItem {
     while (this.midFrame && this.idx < this.packets.count) {
       if (!this.sendOne(0)) break;
     }
+    this.session.hooks.batch?.flush();
+  }
+
+  /** The native sender could not send one of ours (BatchOwner). */
+  sendFailed(_errno: number): void {
+    this.stats.sendErrors++;
   }
 
   /** RTP timestamp that corresponds to wall time `now` on this track's clock. */
@@ -401,6 +427,7 @@ export class PlaySession {
         if (!t.sendOne(0)) break;
       }
     }
+    this.hooks.batch?.flush();
     if (active === 0 || this.tracks.every((t) => t.done)) {
       this.trackDone();
       return;
@@ -435,6 +462,8 @@ export class PlaySession {
 
   finish(reason: 'completed' | 'failed', error?: string): void {
     if (this.state === 'ended' || this.state === 'failed') return;
+    // Staged packets leave before the BYE.
+    this.hooks.batch?.flush();
     const now = performance.now();
     for (const t of this.tracks) {
       this.hooks.wheel.cancel(t);
@@ -450,6 +479,7 @@ export class PlaySession {
 
   /** DELETE: stop now (BYE), close sockets. */
   close(): void {
+    this.hooks.batch?.flush();
     if (this.state === 'playing' || this.state === 'paused') {
       const now = performance.now();
       for (const t of this.tracks) {

@@ -1,0 +1,37 @@
+/**
+ * The optional native sender (offload/native/sendbatch.c, built by `npm install`
+ * with node-gyp). When it is missing, the offload sends with Node's dgram.
+ */
+import { createRequire } from 'node:module';
+
+export type SendBatch = (fds: Int32Array, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, status: Int32Array, count: number) => number;
+
+let loaded: { sendBatch: SendBatch } | null | undefined;
+let loadError: string | null = null;
+
+export function nativeSender(): { sendBatch: SendBatch } | null {
+  if (loaded !== undefined) return loaded;
+  try {
+    const require = createRequire(import.meta.url);
+    // From offload/native (sources) or dist/offload/native (compiled): the build lives beside the sources.
+    const candidates = [new URL('./build/Release/offcast_native.node', import.meta.url), new URL('../../../offload/native/build/Release/offcast_native.node', import.meta.url)];
+    let mod: { sendBatch: SendBatch } | null = null;
+    for (const c of candidates) {
+      try {
+        mod = require(c.pathname) as { sendBatch: SendBatch };
+        break;
+      } catch (err) {
+        loadError = (err as Error).message;
+      }
+    }
+    loaded = mod !== null && typeof mod.sendBatch === 'function' ? mod : null;
+  } catch (err) {
+    loadError = (err as Error).message;
+    loaded = null;
+  }
+  return loaded;
+}
+
+export function nativeLoadError(): string | null {
+  return loadError;
+}
