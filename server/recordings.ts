@@ -324,7 +324,9 @@ export class RecordingManager {
     const s = e.last;
     return {
       ...e.view,
-      state: e.endedAt === null && s !== null ? s.state : e.view.state,
+      // The offload's "ended" runs ahead of its summary (the manifest is written in between):
+      // until the summary arrives the session is finishing, so "ended" always has its reason and recording.
+      state: e.endedAt === null && s !== null ? (s.state === 'recording' ? 'recording' : 'finishing') : e.view.state,
       durationMs: e.endedAt === null && s !== null ? s.durationMs : e.view.durationMs,
       tracks: e.view.tracks.map((t, i) => {
         const ts = s?.tracks[i];

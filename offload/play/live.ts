@@ -108,6 +108,9 @@ export class LiveTrack implements PacketSubscriber {
       }
       this.started = true;
       this.tsOffset = (this.params.tsBase - ts) >>> 0;
+      // The first SR maps this packet's time to now: without it, it would announce RTP time 0.
+      this.lastTs = this.params.tsBase >>> 0;
+      this.lastAt = now;
       this.sendReport(now, false);
       if (this.paramSets !== null) this.send(this.paramSets, 0, this.paramSets.length, ts, false);
     }
@@ -138,7 +141,7 @@ export class LiveTrack implements PacketSubscriber {
 
   /** Sender report: RTP time extrapolated from the last packet forwarded, on our wall clock. */
   sendReport(now: number, bye: boolean): void {
-    const rtpTs = this.stats.packets === 0 ? this.lastTs : (this.lastTs + Math.round(((now - this.lastAt) * this.params.clockRate) / 1000)) >>> 0;
+    const rtpTs = (this.lastTs + Math.round(((now - this.lastAt) * this.params.clockRate) / 1000)) >>> 0;
     const info = { ssrc: this.params.ssrc, rtpTimestamp: rtpTs, packetCount: this.stats.packets, octetCount: this.stats.octets, cname: this.session.cname };
     const msg = bye ? buildBye(info, now, 'end of live feed') : buildSenderReport(info, now);
     this.rtcp.send(msg, this.params.destPort + 1, this.params.destHost, () => undefined);

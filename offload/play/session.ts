@@ -373,6 +373,9 @@ export class PlaySession {
       let idx = t === lead ? p.seekIndex(Math.round((target * t.clockRate) / 1000)) : p.seekIndex(Math.round((landMs * t.clockRate) / 1000));
       // Other tracks start with the packet that holds the landing time (none of it is lost).
       if (t !== lead && idx > 0 && (idx >= p.count || p.ts[idx]! > Math.round((landMs * t.clockRate) / 1000))) idx--;
+      // From the very start, the others start with their first packet: audio that begins before the
+      // first video frame (a recording whose sender's audio came first) is played, not cut.
+      if (t !== lead && lead !== undefined && target <= this.originMs) idx = 0;
       // Keep RTP time continuous: the new packets' timestamps continue from "now".
       if (keepRtp) t.rtpEpoch += t.loops * t.loopTicks + Math.round(((oldPos - t.loops * this.loopMs - landPos) * t.clockRate) / 1000);
       t.loops = 0;

@@ -31,6 +31,9 @@ import { buildReceiverReport, parseRtcp, readBye, readSenderInfo, SenderClock } 
 import { containerInfo, FrameOutput, type TrackSpec } from './output.js';
 import { MANIFEST, writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 
+/** RTCP packets a track keeps until its recording starts (its flow latched, its first packet in order). */
+const EARLY_RTCP_MAX = 4;
+
 /** A received packet on its way through the reorder buffer (pooled: no allocation per packet). */
 class Slot {
   msg: Buffer | null = null;
@@ -91,6 +94,8 @@ export class RecordTrack {
   private readonly chunks2: Uint8Array[] = [this.dumpHdr, this.dumpHdr];
   readonly clock = new SenderClock();
   senderRtcp: { address: string; port: number } | null = null;
+  /** RTCP that came before the recording started: a sender sends its first SR ahead of its first RTP packet. */
+  private earlyRtcp: { msg: Buffer; address: string; port: number; at: number; unixMs: number }[] = [];
   bye = false;
   lastPacketAt = 0;
   readonly subscribers: PacketSubscriber[] = [];
@@ -340,17 +345,27 @@ export class RecordTrack {
     const src = this.flows.latchedAddress ?? '0.0.0.0';
     const port = this.flows.latchedAddress === null ? this.params.localPort : this.flows.latchedPort;
     this.dump.write([rtpdumpHeader(unixMs, src.startsWith('::ffff:') ? src.slice(7) : src, port)]);
+    // Now that the sender is known, judge (and keep) what it sent ahead of its first packet.
+    const early = this.earlyRtcp;
+    this.earlyRtcp = [];
+    for (const r of early) this.onRtcp(r.msg, r.address, r.port, r.at, r.unixMs);
   }
 
-  onRtcp(msg: Buffer, address: string, port: number, now: number): void {
+  onRtcp(msg: Buffer, address: string, port: number, now: number, unixMs = Date.now()): void {
     if (this.session.state !== 'recording') return;
     const parsed = parseRtcp(msg);
     if (parsed === null) {
       this.drop('rtcp-malformed');
       return;
     }
+    if (this.flows.latchedAddress === null || !this.dumpStarted) {
+      // Too early to tell whose it is: kept (a few) until the recording starts.
+      if (this.earlyRtcp.length < EARLY_RTCP_MAX) this.earlyRtcp.push({ msg, address, port, at: now, unixMs });
+      else this.drop('rtcp-unknown-source');
+      return;
+    }
     // Only the latched sender's RTCP counts (its address; RTCP comes from another port).
-    if (this.flows.latchedAddress === null || address !== this.flows.latchedAddress) {
+    if (address !== this.flows.latchedAddress) {
       this.drop('rtcp-unknown-source');
       return;
     }
@@ -364,11 +379,9 @@ export class RecordTrack {
     if (!ours) return;
     this.senderRtcp = { address, port };
     // The sender's reports go to the rtpdump too (as RTCP records): they carry its NTP clock.
-    if (this.dumpStarted) {
-      writeRtpdumpRecordHeader(this.dumpHdr, 0, msg.length, Math.max(0, Math.round(Date.now() - this.dumpStartUnixMs)), true);
-      this.chunks2[1] = msg;
-      this.dump.write(this.chunks2);
-    }
+    writeRtpdumpRecordHeader(this.dumpHdr, 0, msg.length, Math.max(0, Math.round(unixMs - this.dumpStartUnixMs)), true);
+    this.chunks2[1] = msg;
+    this.dump.write(this.chunks2);
   }
 
   /** A receiver report to the sender about its stream (RFC 3550 6.4.2). */

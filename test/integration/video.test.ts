@@ -178,7 +178,7 @@ if (!hasFfmpeg()) {
       }
 
       // Audio: a contiguous run of the source AUs through the last, timestamps = pts.
-      const aps = audioPackets(ap);
+      const aps = audioPackets(ap).filter((x) => x.aus.length > 0);
       const aus = aps.flatMap((x) => x.aus);
       t.ok(aus.every((a) => a !== undefined), 'every AU equals a source AU');
       const firstAu = aus[0]!.index;
