@@ -122,6 +122,8 @@ export interface WorkerStats {
   sendErrors: number;
   dropped: number;
   cacheEntries: number;
+  /** Record path totals: packets recorded, slow/fast path, drops by reason. */
+  record: { packets: number; bytes: number; slowPath: number; fastPath: number; drops: Record<string, number> };
   /** The native batched sender is in use (else dgram), and why not when it was wanted. */
   nativeSend: boolean;
   nativeError: string | null;

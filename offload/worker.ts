@@ -92,6 +92,7 @@ const recordHooks = {
   },
   onEnded(session: RecordSession, summary: Notifications['record.ended']['summary']): void {
     records.delete(session.id);
+    addRecordTotals(recordRetired, session);
     notify('record.ended', { sessionId: session.id, summary });
     // Live subscribers of this recording end with it.
     for (const live of [...lives.values()]) {
@@ -102,6 +103,25 @@ const recordHooks = {
     }
   },
 };
+
+/** Record-path counters of sessions that are gone. */
+interface RecordTotals {
+  packets: number;
+  bytes: number;
+  slowPath: number;
+  fastPath: number;
+  drops: Record<string, number>;
+}
+const recordRetired: RecordTotals = { packets: 0, bytes: 0, slowPath: 0, fastPath: 0, drops: {} };
+function addRecordTotals(into: RecordTotals, session: RecordSession): void {
+  for (const t of session.tracks) {
+    into.packets += t.stats.packets;
+    into.bytes += t.stats.bytes;
+    into.slowPath += t.stats.slowPath;
+    into.fastPath += t.stats.fastPath;
+    for (const [k, v] of Object.entries(t.stats.drops)) into.drops[k] = (into.drops[k] ?? 0) + v;
+  }
+}
 
 /** Counters of sessions that are gone, so worker totals stay monotonic. */
 const retired = { sendErrors: 0, dropped: 0 };
@@ -296,6 +316,11 @@ const handlers: { [M in Method]: Handler<M> } = {
       sendErrors,
       dropped,
       cacheEntries: cache.size,
+      record: (() => {
+        const r: RecordTotals = { ...recordRetired, drops: { ...recordRetired.drops } };
+        for (const s of records.values()) addRecordTotals(r, s);
+        return r;
+      })(),
       nativeSend: batch !== null,
       nativeError: init.nativeSend && batch === null ? (nativeLoadError() ?? 'not built') : null,
       batches: batch?.batches ?? 0,

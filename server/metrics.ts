@@ -115,6 +115,23 @@ export function createMetrics(deps: MetricsDeps): { registry: client.Registry; r
   gauge('offcast_offload_workers', 'Offload worker threads', () => deps.offload.size);
   counter('offcast_offload_worker_restarts_total', 'Offload workers restarted after a crash', () => deps.offload.restarts);
 
+  counter('offcast_record_packets_total', 'RTP packets recorded (unique, in order)', () => sum((w) => w.record.packets));
+  counter('offcast_record_bytes_total', 'Payload bytes recorded', () => sum((w) => w.record.bytes));
+  counter('offcast_record_slow_path_total', 'First packets of new flows sent (header only) to the control plane', () => sum((w) => w.record.slowPath));
+  counter('offcast_record_fast_path_total', 'Packets of installed flows handled in the offload alone', () => sum((w) => w.record.fastPath));
+  new client.Counter({
+    name: 'offcast_record_drops_total',
+    help: 'Packets dropped on record ports, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const drops: Record<string, number> = {};
+      for (const w of workers) for (const [k, v] of Object.entries(w.record.drops)) drops[k] = (drops[k] ?? 0) + v;
+      for (const [reason, n] of Object.entries(drops)) this.inc({ reason }, n);
+    },
+  });
+  gauge('offcast_offload_native_send', 'Workers sending with the native sendmmsg addon', () => workers.filter((w) => w.nativeSend).length);
   const lateness = new MergedHistogram('offcast_send_lateness_seconds', 'Lateness of each RTP send against its schedule');
   const lag = new MergedHistogram('offcast_scheduler_lag_seconds', 'How late the timing wheel ran its ticks');
   registry.registerMetric(lateness as unknown as client.Metric);

@@ -117,6 +117,9 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   t.match(metrics, /^offcast_channel_payload_bytes_total 0$/m, 'no payload byte crossed into the control plane');
   t.match(metrics, /offcast_record_flow_decisions_total\{reason="ok"\} 1/);
+  t.match(metrics, /^offcast_record_drops_total\{reason="garbage"\} 5$/m, 'drops by reason in /metrics');
+  t.match(metrics, new RegExp(`^offcast_record_packets_total ${N - lostIdx.size}$`, 'm'), 'recorded packets in /metrics');
+  t.match(metrics, /^offcast_record_slow_path_total 1$/m);
 });
 
 t.test('a spoofed flow never takes over a latched track', async (t) => {
