@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
-import type { FlowHeader, PlayTrackParams, RecordingSummary, RecordStats, RecordTrackParams, SessionStats } from '../offload/channel.js';
+import type { FlowHeader, PlayTrackParams, RecordingSummary, RecordStats, RecordTrackParams } from '../offload/channel.js';
 import { OffloadError } from '../offload/channel.js';
 import { decideFlow, type FlowDecisionReason } from '../offload/record/flows.js';
 import { isValidMediaName, resolveMediaPath } from '../storage/library.js';
@@ -479,12 +479,6 @@ export class RecordingManager {
       throw new HttpError(404, 'OFFCAST_TRACK_NOT_FOUND', `recording ${name} has no file for track ${index}`);
     }
     return { stream: createReadStream(file), contentType: which === 'playable' ? t.contentType : 'application/x-rtpdump', bytes: st.size, fileName };
-  }
-
-  /** For /v1/sessions/:id on an ended session without stats. */
-  lastStats(id: string): SessionStats | null {
-    void id;
-    return null;
   }
 }
 
