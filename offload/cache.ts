@@ -82,6 +82,18 @@ export class PacketTrack {
     this.markerAll = l.markerAll;
   }
 
+  private maxLenMemo = -1;
+
+  /** The largest payload (sizes each session's packet buffer); computed once per entry. */
+  get maxLen(): number {
+    if (this.maxLenMemo < 0) {
+      let max = 0;
+      for (let i = 0; i < this.count; i++) if (this.len[i]! > max) max = this.len[i]!;
+      this.maxLenMemo = max;
+    }
+    return this.maxLenMemo;
+  }
+
   marker(i: number): boolean {
     return this.flags === null ? this.markerAll : (this.flags[i]! & FLAG_MARKER) !== 0;
   }

@@ -53,3 +53,15 @@ export function closePortPair(pair: Partial<PortPair>): void {
     }
   }
 }
+
+/**
+ * The descriptor of a bound dgram socket, for the native sender; -1 if Node
+ * doesn't expose it. (Read through the socket's internal state: the public
+ * `_handle` accessor is deprecated and warns.)
+ */
+export function socketFd(sock: dgram.Socket): number {
+  const sym = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol');
+  const state = sym === undefined ? undefined : (sock as unknown as Record<symbol, { handle?: { fd?: number } }>)[sym];
+  const fd = state?.handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}

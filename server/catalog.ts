@@ -26,11 +26,18 @@ export interface MediaItem {
   version: string;
 }
 
+/** How long a looked-up media item is reused without another stat. */
+const RECENT_MS = 1000;
+
 export class Catalog {
   readonly root: string;
   /** Finished recordings are media too (format 'recording'); set by the server. */
   recordingsRoot: string | null = null;
   private readonly probes = new Map<string, { version: string; probe: Probe }>();
+  /** Real paths of names, checked by inode: realpath costs more than the rest of a lookup. */
+  private readonly real = new Map<string, { path: string; ino: number }>();
+  /** Items looked up in the last second: a burst of session creates stats the file once. */
+  private readonly recent = new Map<string, { item: MediaItem; until: number }>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -66,12 +73,35 @@ export class Catalog {
   /** The media item with its probe; 404 when missing, 415/422 when unusable. */
   async get(name: string, opts: { frameRate?: number } = {}): Promise<MediaItem> {
     this.checkName(name);
+    const recentKey = `${name}|${opts.frameRate ?? ''}`;
+    const hit = this.recent.get(recentKey);
+    const now = performance.now();
+    if (hit !== undefined && hit.until > now) return hit.item;
+    const item = await this.lookup(name, opts);
+    this.recent.set(recentKey, { item, until: now + RECENT_MS });
+    if (this.recent.size > 1000) this.recent.delete(this.recent.keys().next().value!);
+    return item;
+  }
+
+  private forget(name: string): void {
+    this.real.delete(name);
+    for (const key of [...this.recent.keys()]) if (key.startsWith(name + '|')) this.recent.delete(key);
+  }
+
+  private async lookup(name: string, opts: { frameRate?: number }): Promise<MediaItem> {
     let file: string;
     let st;
     try {
-      // The real path: a symlink leading out of the library is not media (as listMedia says).
-      file = await resolveExistingMediaPath(this.root, name);
-      st = await stat(file);
+      const known = this.real.get(name);
+      st = known === undefined ? undefined : await stat(known.path).catch(() => undefined);
+      if (known !== undefined && st !== undefined && st.ino === known.ino) file = known.path;
+      else {
+        // The real path: a symlink leading out of the library is not media (as listMedia says).
+        file = await resolveExistingMediaPath(this.root, name);
+        st = await stat(file);
+        this.real.set(name, { path: file, ino: st.ino });
+        if (this.real.size > 10000) this.real.delete(this.real.keys().next().value!);
+      }
     } catch {
       const rec = await this.recording(name);
       if (rec !== null) return rec;
@@ -147,6 +177,7 @@ export class Catalog {
         () => false,
       );
       await rename(temp, final);
+      this.forget(name);
       const item = await this.get(name);
       return { ...item, created: !existed };
     } catch (err) {
@@ -170,6 +201,7 @@ export class Catalog {
       throw mediaNotFound(name);
     }
     await rm(file);
+    this.forget(name);
     for (const key of [...this.probes.keys()]) if (key.startsWith(name + '|')) this.probes.delete(key);
   }
 }

@@ -107,11 +107,13 @@ export class SessionManager {
     });
   }
 
+  /** Ended sessions, oldest first (kept for GET until pruned). */
+  private readonly ended = new Map<string, PlayEntry>();
+  private running = 0;
+
   /** Play sessions that hold resources (not ended). */
   get activePlay(): number {
-    let n = 0;
-    for (const e of this.sessions.values()) if (e.endedAt === null) n++;
-    return n;
+    return this.running;
   }
 
   /** All sessions that hold resources (play and record). */
@@ -134,6 +136,7 @@ export class SessionManager {
     const { id, worker, ports, view } = await this.recordings.createLive({ live: req.live, destination: req.destination }, this.activePlay + this.creating);
     const v = view as unknown as PlaySessionView;
     this.sessions.set(id, { view: v, worker, ports, cacheKey: '', last: null, endedAt: null });
+    this.running++;
     return v;
   }
 
@@ -285,6 +288,7 @@ export class SessionManager {
         }),
       };
       this.sessions.set(id, { view, worker, ports: ports!, cacheKey: load.key, last: null, endedAt: null });
+      this.running++;
       this.prune();
       return view;
     } catch (err) {
@@ -357,6 +361,7 @@ export class SessionManager {
       this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended');
     }
     this.sessions.delete(id);
+    this.ended.delete(id);
     return this.render(e);
   }
 
@@ -377,6 +382,8 @@ export class SessionManager {
     if (stats !== null) this.apply(e, stats);
     e.view.state = state;
     e.endedAt = Date.now();
+    this.running--;
+    this.ended.set(e.view.id, e);
     this.ports.release(e.ports);
     if (e.cacheKey !== '') this.cache.release(e.cacheKey);
     this.offload.load[e.worker] = Math.max(0, (this.offload.load[e.worker] ?? 1) - 1);
@@ -421,12 +428,14 @@ export class SessionManager {
     };
   }
 
+  /** Forgets ended sessions past their time or beyond the bound, oldest first. */
   private prune(): void {
     const now = Date.now();
-    const ended = [...this.sessions.values()].filter((e) => e.endedAt !== null);
-    for (const e of ended) if (now - e.endedAt! > ENDED_TTL_MS) this.sessions.delete(e.view.id);
-    const left = ended.filter((e) => this.sessions.has(e.view.id));
-    for (let i = 0; i < left.length - ENDED_MAX; i++) this.sessions.delete(left[i]!.view.id);
+    for (const [id, e] of this.ended) {
+      if (this.ended.size <= ENDED_MAX && now - e.endedAt! <= ENDED_TTL_MS) break;
+      this.ended.delete(id);
+      this.sessions.delete(id);
+    }
   }
 }
 

@@ -19,7 +19,7 @@ import type { MediaPackets, PacketTrack } from '../cache.js';
 import { RTP_HEADER_BYTES, patchRtpHeader, patchRtpHeaderAt, writeRtpHeaderTemplate } from '../rtp.js';
 import type { BatchOwner, BatchSender } from '../batch.js';
 import type { TimingWheel, WheelItem } from '../scheduler.js';
-import { bindPortPair, closePortPair, connect } from '../sockets.js';
+import { bindPortPair, closePortPair, connect, socketFd } from '../sockets.js';
 import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
 
 /** Most packets one track sends per wheel visit (after a stall, catch up gradually). */
@@ -78,9 +78,7 @@ export class PlayTrack implements WheelItem, BatchOwner {
     this.clockRate = params.clockRate;
     this.loopTicks = Math.round((loopMs * this.clockRate) / 1000);
     this.seq = params.seq & 0xffff;
-    let maxLen = 0;
-    for (let i = 0; i < packets.count; i++) if (packets.len[i]! > maxLen) maxLen = packets.len[i]!;
-    this.pkt = Buffer.alloc(RTP_HEADER_BYTES + maxLen);
+    this.pkt = Buffer.alloc(RTP_HEADER_BYTES + packets.maxLen);
     writeRtpHeaderTemplate(this.pkt, params.payloadType, params.ssrc);
   }
 
@@ -94,10 +92,7 @@ export class PlayTrack implements WheelItem, BatchOwner {
       closePortPair(pair);
       throw err;
     }
-    if (this.session.hooks.batch !== null) {
-      const fd = (this.rtp as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      if (typeof fd === 'number' && fd >= 0) this.fd = fd;
-    }
+    if (this.session.hooks.batch !== null) this.fd = socketFd(this.rtp);
     // Errors of fire-and-forget sends surface here: count them, never crash.
     this.rtp.on('error', () => this.stats.sendErrors++);
     this.rtcp.on('error', () => this.stats.sendErrors++);

@@ -117,7 +117,7 @@ export const sessionSchema = {
     destination: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' } } },
     source: { type: 'object', properties: { host: { type: 'string' }, port: { type: 'integer' } } },
     loop: { type: 'boolean' },
-    speed: { anyOf: [{ type: 'number' }, { type: 'string' }] },
+    speed: { type: ['number', 'string'] },
     durationMs: { type: 'number' },
     positionMs: { type: 'number' },
     createdAt: { type: 'string' },
