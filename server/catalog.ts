@@ -71,12 +71,16 @@ export class Catalog {
   }
 
   /** The media item with its probe; 404 when missing, 415/422 when unusable. */
-  async get(name: string, opts: { frameRate?: number } = {}): Promise<MediaItem> {
+  /**
+   * The media item. `recent` allows an answer up to a second old (session creation:
+   * a burst stats the file once; a file deleted meanwhile fails when it is loaded).
+   */
+  async get(name: string, opts: { frameRate?: number; recent?: boolean } = {}): Promise<MediaItem> {
     this.checkName(name);
     const recentKey = `${name}|${opts.frameRate ?? ''}`;
     const hit = this.recent.get(recentKey);
     const now = performance.now();
-    if (hit !== undefined && hit.until > now) return hit.item;
+    if (opts.recent === true && hit !== undefined && hit.until > now) return hit.item;
     const item = await this.lookup(name, opts);
     this.recent.set(recentKey, { item, until: now + RECENT_MS });
     if (this.recent.size > 1000) this.recent.delete(this.recent.keys().next().value!);
@@ -88,7 +92,7 @@ export class Catalog {
     for (const key of [...this.recent.keys()]) if (key.startsWith(name + '|')) this.recent.delete(key);
   }
 
-  private async lookup(name: string, opts: { frameRate?: number }): Promise<MediaItem> {
+  private async lookup(name: string, opts: { frameRate?: number; recent?: boolean }): Promise<MediaItem> {
     let file: string;
     let st;
     try {
@@ -114,7 +118,7 @@ export class Catalog {
     let probe: Probe;
     if (cached !== undefined && cached.version === version) probe = cached.probe;
     else {
-      probe = await probeFile(file, opts);
+      probe = await probeFile(file, opts.frameRate === undefined ? {} : { frameRate: opts.frameRate });
       this.probes.set(cacheKey, { version, probe });
       if (this.probes.size > 10000) this.probes.delete(this.probes.keys().next().value!);
     }

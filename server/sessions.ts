@@ -160,7 +160,7 @@ export class SessionManager {
     }
     this.creating++;
     try {
-      const item = await this.catalog.get(req.media, req.frameRate === undefined ? {} : { frameRate: req.frameRate });
+      const item = await this.catalog.get(req.media, req.frameRate === undefined ? { recent: true } : { frameRate: req.frameRate, recent: true });
       const plan = planTracks(item.probe, req.codec);
       const lastPort = req.destination.port + 2 * (plan.length - 1) + 1;
       if (lastPort > 65535) throw badRequest(`destination.port leaves no room for ${plan.length} tracks (port + 2·i + 1 must be <= 65535)`);
