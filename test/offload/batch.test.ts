@@ -3,6 +3,7 @@ import t from 'tap';
 import dgram from 'node:dgram';
 import { nativeSender, nativeLoadError } from '../../offload/native/index.js';
 import { BatchSender } from '../../offload/batch.js';
+import { socketFd } from '../../offload/sockets.js';
 import { RtpSink } from '../helpers/rtp.js';
 
 const native = nativeSender();
@@ -16,7 +17,7 @@ if (native === null) {
     await new Promise<void>((r) => s.connect(port, '127.0.0.1', () => r()));
     return s;
   };
-  const fdOf = (s: dgram.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+  const fdOf = (s: dgram.Socket): number => socketFd(s);
 
   t.test('batches across sockets arrive intact and in order', async (t) => {
     const sinks = [await RtpSink.open(), await RtpSink.open()];
