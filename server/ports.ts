@@ -10,7 +10,8 @@ export class PortAllocator {
   private next = 0;
   private inUse = 0;
 
-  constructor(min: number, max: number) {
+  /** @param quarantineMs how long a pair another process holds stays out of rotation */
+  constructor(min: number, max: number, private readonly quarantineMs = 60_000) {
     this.min = min;
     this.pairs = Math.floor((max - min + 1) / 2);
     this.used = new Uint8Array(this.pairs);
@@ -52,5 +53,13 @@ export class PortAllocator {
         this.inUse--;
       }
     }
+  }
+
+  /**
+   * Ports another process holds (the offload could not bind them): kept out
+   * of rotation for a while (a minute by default), then offered again.
+   */
+  quarantine(ports: readonly number[]): void {
+    setTimeout(() => this.release(ports), this.quarantineMs).unref();
   }
 }

@@ -174,7 +174,7 @@ export class RecordingManager {
         });
       } catch (err) {
         if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') {
-          setTimeout(() => this.ports.release(ports), 60_000).unref();
+          this.ports.quarantine(ports);
           continue;
         }
         this.ports.release(ports);
@@ -212,7 +212,7 @@ export class RecordingManager {
     return buildSdp({
       id,
       name: req.name,
-      destination: { address: host.includes(':') ? host : host, family: host.includes(':') ? 6 : 4 },
+      destination: { address: host, family: host.includes(':') ? 6 : 4 },
       origin: host,
       tracks: req.tracks.map((t, i) => {
         const info = recordingTrackInfo(asManifestTrack(t, i));
@@ -384,7 +384,7 @@ export class RecordingManager {
         await this.offload.request(e.worker, 'live.create', { sessionId: id, recordSessionId: req.live, tracks, cname: `offcast-${id.slice(0, 8)}` });
       } catch (err) {
         if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') {
-          setTimeout(() => this.ports.release(ports), 60_000).unref();
+          this.ports.quarantine(ports);
           continue;
         }
         this.ports.release(ports);

@@ -234,9 +234,8 @@ export class SessionManager {
         } catch (err) {
           if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') {
             // Keep the busy pair out of rotation for a while; retry with fresh ones.
-            const busy = ports;
+            this.ports.quarantine(ports);
             ports = null;
-            setTimeout(() => this.ports.release(busy), 60_000).unref();
             continue;
           }
           throw err;

@@ -31,3 +31,10 @@ export class CorruptMediaError extends MediaError {
     this.name = 'CorruptMediaError';
   }
 }
+
+/** Use after close (mediasoup's InvalidStateError, without a class of its own here). */
+export function closedError(format: string): Error {
+  const err = new Error(`${format} reader is closed`);
+  err.name = 'InvalidStateError';
+  return err;
+}

@@ -4,7 +4,7 @@
  * comes from the last page's granule position, found by scanning the file's tail.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { CorruptMediaError, UnsupportedMediaError } from './errors.js';
+import { closedError, CorruptMediaError, UnsupportedMediaError } from './errors.js';
 import { readAt, SequentialFileReader } from './io.js';
 import type { MediaReader, OpusParams, Probe, Sample, SampleOptions } from './types.js';
 
@@ -738,11 +738,4 @@ class OggOpusReader implements MediaReader {
     this.closed = true;
     await this.handle.close();
   }
-}
-
-/** Use after close (mediasoup's InvalidStateError, without a class of its own here). */
-function closedError(format: string): Error {
-  const err = new Error(`${format} reader is closed`);
-  err.name = 'InvalidStateError';
-  return err;
 }

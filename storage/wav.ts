@@ -4,7 +4,7 @@
  * fixed-size blocks of whole sample frames.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { CorruptMediaError, UnsupportedMediaError } from './errors.js';
+import { closedError, CorruptMediaError, UnsupportedMediaError } from './errors.js';
 import { readAt, readInto } from './io.js';
 import type { MediaReader, Probe, Sample, SampleOptions, SourceCodec } from './types.js';
 
@@ -294,11 +294,4 @@ class WavReader implements MediaReader {
     this.closed = true;
     await this.handle.close();
   }
-}
-
-/** Use after close (mediasoup's InvalidStateError, without a class of its own here). */
-function closedError(format: string): Error {
-  const err = new Error(`${format} reader is closed`);
-  err.name = 'InvalidStateError';
-  return err;
 }

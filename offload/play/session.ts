@@ -461,14 +461,7 @@ export class PlaySession {
   finish(reason: 'completed' | 'failed', error?: string): void {
     if (this.state === 'ended' || this.state === 'failed') return;
     // Staged packets leave before the BYE.
-    this.hooks.batch?.flush();
-    const now = performance.now();
-    for (const t of this.tracks) {
-      this.hooks.wheel.cancel(t);
-      if (t.stats.packets > 0) t.sendReport(now, true);
-    }
-    this.stopMax();
-    this.pausedPos = this.positionUnboundedAt(now);
+    this.stopSending();
     this.state = reason === 'completed' ? 'ended' : 'failed';
     // Let the BYE leave before the sockets close.
     setTimeout(() => this.closeSockets(), 50).unref();
@@ -479,16 +472,22 @@ export class PlaySession {
   close(): void {
     this.hooks.batch?.flush();
     if (this.state === 'playing' || this.state === 'paused') {
-      const now = performance.now();
-      for (const t of this.tracks) {
-        this.hooks.wheel.cancel(t);
-        if (t.stats.packets > 0) t.sendReport(now, true);
-      }
-      this.stopMax();
-      this.pausedPos = this.positionUnboundedAt(now);
+      this.stopSending();
       this.state = 'ended';
     }
     this.closeSockets();
+  }
+
+  /** Flushes what is staged, unschedules every track, sends the last SR + BYE and keeps the position. */
+  private stopSending(): void {
+    this.hooks.batch?.flush();
+    const now = performance.now();
+    for (const t of this.tracks) {
+      this.hooks.wheel.cancel(t);
+      if (t.stats.packets > 0) t.sendReport(now, true);
+    }
+    this.stopMax();
+    this.pausedPos = this.positionUnboundedAt(now);
   }
 
   private closeSockets(): void {

@@ -114,3 +114,15 @@ t.test('long churn keeps the books straight', async (t) => {
   for (const h of held) ports.release(h);
   t.equal(ports.free, 10, 'everything back at the end');
 });
+
+t.test('quarantine: a pair another process holds comes back only after the delay', async (t) => {
+  const ports = new PortAllocator(30000, 30003, 40); // 2 pairs
+  const busy = ports.allocate(1)!;
+  ports.quarantine(busy);
+  t.equal(ports.free, 1, 'still held right after');
+  t.same(ports.allocate(1), [30002], 'the other pair is granted meanwhile');
+  t.equal(ports.allocate(1), null, 'the quarantined pair is not');
+  await new Promise((r) => setTimeout(r, 120));
+  t.equal(ports.free, 1, 'back in rotation after the delay');
+  t.same(ports.allocate(1), busy);
+});

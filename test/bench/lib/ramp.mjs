@@ -8,6 +8,9 @@ import { round1, sleep } from './proc.mjs';
 
 export const P99_LIMIT_MS = 5;
 
+/** Steps of 250 up to the target (2000): the two ramps' limits, and so their ratio, are read to that grain. */
+export const RAMP_STEPS = [250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 4500, 5000];
+
 /**
  * Whether a window holds the pacing target.
  * @param {ReturnType<typeof import('./measure.mjs').streamView>} r

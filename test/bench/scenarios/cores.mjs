@@ -1,6 +1,6 @@
 // Scenario 6, cores: the paced fan-out ramp of scenario 1 with
 // offload.workers = 2, against the same run's one-worker figure.
-import { P99_LIMIT_MS, paceRamp, rampTable } from '../lib/ramp.mjs';
+import { P99_LIMIT_MS, RAMP_STEPS, paceRamp, rampTable } from '../lib/ramp.mjs';
 import { ratio } from '../lib/scenario.mjs';
 
 export const id = '6';
@@ -12,7 +12,7 @@ export const title = 'Cores: offload.workers = 2 vs 1';
  */
 export async function run(ctx) {
   const q = ctx.quick;
-  const steps = q ? [200] : [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000];
+  const steps = q ? [200] : RAMP_STEPS;
   const opts = { steps, warmupSec: q ? 0.5 : 1, measureSec: q ? 1 : 6 };
   /** @type {Awaited<ReturnType<typeof paceRamp>>} */
   let one = ctx.shared.rampOneWorker;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSender } from '../tools/drive.mjs';
 import { DEST_PORT_BASE, measureWindow } from '../lib/measure.mjs';
-import { holds, P99_LIMIT_MS, paceRamp, rampTable } from '../lib/ramp.mjs';
+import { holds, P99_LIMIT_MS, RAMP_STEPS, paceRamp, rampTable } from '../lib/ramp.mjs';
 import { fmt, mib, ms, ratio } from '../lib/scenario.mjs';
 import { cpuTimedTool, round1, rssBytes, runBounded, sleep, stopChild, track } from '../lib/proc.mjs';
 
@@ -23,7 +23,7 @@ const pacedLoop = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
  */
 export async function run(ctx) {
   const q = ctx.quick;
-  const steps = q ? [200] : [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000];
+  const steps = q ? [200] : RAMP_STEPS;
   const warmupSec = q ? 0.5 : 1;
   const measureSec = q ? 1 : 6;
   const ramp = await paceRamp(ctx, { workers: 1, steps, warmupSec, measureSec, deadlineMs: performance.now() + (q ? 30_000 : 240_000) });
@@ -32,7 +32,9 @@ export async function run(ctx) {
   // Baselines at the target N (quick: the ramp's top) and at the first N the server missed:
   // there, same N and same minute, they tell the server's limit from the machine's.
   const refN = q ? steps.at(-1) ?? 200 : TARGET_N;
-  const missedN = ramp.steps.find((s) => !s.holds)?.n ?? null;
+  // The N that stopped the ramp (a first window spoiled and then held again does not count).
+  const lastStep = ramp.steps.at(-1);
+  const missedN = lastStep !== undefined && !lastStep.holds ? lastStep.n : null;
   const baselineNs = [...new Set([refN, ...(missedN === null ? [] : [missedN])])].sort((a, b) => a - b);
   /** @type {{n: number, c: any, node: any}[]} */
   const baselines = [];
