@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // `npm test`: runs every test with tap, then prints the closing line CI reads:
 // "N passed, N failed, N skipped" — counted from the top-level tests of each
-// file's TAP output (.tap/test-results). Extra arguments go to tap.
+// file's TAP output (.tap/test-results). Extra arguments go to tap (and then
+// only those run).
+//
+// The `*.test.ts` files run in parallel; the `*.serial.ts` ones (the benchmark's
+// --quick run, which loads both cores for a minute) run after them, alone, so
+// that they neither disturb the real-time interop tests nor are disturbed.
 import { spawn } from 'node:child_process';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,12 +17,24 @@ const results = path.join(root, '.tap', 'test-results');
 await rm(results, { recursive: true, force: true });
 
 const tapBin = path.join(root, 'node_modules', '.bin', 'tap');
-const code = await new Promise((resolve) => {
-  const child = spawn(tapBin, process.argv.slice(2), { cwd: root, stdio: 'inherit' });
-  child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
-});
+/** @param {string[]} args @returns {Promise<number>} */
+function tap(args) {
+  return new Promise((resolve) => {
+    const child = spawn(tapBin, args, { cwd: root, stdio: 'inherit' });
+    child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+  });
+}
 
-async function files(dir) {
+const args = process.argv.slice(2);
+let code = await tap(args);
+if (args.length === 0) {
+  const serial = (await files(path.join(root, 'test'), '.serial.ts')).map((f) => path.relative(root, f)).sort();
+  if (serial.length > 0) code = Math.max(code, await tap(serial));
+}
+
+/** @param {string} dir @param {string} suffix @returns {Promise<string[]>} */
+async function files(dir, suffix) {
+  /** @type {string[]} */
   const out = [];
   let entries = [];
   try {
@@ -27,8 +44,9 @@ async function files(dir) {
   }
   for (const e of entries) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await files(p)));
-    else if (e.name.endsWith('.tap')) out.push(p);
+    if (e.isDirectory()) {
+      if (e.name !== 'node_modules') out.push(...(await files(p, suffix)));
+    } else if (e.name.endsWith(suffix)) out.push(p);
   }
   return out;
 }
@@ -37,7 +55,7 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 const failures = [];
-for (const file of await files(results)) {
+for (const file of await files(results, '.tap')) {
   const text = await readFile(file, 'utf8');
   let seen = 0;
   for (const line of text.split('\n')) {

@@ -49,7 +49,8 @@ if (!hasFfmpeg()) {
     const play = await server.api('PATCH', `/v1/sessions/${id}`, { state: 'playing' });
     if (play.status !== 200) throw new Error(play.text);
     await waitState(server, id, 'ended', 30000);
-    await new Promise((r) => setTimeout(r, 500));
+    // ffmpeg's demuxer may still hold the last packets; on a loaded machine it takes a while to write them.
+    await new Promise((r) => setTimeout(r, 1500));
     const r = await ff.stop();
     return { session, stderr: r.stderr };
   }
