@@ -6,7 +6,7 @@
  * staging buffer is free again right after the flush (no in-flight buffers to
  * guard, unlike the dgram path).
  */
-import type { SendBatch } from './native/index.js';
+import type { CopyBytes, SendBatch } from './native/index.js';
 
 /** Whatever owns a staged packet: told when its send failed. */
 export interface BatchOwner {
@@ -24,6 +24,7 @@ export class BatchSender {
   private readonly status = new Int32Array(MAX_PACKETS);
   private readonly owners: (BatchOwner | null)[] = new Array<BatchOwner | null>(MAX_PACKETS).fill(null);
   private readonly send: SendBatch;
+  private readonly copyBytes: CopyBytes;
   private count = 0;
   private used = 0;
   /** Totals, for metrics. */
@@ -31,8 +32,21 @@ export class BatchSender {
   packets = 0;
   failures = 0;
 
-  constructor(send: SendBatch) {
+  constructor(send: SendBatch, copyBytes: CopyBytes) {
     this.send = send;
+    this.copyBytes = copyBytes;
+  }
+
+  /**
+   * Writes a packet into its reserved place: the 12-byte header template, then
+   * `len` payload bytes from `payload` at `payloadOff` — without allocating
+   * (Buffer#copy of a range makes a view of the source per call). The caller
+   * patches the header fields afterwards.
+   */
+  write(off: number, header: Uint8Array, payload: Uint8Array, payloadOff: number, len: number): void {
+    const stage = this.stage;
+    for (let k = 0; k < 12; k++) stage[off + k] = header[k]!;
+    this.copyBytes(stage, off + 12, payload, payloadOff, len);
   }
 
   /** Reserves `len` bytes for a packet to `fd`; returns the offset in `stage` to write it at. */

@@ -49,7 +49,7 @@ const cache = new PacketCache();
 const lateness = new Histogram();
 const lag = new Histogram();
 const native = init.nativeSend ? nativeSender() : null;
-const batch = native === null ? null : new BatchSender(native.sendBatch);
+const batch = native === null ? null : new BatchSender(native.sendBatch, native.copyBytes);
 const wheel = new TimingWheel(() => performance.now(), { onLag: (ms) => lag.observe(ms), afterTick: () => batch?.flush() });
 const sessions = new Map<string, PlaySession>();
 const records = new Map<string, RecordSession>();

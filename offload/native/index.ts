@@ -5,26 +5,32 @@
 import { createRequire } from 'node:module';
 
 export type SendBatch = (fds: Int32Array, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, status: Int32Array, count: number) => number;
+/** memcpy of `len` bytes; throws on a range outside either array. */
+export type CopyBytes = (dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number) => void;
+export interface NativeSender {
+  sendBatch: SendBatch;
+  copyBytes: CopyBytes;
+}
 
-let loaded: { sendBatch: SendBatch } | null | undefined;
+let loaded: NativeSender | null | undefined;
 let loadError: string | null = null;
 
-export function nativeSender(): { sendBatch: SendBatch } | null {
+export function nativeSender(): NativeSender | null {
   if (loaded !== undefined) return loaded;
   try {
     const require = createRequire(import.meta.url);
     // From offload/native (sources) or dist/offload/native (compiled): the build lives beside the sources.
     const candidates = [new URL('./build/Release/offcast_native.node', import.meta.url), new URL('../../../offload/native/build/Release/offcast_native.node', import.meta.url)];
-    let mod: { sendBatch: SendBatch } | null = null;
+    let mod: NativeSender | null = null;
     for (const c of candidates) {
       try {
-        mod = require(c.pathname) as { sendBatch: SendBatch };
+        mod = require(c.pathname) as NativeSender;
         break;
       } catch (err) {
         loadError = (err as Error).message;
       }
     }
-    loaded = mod !== null && typeof mod.sendBatch === 'function' ? mod : null;
+    loaded = mod !== null && typeof mod.sendBatch === 'function' && typeof mod.copyBytes === 'function' ? mod : null;
   } catch (err) {
     loadError = (err as Error).message;
     loaded = null;

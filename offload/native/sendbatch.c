@@ -87,9 +87,34 @@ static napi_value SendBatch(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * copyBytes(dst: Uint8Array, dstOff, src: Uint8Array, srcOff, len): memcpy
+ * between two byte arrays. Buffer#copy of a range allocates a Uint8Array view
+ * of the source per call (Node 20); staging a packet's payload takes none here.
+ */
+static napi_value CopyBytes(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) return fail(env, "copyBytes: 5 arguments");
+  uint8_t *dst, *src;
+  size_t ndst, nsrc;
+  uint32_t dstOff, srcOff, len;
+  if (!typed(env, argv[0], napi_uint8_array, (void **)&dst, &ndst)) return fail(env, "copyBytes: dst must be a Uint8Array");
+  if (!typed(env, argv[2], napi_uint8_array, (void **)&src, &nsrc)) return fail(env, "copyBytes: src must be a Uint8Array");
+  if (napi_get_value_uint32(env, argv[1], &dstOff) != napi_ok || napi_get_value_uint32(env, argv[3], &srcOff) != napi_ok ||
+      napi_get_value_uint32(env, argv[4], &len) != napi_ok)
+    return fail(env, "copyBytes: offsets and length must be numbers");
+  if ((size_t)dstOff + len > ndst || (size_t)srcOff + len > nsrc) return fail(env, "copyBytes: range outside the arrays");
+  memmove(dst + dstOff, src + srcOff, len);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "sendBatch", NAPI_AUTO_LENGTH, SendBatch, NULL, &fn);
   napi_set_named_property(env, exports, "sendBatch", fn);
+  napi_value copy;
+  napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, NULL, &copy);
+  napi_set_named_property(env, exports, "copyBytes", copy);
   return exports;
 }

@@ -159,10 +159,8 @@ export class PlayTrack implements WheelItem, BatchOwner {
     if (native) {
       // Staged with every other packet due this tick; sent by sendmmsg when the tick ends.
       const off = batch.reserve(this.fd, RTP_HEADER_BYTES + len, this);
-      const stage = batch.stage;
-      this.pkt.copy(stage, off, 0, RTP_HEADER_BYTES);
-      patchRtpHeaderAt(stage, off, this.params.payloadType, p.marker(i), this.seq, ts);
-      p.payload.copy(stage, off + RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
+      batch.write(off, this.pkt, p.payload, this.byteOff, len);
+      patchRtpHeaderAt(batch.stage, off, this.params.payloadType, p.marker(i), this.seq, ts);
     } else {
       patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
       p.payload.copy(this.pkt, RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
