@@ -26,6 +26,8 @@ import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
 const BURST = 64;
 /** Packets per turn of the event loop for "speed": "max". */
 const MAX_BURST = 256;
+/** How long after the last packet of a finished session its BYE goes (see finish()). */
+const BYE_AFTER_MS = 200;
 
 export interface PlayHooks {
   wheel: TimingWheel;
@@ -458,11 +460,14 @@ export class PlaySession {
 
   finish(reason: 'completed' | 'failed', error?: string): void {
     if (this.state === 'ended' || this.state === 'failed') return;
-    // Staged packets leave before the BYE.
-    this.stopSending();
+    this.stopSending(false);
     this.state = reason === 'completed' ? 'ended' : 'failed';
-    // Let the BYE leave before the sockets close.
-    setTimeout(() => this.closeSockets(), 50).unref();
+    // The BYE follows the last packets by a moment: a receiver that ends the stream on
+    // BYE (ffmpeg) would drop packets it has not read yet. Then the sockets close.
+    setTimeout(() => {
+      this.sendByes();
+      setTimeout(() => this.closeSockets(), 50).unref();
+    }, BYE_AFTER_MS).unref();
     this.hooks.onEnded(this, reason, error);
   }
 
@@ -476,16 +481,19 @@ export class PlaySession {
     this.closeSockets();
   }
 
-  /** Flushes what is staged, unschedules every track, sends the last SR + BYE and keeps the position. */
-  private stopSending(): void {
+  /** Flushes what is staged, unschedules every track, keeps the position and (unless told not to) sends SR + BYE. */
+  private stopSending(bye = true): void {
     this.hooks.batch?.flush();
     const now = performance.now();
-    for (const t of this.tracks) {
-      this.hooks.wheel.cancel(t);
-      if (t.stats.packets > 0) t.sendReport(now, true);
-    }
+    for (const t of this.tracks) this.hooks.wheel.cancel(t);
     this.stopMax();
     this.pausedPos = this.positionUnboundedAt(now);
+    if (bye) this.sendByes();
+  }
+
+  private sendByes(): void {
+    const now = performance.now();
+    for (const t of this.tracks) if (t.stats.packets > 0) t.sendReport(now, true);
   }
 
   private closeSockets(): void {
