@@ -123,6 +123,13 @@ function addRecordTotals(into: RecordTotals, session: RecordSession): void {
   }
 }
 
+/** Record-path totals: the retired sessions' plus the live ones'. */
+function recordTotals(): RecordTotals {
+  const r: RecordTotals = { ...recordRetired, drops: { ...recordRetired.drops } };
+  for (const s of records.values()) addRecordTotals(r, s);
+  return r;
+}
+
 /** Counters of sessions that are gone, so worker totals stay monotonic. */
 const retired = { sendErrors: 0, dropped: 0 };
 function addTotals(stats: SessionStats): void {
@@ -316,11 +323,7 @@ const handlers: { [M in Method]: Handler<M> } = {
       sendErrors,
       dropped,
       cacheEntries: cache.size,
-      record: (() => {
-        const r: RecordTotals = { ...recordRetired, drops: { ...recordRetired.drops } };
-        for (const s of records.values()) addRecordTotals(r, s);
-        return r;
-      })(),
+      record: recordTotals(),
       nativeSend: batch !== null,
       nativeError: init.nativeSend && batch === null ? (nativeLoadError() ?? 'not built') : null,
       batches: batch?.batches ?? 0,

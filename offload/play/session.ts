@@ -473,10 +473,11 @@ export class PlaySession {
 
   /** DELETE: stop now (BYE), close sockets. */
   close(): void {
-    this.hooks.batch?.flush();
     if (this.state === 'playing' || this.state === 'paused') {
       this.stopSending();
       this.state = 'ended';
+    } else {
+      this.hooks.batch?.flush();
     }
     this.closeSockets();
   }
