@@ -26,13 +26,7 @@ export function writeRtpHeaderTemplate(buf: Uint8Array, payloadType: number, ssr
 
 /** Patches marker+PT, sequence number and timestamp of a header written by the template. */
 export function patchRtpHeader(buf: Uint8Array, payloadType: number, marker: boolean, seq: number, ts: number): void {
-  buf[1] = marker ? 0x80 | payloadType : payloadType;
-  buf[2] = (seq >>> 8) & 0xff;
-  buf[3] = seq & 0xff;
-  buf[4] = (ts >>> 24) & 0xff;
-  buf[5] = (ts >>> 16) & 0xff;
-  buf[6] = (ts >>> 8) & 0xff;
-  buf[7] = ts & 0xff;
+  patchRtpHeaderAt(buf, 0, payloadType, marker, seq, ts);
 }
 
 /** The same patch on a header at `off` of a larger buffer (the native sender's staging buffer). */

@@ -70,9 +70,9 @@ export class Catalog {
     return files;
   }
 
-  /** The media item with its probe; 404 when missing, 415/422 when unusable. */
   /**
-   * The media item. `recent` allows an answer up to a second old (session creation:
+   * The media item with its probe; 404 when missing, 415/422 when unusable.
+   * `recent` allows an answer up to a second old (session creation:
    * a burst stats the file once; a file deleted meanwhile fails when it is loaded).
    */
   async get(name: string, opts: { frameRate?: number; recent?: boolean } = {}): Promise<MediaItem> {
@@ -87,9 +87,12 @@ export class Catalog {
     return item;
   }
 
+  /** Drops everything remembered about `name` (its file changed or is gone). */
   private forget(name: string): void {
     this.real.delete(name);
-    for (const key of [...this.recent.keys()]) if (key.startsWith(name + '|')) this.recent.delete(key);
+    for (const map of [this.recent, this.probes]) {
+      for (const key of [...map.keys()]) if (key.startsWith(name + '|')) map.delete(key);
+    }
   }
 
   private async lookup(name: string, opts: { frameRate?: number; recent?: boolean }): Promise<MediaItem> {
@@ -206,7 +209,6 @@ export class Catalog {
     }
     await rm(file);
     this.forget(name);
-    for (const key of [...this.probes.keys()]) if (key.startsWith(name + '|')) this.probes.delete(key);
   }
 }
 
