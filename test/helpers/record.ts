@@ -9,7 +9,7 @@ import dgram from 'node:dgram';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ffmpeg, parseFrameMd5, run, startFfmpeg } from './ffmpeg.js';
-import { parseRtp, type ReceivedRtp } from './rtp.js';
+import { bindPortBlock, parseRtp, type ReceivedRtp } from './rtp.js';
 import type { TestServer } from './server.js';
 
 /**
@@ -142,28 +142,8 @@ export class UdpTap {
 
   /** `targets`: each track's RTP port to forward to (null: only record, for `tracks` tracks). */
   static async open(targets: readonly number[] | null, tracks = targets?.length ?? 2): Promise<UdpTap> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const base = 40000 + 2 * Math.floor(Math.random() * 9000);
-      const sockets: dgram.Socket[] = [];
-      try {
-        for (let k = 0; k < 2 * tracks; k++) {
-          const s = dgram.createSocket('udp4');
-          sockets.push(s);
-          await new Promise<void>((resolve, reject) => {
-            s.once('error', reject);
-            s.bind(base + k, '127.0.0.1', () => {
-              s.off('error', reject);
-              resolve();
-            });
-          });
-          s.setRecvBufferSize(8 * 1024 * 1024);
-        }
-        return new UdpTap(base, sockets, targets);
-      } catch {
-        for (const s of sockets) s.close();
-      }
-    }
-    throw new Error('no free port block');
+    const { base, sockets } = await bindPortBlock(2 * tracks, () => 8 * 1024 * 1024);
+    return new UdpTap(base, sockets, targets);
   }
 
   /** The RTP packets seen on track `k`'s RTP port, parsed. */

@@ -141,3 +141,34 @@ export function extendSeq(seqs: number[]): number[] {
   }
   return out;
 }
+
+/**
+ * Binds `count` consecutive UDP ports on 127.0.0.1 (from an even base in
+ * 40000–57999, retried while taken); `rcvbuf(k)` sizes socket k's receive
+ * buffer (0: the default).
+ */
+export async function bindPortBlock(count: number, rcvbuf: (k: number) => number): Promise<{ base: number; sockets: dgram.Socket[] }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 40000 + 2 * Math.floor(Math.random() * 9000);
+    const sockets: dgram.Socket[] = [];
+    try {
+      for (let k = 0; k < count; k++) {
+        const s = dgram.createSocket('udp4');
+        sockets.push(s);
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.bind(base + k, '127.0.0.1', () => {
+            s.off('error', reject);
+            resolve();
+          });
+        });
+        const size = rcvbuf(k);
+        if (size > 0) s.setRecvBufferSize(size);
+      }
+      return { base, sockets };
+    } catch {
+      for (const s of sockets) s.close();
+    }
+  }
+  throw new Error('no free port block');
+}

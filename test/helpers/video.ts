@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { ffmpeg, run } from './ffmpeg.js';
 import dgram from 'node:dgram';
 import { Worker } from 'node:worker_threads';
-import { parseRtp, type ReceivedRtp } from './rtp.js';
+import { bindPortBlock, parseRtp, type ReceivedRtp } from './rtp.js';
 import { parseSps } from '../../storage/h264/sps.js';
 import { annexB, writeSps } from '../fixtures/h264/synth.js';
 
@@ -308,28 +308,8 @@ export class TrackSinks {
   }
 
   static async open(tracks: number): Promise<TrackSinks> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const base = 40000 + 2 * Math.floor(Math.random() * 9000);
-      const sockets: dgram.Socket[] = [];
-      try {
-        for (let k = 0; k < 2 * tracks; k++) {
-          const s = dgram.createSocket('udp4');
-          sockets.push(s);
-          await new Promise<void>((resolve, reject) => {
-            s.once('error', reject);
-            s.bind(base + k, '127.0.0.1', () => {
-              s.off('error', reject);
-              resolve();
-            });
-          });
-          if (k % 2 === 0) s.setRecvBufferSize(8 * 1024 * 1024);
-        }
-        return new TrackSinks(base, sockets);
-      } catch {
-        for (const s of sockets) s.close();
-      }
-    }
-    throw new Error('no free port block');
+    const { base, sockets } = await bindPortBlock(2 * tracks, (k) => (k % 2 === 0 ? 8 * 1024 * 1024 : 0));
+    return new TrackSinks(base, sockets);
   }
 
   /** Resolves once `pred` holds (checked every 10 ms); rejects after `timeoutMs`. */
