@@ -405,7 +405,6 @@ export class PlaySession {
   private pumpMax(): void {
     this.maxTimer = null;
     if (this.state !== 'playing') return;
-    const now = performance.now();
     let active = 0;
     for (const t of this.tracks) {
       if (t.done) continue;

@@ -88,38 +88,38 @@ for (let code = 0; code < 256; code++) {
   ALAW_DECODE[code] = expandAlaw(code);
 }
 for (let code = 0; code < 256; code++) {
-  ULAW_TO_ALAW[code] = ALAW_ENCODE[ULAW_DECODE[code] & 0xffff];
-  ALAW_TO_ULAW[code] = ULAW_ENCODE[ALAW_DECODE[code] & 0xffff];
+  ULAW_TO_ALAW[code] = ALAW_ENCODE[ULAW_DECODE[code]! & 0xffff]!;
+  ALAW_TO_ULAW[code] = ULAW_ENCODE[ALAW_DECODE[code]! & 0xffff]!;
 }
 
 /** Mu-law code (0..255) of a 16-bit sample; out-of-range input is clamped to int16 first. */
 export function linearToUlaw(s16: number): number {
-  return ULAW_ENCODE[clampInt16(s16) & 0xffff];
+  return ULAW_ENCODE[clampInt16(s16) & 0xffff]!;
 }
 
 /** 16-bit linear value of a mu-law code (only the low 8 bits of `b` are used). */
 export function ulawToLinear(b: number): number {
-  return ULAW_DECODE[b & 0xff];
+  return ULAW_DECODE[b & 0xff]!;
 }
 
 /** A-law code (0..255) of a 16-bit sample; out-of-range input is clamped to int16 first. */
 export function linearToAlaw(s16: number): number {
-  return ALAW_ENCODE[clampInt16(s16) & 0xffff];
+  return ALAW_ENCODE[clampInt16(s16) & 0xffff]!;
 }
 
 /** 16-bit linear value of an A-law code (only the low 8 bits of `b` are used). */
 export function alawToLinear(b: number): number {
-  return ALAW_DECODE[b & 0xff];
+  return ALAW_DECODE[b & 0xff]!;
 }
 
 /** A-law code for a mu-law code (decode, then encode). */
 export function ulawToAlaw(b: number): number {
-  return ULAW_TO_ALAW[b & 0xff];
+  return ULAW_TO_ALAW[b & 0xff]!;
 }
 
 /** Mu-law code for an A-law code (decode, then encode). */
 export function alawToUlaw(b: number): number {
-  return ALAW_TO_ULAW[b & 0xff];
+  return ALAW_TO_ULAW[b & 0xff]!;
 }
 
 /**
@@ -171,7 +171,7 @@ function encodeWith(table: Uint8Array, pcmLE: Uint8Array, out: Uint8Array): numb
     throw new RangeError(`G.711 encode: output holds ${out.length} bytes, input has ${count} samples`);
   }
   for (let i = 0, j = 0; i < count; i++, j += 2) {
-    out[i] = table[pcmLE[j] | (pcmLE[j + 1] << 8)];
+    out[i] = table[pcmLE[j]! | (pcmLE[j + 1]! << 8)]!;
   }
   return count;
 }
@@ -182,7 +182,7 @@ function decodeWith(table: Int16Array, codes: Uint8Array, outLE: Uint8Array): nu
     throw new RangeError(`G.711 decode: output holds ${outLE.length} bytes, ${codes.length} samples need ${bytes}`);
   }
   for (let i = 0, j = 0; i < codes.length; i++, j += 2) {
-    const value = table[codes[i]];
+    const value = table[codes[i]!]!;
     outLE[j] = value & 0xff;
     outLE[j + 1] = (value >> 8) & 0xff;
   }
@@ -193,6 +193,6 @@ function mapWith(table: Uint8Array, codes: Uint8Array, out: Uint8Array): number 
   if (out.length < codes.length) {
     throw new RangeError(`G.711 transcode: output holds ${out.length} bytes, input has ${codes.length}`);
   }
-  for (let i = 0; i < codes.length; i++) out[i] = table[codes[i]];
+  for (let i = 0; i < codes.length; i++) out[i] = table[codes[i]!]!;
   return codes.length;
 }

@@ -94,7 +94,7 @@ export class L16Payloader implements RtpPayloader {
  */
 export function swapBytes16(src: Uint8Array, srcOffset: number, dst: Uint8Array, dstOffset: number, byteLength: number): void {
   for (let i = 0; i < byteLength; i += 2) {
-    dst[dstOffset + i] = src[srcOffset + i + 1];
-    dst[dstOffset + i + 1] = src[srcOffset + i];
+    dst[dstOffset + i] = src[srcOffset + i + 1]!;
+    dst[dstOffset + i + 1] = src[srcOffset + i]!;
   }
 }

@@ -64,12 +64,12 @@ const FRAME_SAMPLES = Int32Array.from(CONFIGS, (row) => row.frameSamples);
 
 /** The configuration (mode, bandwidth, frame size) a TOC byte selects. */
 export function opusConfig(toc: number): OpusConfig {
-  return CONFIGS[(toc >> 3) & 0x1f];
+  return CONFIGS[(toc >> 3) & 0x1f]!;
 }
 
 /** Duration of one frame, in 48 kHz samples, for a TOC byte. */
 export function opusFrameSamples(toc: number): number {
-  return FRAME_SAMPLES[(toc >> 3) & 0x1f];
+  return FRAME_SAMPLES[(toc >> 3) & 0x1f]!;
 }
 
 export function opusIsStereo(toc: number): boolean {
@@ -83,16 +83,16 @@ export function opusIsStereo(toc: number): boolean {
  */
 export function opusFrameCount(packet: Uint8Array): number {
   if (packet.length < 1) return -1;
-  const code = packet[0] & 0x03;
+  const code = packet[0]! & 0x03;
   if (code === 0) return 1;
   if (code !== 3) return 2;
-  return packet.length < 2 ? -1 : packet[1] & 0x3f;
+  return packet.length < 2 ? -1 : packet[1]! & 0x3f;
 }
 
 /** Duration of a packet in 48 kHz samples, from its first bytes; -1 when too short. */
 export function opusPacketSamples(packet: Uint8Array): number {
   const frames = opusFrameCount(packet);
-  return frames < 0 ? -1 : frames * opusFrameSamples(packet[0]);
+  return frames < 0 ? -1 : frames * opusFrameSamples(packet[0]!);
 }
 
 /**
@@ -111,7 +111,7 @@ export function parseOpusPacket(packet: Uint8Array): OpusPacketInfo {
   const layout: PacketLayout = { frameLengths: [], padding: 0 };
   const error = walkOpusPacket(packet, layout);
   if (error !== null) throw new RangeError(`Opus packet: ${error}`);
-  const toc = packet[0];
+  const toc = packet[0]!;
   const config = opusConfig(toc);
   return {
     ...config,
@@ -135,10 +135,10 @@ interface PacketLayout {
  */
 function readFrameLength(packet: Uint8Array, pos: number, end: number): number {
   if (pos >= end) return -1;
-  const first = packet[pos];
+  const first = packet[pos]!;
   if (first < 252) return first;
   if (pos + 1 >= end) return -1;
-  return packet[pos + 1] * 4 + first;
+  return packet[pos + 1]! * 4 + first;
 }
 
 function frameLengthBytes(firstByte: number): number {
@@ -149,7 +149,7 @@ function frameLengthBytes(firstByte: number): number {
 function walkOpusPacket(packet: Uint8Array, layout: PacketLayout | null): string | null {
   const length = packet.length;
   if (length < 1) return '[R1] empty packet (at least the TOC byte is required)';
-  const code = packet[0] & 0x03;
+  const code = packet[0]! & 0x03;
 
   if (code === 0) {
     const frame = length - 1;
@@ -169,7 +169,7 @@ function walkOpusPacket(packet: Uint8Array, layout: PacketLayout | null): string
   if (code === 2) {
     const first = readFrameLength(packet, 1, length);
     if (first < 0) return `[R4] code 2 packet of ${length} bytes is too short for the first frame's length`;
-    const header = 1 + frameLengthBytes(packet[1]);
+    const header = 1 + frameLengthBytes(packet[1]!);
     if (first > length - header) {
       return `[R4] code 2 first frame of ${first} bytes exceeds the ${length - header} bytes remaining`;
     }
@@ -181,12 +181,12 @@ function walkOpusPacket(packet: Uint8Array, layout: PacketLayout | null): string
 
   // Code 3: TOC, frame count byte, optional padding length, optional frame lengths.
   if (length < 2) return '[R6] code 3 packet of 1 byte lacks the frame count byte';
-  const countByte = packet[1];
+  const countByte = packet[1]!;
   const vbr = (countByte & 0x80) !== 0;
   const padded = (countByte & 0x40) !== 0;
   const frames = countByte & 0x3f;
   if (frames === 0) return '[R5] code 3 packet declares 0 frames';
-  const samples = frames * opusFrameSamples(packet[0]);
+  const samples = frames * opusFrameSamples(packet[0]!);
   if (samples > OPUS_MAX_PACKET_SAMPLES) {
     return `[R5] code 3 packet of ${frames} frames holds ${samples / 48} ms, more than 120 ms`;
   }
@@ -198,7 +198,7 @@ function walkOpusPacket(packet: Uint8Array, layout: PacketLayout | null): string
   if (padded) {
     for (;;) {
       if (pos >= length) return `[${vbr ? 'R7' : 'R6'}] code 3 packet of ${length} bytes ends inside its padding length`;
-      const value = packet[pos++];
+      const value = packet[pos++]!;
       padding++;
       if (value === 255) {
         trailingPadding += 254;
@@ -231,7 +231,7 @@ function walkOpusPacket(packet: Uint8Array, layout: PacketLayout | null): string
   for (let i = 0; i < frames - 1; i++) {
     const frame = readFrameLength(packet, pos, end);
     if (frame < 0) return `[R7] code 3 VBR packet of ${length} bytes ends inside the length of frame ${i + 1}`;
-    pos += frameLengthBytes(packet[pos]);
+    pos += frameLengthBytes(packet[pos]!);
     framesTotal += frame;
     if (layout) layout.frameLengths.push(frame);
   }
