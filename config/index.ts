@@ -1,7 +1,8 @@
 /**
  * One config for the process: embedded defaults, then an optional JSON file
  * (`--config PATH` or OFFCAST_CONFIG), then OFFCAST_* variables. Validated once,
- * then frozen; every module receives only its slice.
+ * then frozen. The server's managers take the whole frozen Config; the offload
+ * workers get only the few values they need (WorkerInit) when they start.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';

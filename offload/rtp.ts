@@ -3,7 +3,8 @@
  * once per track and patched in place per packet (marker, sequence number,
  * timestamp). rtp.js serializes the same bytes (test/offload/rtp.test.ts checks
  * it) but building a packet object per send costs ~0.75 µs, measurable at
- * 100k+ packets/s; parsing and RTCP stay with rtp.js.
+ * 100k+ packets/s. Incoming RTP is parsed without it too, in place, by
+ * record/packet.ts; RTCP (build and parse) stays with rtp.js.
  */
 
 export const RTP_HEADER_BYTES = 12;
@@ -55,12 +56,4 @@ export function ntpTime(perfNowMs: number): [number, number] {
 export function ntpMiddle(perfNowMs: number): number {
   const [s, f] = ntpTime(perfNowMs);
   return (((s & 0xffff) << 16) | (f >>> 16)) >>> 0;
-}
-
-/** Random 32-bit value (SSRC, initial timestamp) and 16-bit (initial sequence number), RFC 3550 5.1. */
-export function random32(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!;
-}
-export function random16(): number {
-  return random32() & 0xffff;
 }

@@ -29,7 +29,7 @@ import { SequenceTracker, SeqResult } from './sequence.js';
 import { ReorderBuffer, ReorderResult } from './reorder.js';
 import { buildReceiverReport, parseRtcp, readBye, readSenderInfo, SenderClock } from './rtcp.js';
 import { containerInfo, FrameOutput, type TrackSpec } from './output.js';
-import { MANIFEST, writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
+import { writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 
 /** RTCP packets a track keeps until its recording starts (its flow latched, its first packet in order). */
 const EARLY_RTCP_MAX = 4;
@@ -99,7 +99,6 @@ export class RecordTrack {
   bye = false;
   lastPacketAt = 0;
   readonly subscribers: PacketSubscriber[] = [];
-  /** The latest in-band SPS/PPS seen (H.264), for live subscribers joining later. */
   readonly stats: { packets: number; bytes: number; slowPath: number; fastPath: number; held: number; drops: Record<string, number> } = {
     packets: 0,
     bytes: 0,
@@ -648,5 +647,3 @@ export class RecordSession {
     };
   }
 }
-
-export { MANIFEST };

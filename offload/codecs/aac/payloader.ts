@@ -21,33 +21,6 @@ export const MAX_AU_BYTES = 0x1fff;
 const AU_HEADER_BYTES = 2;
 const AU_HEADERS_LENGTH_BYTES = 2;
 
-/** RTP encoding name for the SDP rtpmap (`MPEG4-GENERIC/<rate>/<channels>`). */
-export const AAC_RTP_ENCODING = 'MPEG4-GENERIC';
-
-function hex(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += bytes[i]!.toString(16).padStart(2, '0');
-  return s.toUpperCase();
-}
-
-/**
- * SDP fmtp parameters for AAC-hbr. streamtype=5 (audio) is required by RFC 3640
- * (ffmpeg omits it; its demuxer ignores it). profile-level-id=1 as ffmpeg writes
- * it: receivers (ffmpeg, GStreamer, live555) do not use it to decode.
- * config is the AudioSpecificConfig in upper-case hex, as ffmpeg writes it.
- */
-export function aacFmtp(params: AacParams): Record<string, string | number> {
-  return {
-    streamtype: 5,
-    'profile-level-id': 1,
-    mode: 'AAC-hbr',
-    sizelength: 13,
-    indexlength: 3,
-    indexdeltalength: 3,
-    config: hex(params.audioSpecificConfig),
-  };
-}
-
 /** AUs one packet may hold for this rate: MAX_PACKET_MS of audio, 1..MAX_AUS_PER_PACKET. */
 export function aacMaxAusPerPacket(sampleRate: number, frameLength: number): number {
   const byDuration = Math.floor((MAX_PACKET_MS * sampleRate) / (1000 * frameLength));

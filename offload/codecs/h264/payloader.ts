@@ -13,8 +13,6 @@ import type { H264Params, Sample } from '../../../storage/types.js';
 import type { PacketEmit, PayloaderOptions, RtpPayloader } from '../types.js';
 
 export const H264_CLOCK_RATE = 90000;
-/** RTP encoding name for the SDP rtpmap (`H264/90000`). */
-export const H264_RTP_ENCODING = 'H264';
 
 const TYPE_IDR = 5;
 const TYPE_SPS = 7;
@@ -30,14 +28,6 @@ const STAP_A_SIZE_BYTES = 2;
 const FU_A_HEADER_BYTES = 2;
 /** The 16-bit NALU size field of a STAP-A bounds what it can carry. */
 const MAX_AGGREGATED_NAL_BYTES = 0xffff;
-
-/** SDP fmtp for mode 1: profile-level-id and sprop-parameter-sets (base64 SPS,PPS) from the stream. */
-export function h264Fmtp(params: H264Params): Record<string, string | number> {
-  const sets = [...params.sps, ...params.pps].map((nal) => Buffer.from(nal.buffer, nal.byteOffset, nal.byteLength).toString('base64'));
-  const fmtp: Record<string, string | number> = { 'packetization-mode': 1, 'profile-level-id': params.profileLevelId };
-  if (sets.length > 0) fmtp['sprop-parameter-sets'] = sets.join(',');
-  return fmtp;
-}
 
 /** Number of FU-A fragments for a NAL unit of `nalBytes` with payloads of at most `payloadBytes`. */
 export function fuFragmentCount(nalBytes: number, payloadBytes: number): number {
