@@ -15,6 +15,8 @@ import { CacheDirectory } from './cache.js';
 import { Catalog } from './catalog.js';
 import { HttpError, unauthorized } from './errors.js';
 import { createMetrics } from './metrics.js';
+import { isDocsPath, registerDocs } from './docs.js';
+import { packageVersion } from './assets.js';
 import { OffloadClient } from './offload.js';
 import { PortAllocator } from './ports.js';
 import { mediaRoutes } from './routes/media.js';
@@ -85,7 +87,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   const token = config.api.token;
   if (token !== undefined) {
     app.addHook('onRequest', async (req, reply) => {
-      if (req.url === '/healthz' || req.url.startsWith('/healthz?')) return;
+      if (req.url === '/healthz' || req.url.startsWith('/healthz?') || isDocsPath(req.url)) return;
       if (!tokenMatches(req.headers.authorization, token)) {
         reply.header('www-authenticate', 'Bearer realm="offcast"');
         throw unauthorized();
@@ -133,6 +135,8 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
       });
     },
   });
+  // Before every route, so that each one is in the document (a test checks it).
+  await registerDocs(app, { version: packageVersion() });
   app.get('/healthz', async () => ({ status: 'ok', workers: offload.size }));
   app.get('/metrics', async (_req, reply) => {
     await metrics.refresh();
