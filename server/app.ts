@@ -22,12 +22,15 @@ import { PortAllocator } from './ports.js';
 import { mediaRoutes } from './routes/media.js';
 import { sessionRoutes } from './routes/sessions.js';
 import { SessionManager } from './sessions.js';
-import { RecordingManager } from './recordings.js';
+import { RecordSessions } from './recordSessions.js';
+import { RecordingStore } from './recordingStore.js';
 import { recordingRoutes } from './routes/recordings.js';
+import { DEFAULT_RETENTION, SessionSlots, type Retention } from './sessionSupport.js';
 
 export interface Server {
   app: FastifyInstance;
-  recordings: RecordingManager;
+  recordings: RecordSessions;
+  store: RecordingStore;
   recovered: { name: string }[];
   config: Config;
   offload: OffloadClient;
@@ -43,6 +46,8 @@ export interface BuildOptions {
   logger?: boolean | object;
   /** Address the offload binds RTP sockets to. */
   bindHost?: string;
+  /** How long, and how many, ended sessions stay listed (per kind; tests shrink it). */
+  retention?: Retention;
 }
 
 export async function buildServer(config: Config, opts: BuildOptions = {}): Promise<Server> {
@@ -74,10 +79,14 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   await catalog.init();
   const cache = new CacheDirectory(offload, config.cache.maxBytes);
   const ports = new PortAllocator(config.rtp.portMin, config.rtp.portMax);
-  const recordings = new RecordingManager(config, offload, ports);
-  const sessions = new SessionManager(config, offload, cache, catalog, ports, recordings);
-  catalog.recordingsRoot = recordings.root;
-  await mkdir(recordings.root, { recursive: true });
+  const slots = new SessionSlots(config.limits.maxSessions);
+  const retention = opts.retention ?? DEFAULT_RETENTION;
+  // The store asks the record sessions whether a name is being written; they use the store for folders.
+  const store: RecordingStore = new RecordingStore(config.recordingsRoot, (name): boolean => recordings.isRecording(name));
+  const recordings: RecordSessions = new RecordSessions(config, offload, ports, slots, store, retention);
+  const sessions = new SessionManager(config, offload, cache, catalog, ports, slots, recordings, retention);
+  catalog.recordingsRoot = store.root;
+  await mkdir(store.root, { recursive: true });
   // Recordings a crash left unfinished are finalized before anything is served.
   const recovery = await recordings.recover();
   for (const r of recovery.recovered) app.log.warn({ recording: r.name, durationMs: r.durationMs }, 'recovered an unfinished recording');
@@ -144,7 +153,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   });
   await app.register(mediaRoutes, { catalog, cache, uploadBytes: config.limits.uploadBytes });
   await app.register(sessionRoutes, { sessions });
-  await app.register(recordingRoutes, { recordings });
+  await app.register(recordingRoutes, { store });
 
   let closed = false;
   return {
@@ -156,6 +165,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     sessions,
     ports,
     recordings,
+    store,
     recovered: recovery.recovered,
     async close() {
       if (closed) return;

@@ -54,12 +54,18 @@ export class CacheDirectory {
     return this.entries.size;
   }
 
+  /** The worker that holds (or is loading) the entry for `key`, if any. */
+  ownerOf(key: string): number | undefined {
+    return this.entries.get(key)?.owner;
+  }
+
   /**
-   * A reference to the entry for `params.key`, loading it on a miss. Every
-   * successful acquire must be paired with release(). `estimate` is the expected
-   * size in bytes, used to refuse media that cannot fit before reading it.
+   * A reference to the entry for `params.key`, loading it on a miss in
+   * `worker` (the one that will play it). Every successful acquire must be
+   * paired with release(). `estimate` is the expected size in bytes, used to
+   * refuse media that cannot fit before reading it.
    */
-  async acquire(params: CacheLoadParams, estimate: number): Promise<{ owner: number; result: CacheLoadResult }> {
+  async acquire(params: CacheLoadParams, estimate: number, worker: number): Promise<{ owner: number; result: CacheLoadResult }> {
     let e = this.entries.get(params.key);
     if (e !== undefined) {
       e.refs++;
@@ -82,7 +88,7 @@ export class CacheDirectory {
     }
     this.counters.misses++;
     this.evictFor(estimate);
-    const owner = this.offload.pick();
+    const owner = worker;
     e = { key: params.key, owner, refs: 1, lastUsed: ++this.clock, bytes: estimate, result: null, loading: null };
     const entry = e;
     this.entries.set(params.key, entry);

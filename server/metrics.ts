@@ -62,7 +62,8 @@ export interface MetricsDeps {
 
 export function createMetrics(deps: MetricsDeps): { registry: client.Registry; refresh: () => Promise<void> } {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'offcast_process_' });
+  // prom-client's defaults under their standard names (process_*, nodejs_*), so stock dashboards work.
+  client.collectDefaultMetrics({ register: registry });
   let workers: WorkerStats[] = [];
 
   const sum = (f: (w: WorkerStats) => number): number => workers.reduce((a, w) => a + f(w), 0);

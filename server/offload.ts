@@ -59,8 +59,9 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
   messages = 0;
   /** Workers restarted after a crash. */
   restarts = 0;
-  /** Sessions per worker, for placing new ones. */
-  readonly load: number[] = [];
+  /** The worker of each placed session (play, live, record), for placing new ones. */
+  private readonly placed = new Map<string, number>();
+  private readonly counts: number[] = [];
 
   constructor(opts: OffloadOptions) {
     super();
@@ -83,7 +84,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
       }
     const ready: Promise<void>[] = [];
     for (let i = 0; i < n; i++) {
-      this.load.push(0);
+      this.counts.push(0);
       ready.push(this.spawn(i, peers[i]!));
     }
     await Promise.all(ready);
@@ -129,7 +130,9 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
 
   private onExit(index: number, err: Error): void {
     this.workers[index] = null;
-    this.load[index] = 0;
+    // Its sessions are gone (their managers report them failed).
+    for (const [id, w] of this.placed) if (w === index) this.placed.delete(id);
+    this.counts[index] = 0;
     for (const [id, p] of this.pending) {
       if (p.worker !== index) continue;
       clearTimeout(p.timer);
@@ -176,11 +179,37 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
     return Promise.all(this.workers.map((_, i) => this.request(i, method, params)));
   }
 
-  /** Worker with the fewest sessions. */
-  pick(): number {
-    let best = 0;
-    for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[best]!) best = i;
+  /** Sessions placed on each worker. */
+  get load(): readonly number[] {
+    return this.counts;
+  }
+
+  /**
+   * Places session `id` on the worker with the fewest sessions, counted from
+   * now on (so creates in flight spread out). `prefer` (the worker that holds
+   * the session's cached media) wins a tie, so a play needs no peer fetch
+   * unless another worker is less loaded.
+   */
+  place(id: string, prefer?: number): number {
+    let best = prefer !== undefined && prefer >= 0 && prefer < this.counts.length ? prefer : 0;
+    for (let i = 0; i < this.counts.length; i++) if (this.counts[i]! < this.counts[best]!) best = i;
+    this.pin(id, best);
     return best;
+  }
+
+  /** Places session `id` on a given worker (a live relay runs where its recording runs). */
+  pin(id: string, worker: number): void {
+    if (this.placed.has(id)) return;
+    this.placed.set(id, worker);
+    this.counts[worker]!++;
+  }
+
+  /** The session ended or its create failed; idempotent. */
+  unplace(id: string): void {
+    const w = this.placed.get(id);
+    if (w === undefined) return;
+    this.placed.delete(id);
+    this.counts[w] = Math.max(0, this.counts[w]! - 1);
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@
  */
 export class PortAllocator {
   private readonly min: number;
+  private readonly max: number;
   private readonly pairs: number;
   private readonly used: Uint8Array;
   private next = 0;
@@ -13,12 +14,18 @@ export class PortAllocator {
   /** @param quarantineMs how long a pair another process holds stays out of rotation */
   constructor(min: number, max: number, private readonly quarantineMs = 60_000) {
     this.min = min;
+    this.max = max;
     this.pairs = Math.floor((max - min + 1) / 2);
     this.used = new Uint8Array(this.pairs);
   }
 
   get free(): number {
     return this.pairs - this.inUse;
+  }
+
+  /** The configured range, for messages ("30000-30999"). */
+  get range(): string {
+    return `${this.min}-${this.max}`;
   }
 
   get capacity(): number {

@@ -1,26 +1,26 @@
 /**
- * Sessions as the control plane designates them: it picks the local port pairs,
- * the RTP header (payload type, random SSRC, sequence number and timestamp per
- * RFC 3550), the destination and the cached media, then hands the session to a
- * worker. It keeps the description and asks workers for live stats.
+ * Play sessions as the control plane designates them: it picks the local port
+ * pairs, the RTP header (payload type, random SSRC, sequence number and
+ * timestamp per RFC 3550), the destination and the cached media, then hands
+ * the session to a worker; a live session relays a running record session
+ * instead of cached media. It keeps the description and asks workers for live
+ * stats. /v1/sessions also lists record sessions (`RecordSessions`), so the
+ * lookups here fall through to them.
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/index.js';
 import type { CacheLoadParams, Encoding, PlayTrackParams, SessionStats, TrackPlan } from '../offload/channel.js';
-import { OffloadError } from '../offload/channel.js';
 import type { Probe, TrackInfo } from '../storage/types.js';
 import type { CacheDirectory } from './cache.js';
 import type { Catalog, MediaItem } from './catalog.js';
-import { badRequest, forbiddenDestination, HttpError, sessionNotFound, unavailable } from './errors.js';
-import { AllowList, resolveHost } from './net.js';
+import { badRequest, HttpError, sessionNotFound } from './errors.js';
+import { AllowList } from './net.js';
 import type { OffloadClient } from './offload.js';
 import type { PortAllocator } from './ports.js';
-import type { RecordingManager, RecordSessionView } from './recordings.js';
+import { sdpTracks, type RecordSessions, type RecordSessionView } from './recordSessions.js';
 import { buildSdp, staticPayloadType } from './sdp.js';
+import { checkDestination, checkPortRoom, EndedSessions, random32, withPortPairs, type Retention, type SessionSlot, type SessionSlots } from './sessionSupport.js';
 
-
-/** Port pairs tried when others are taken by another program (each busy pair is set aside for a minute). */
-const BIND_ATTEMPTS = 32;
 export type PlayCodecOption = 'L16' | 'PCMU' | 'PCMA';
 
 export interface PlayRequest {
@@ -68,14 +68,14 @@ interface PlayEntry {
   view: PlaySessionView;
   worker: number;
   ports: number[];
+  slot: SessionSlot;
+  /** The cache entry this session holds a reference to ('' for a live relay). */
   cacheKey: string;
   last: SessionStats | null;
   endedAt: number | null;
+  /** The DELETE in progress, shared by concurrent DELETEs. */
+  closing: Promise<void> | null;
 }
-
-/** Ended sessions stay visible this long, and at most this many. */
-const ENDED_TTL_MS = 10 * 60 * 1000;
-const ENDED_MAX = 1000;
 
 export class SessionManager {
   private readonly sessions = new Map<string, PlayEntry>();
@@ -84,19 +84,23 @@ export class SessionManager {
   private readonly cache: CacheDirectory;
   private readonly catalog: Catalog;
   private readonly ports: PortAllocator;
+  private readonly slots: SessionSlots;
   private readonly destinations: AllowList;
-  /** Sessions being created (count toward the limit). */
-  private creating = 0;
+  /** Ended sessions, oldest first (kept for GET until pruned). */
+  private readonly ended: EndedSessions;
+  private running = 0;
 
-  readonly recordings: RecordingManager;
+  readonly recordings: RecordSessions;
 
-  constructor(cfg: Config, offload: OffloadClient, cache: CacheDirectory, catalog: Catalog, ports: PortAllocator, recordings: RecordingManager) {
+  constructor(cfg: Config, offload: OffloadClient, cache: CacheDirectory, catalog: Catalog, ports: PortAllocator, slots: SessionSlots, recordings: RecordSessions, retention: Retention) {
     this.recordings = recordings;
     this.cfg = cfg;
     this.offload = offload;
     this.cache = cache;
     this.catalog = catalog;
     this.ports = ports;
+    this.slots = slots;
+    this.ended = new EndedSessions(retention);
     this.destinations = new AllowList(cfg.destinations.allow);
     offload.on('session.ended', (_worker, data) => this.onEnded(data.sessionId, data.reason, data.stats, data.error));
     offload.on('worker.exit', (worker) => {
@@ -107,16 +111,12 @@ export class SessionManager {
     });
   }
 
-  /** Ended sessions, oldest first (kept for GET until pruned). */
-  private readonly ended = new Map<string, PlayEntry>();
-  private running = 0;
-
-  /** Play sessions that hold resources (not ended). */
+  /** Play and live sessions that hold resources (not ended). */
   get activePlay(): number {
     return this.running;
   }
 
-  /** All sessions that hold resources (play and record). */
+  /** All sessions that hold resources (play, live and record). */
   get active(): number {
     return this.activePlay + this.recordings.active;
   }
@@ -128,18 +128,6 @@ export class SessionManager {
     return out;
   }
 
-  /** A play session that relays a record session live. */
-  async createLive(req: PlayRequest & { live: string }): Promise<PlaySessionView> {
-    if (this.active + this.creating >= this.cfg.limits.maxSessions) {
-      throw unavailable('OFFCAST_SESSION_LIMIT', `limits.maxSessions (${this.cfg.limits.maxSessions}) sessions are running`);
-    }
-    const { id, worker, ports, view } = await this.recordings.createLive({ live: req.live, destination: req.destination }, this.activePlay + this.creating);
-    const v = view as unknown as PlaySessionView;
-    this.sessions.set(id, { view: v, worker, ports, cacheKey: '', last: null, endedAt: null });
-    this.running++;
-    return v;
-  }
-
   async createPlay(req: PlayRequest): Promise<PlaySessionView> {
     if (req.live !== undefined) {
       if (req.media !== undefined) throw badRequest('give "media" or "live", not both');
@@ -147,26 +135,20 @@ export class SessionManager {
     }
     if (req.media === undefined) throw badRequest('body must have "media" (the name of a media file) or "live" (a record session id)');
     this.catalog.checkName(req.media);
-    if (req.destination.port % 2 !== 0) throw badRequest('destination.port must be even (RTP on even ports, RTCP on the next one)');
-    const dest = await resolveHost(req.destination.host);
-    if (dest === null) throw badRequest(`destination.host ${JSON.stringify(req.destination.host)} does not resolve`);
-    if (!this.destinations.allows(dest.address)) throw forbiddenDestination(req.destination.host);
+    const dest = await checkDestination(this.destinations, req.destination);
     if (req.frameRate !== undefined && (req.frameRate < 1 || req.frameRate > 240)) throw badRequest('frameRate must be between 1 and 240');
     const speed = req.speed ?? 1;
     if (speed !== 'max' && !(speed > 0 && speed <= 100)) throw badRequest('speed must be a positive number up to 100, or "max"');
-
-    if (this.active + this.creating >= this.cfg.limits.maxSessions) {
-      throw unavailable('OFFCAST_SESSION_LIMIT', `limits.maxSessions (${this.cfg.limits.maxSessions}) sessions are running`);
-    }
-    this.creating++;
+    // Taken before the next await, so concurrent creates count.
+    const slot = this.slots.take();
     try {
       const item = await this.catalog.get(req.media, req.frameRate === undefined ? { recent: true } : { frameRate: req.frameRate, recent: true });
       const plan = planTracks(item.probe, req.codec);
-      const lastPort = req.destination.port + 2 * (plan.length - 1) + 1;
-      if (lastPort > 65535) throw badRequest(`destination.port leaves no room for ${plan.length} tracks (port + 2·i + 1 must be <= 65535)`);
-      return await this.startPlay(req as PlayRequest & { media: string }, item, plan, dest, speed);
-    } finally {
-      this.creating--;
+      checkPortRoom(req.destination.port, plan.length);
+      return await this.startPlay(req as PlayRequest & { media: string }, item, plan, dest, speed, slot);
+    } catch (err) {
+      slot.release();
+      throw err;
     }
   }
 
@@ -176,6 +158,7 @@ export class SessionManager {
     plan: PlannedTrack[],
     dest: { address: string; family: 4 | 6 },
     speed: number | 'max',
+    slot: SessionSlot,
   ): Promise<PlaySessionView> {
     const spread = this.cfg.pacing.spread;
     const payloadBytes = this.cfg.rtp.payloadBytes;
@@ -190,21 +173,18 @@ export class SessionManager {
     };
     if (req.frameRate !== undefined) load.frameRate = req.frameRate;
     const estimate = Math.ceil(item.bytes * (plan.every((p) => p.halves) ? 0.5 : 1));
-    const { owner, result } = await this.cache.acquire(load, estimate);
-    let ports: number[] | null = null;
-    let worker = -1;
+    const id = randomUUID();
+    // The playing worker is chosen with the cache: the one that holds (or will load) the media unless another is less loaded.
+    const worker = this.offload.place(id, this.cache.ownerOf(load.key));
+    let acquired = false;
     try {
+      const { owner, result } = await this.cache.acquire(load, estimate, worker);
+      acquired = true;
       const durationMs = Math.max(1, ...result.tracks.map((t) => (t.endTs * 1000) / t.clockRate));
-      const id = randomUUID();
-      // A port pair may be taken by another program: try other pairs a few times.
-      let sourcePorts: number[] | null = null;
-      let mediaMs = durationMs;
       let tracks: PlayTrackParams[] = [];
-      for (let attempt = 0; attempt < BIND_ATTEMPTS && sourcePorts === null; attempt++) {
-        ports = this.ports.allocate(plan.length);
-        if (ports === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', `no free RTP port pairs in ${this.cfg.rtp.portMin}-${this.cfg.rtp.portMax}`);
+      const { ports, result: res } = await withPortPairs(this.ports, plan.length, (ports) => {
         tracks = plan.map((p, i) => ({
-          localPort: ports![i]!,
+          localPort: ports[i]!,
           family: dest.family,
           destHost: dest.address,
           destPort: req.destination.port + 2 * i,
@@ -215,34 +195,19 @@ export class SessionManager {
           clockRate: result.tracks[i]!.clockRate,
           cacheTrack: i,
         }));
-        worker = this.offload.pick();
-        try {
-          const res = await this.offload.request(worker, 'play.create', {
-            sessionId: id,
-            cacheKey: load.key,
-            cacheOwner: owner,
-            tracks,
-            loop: req.loop ?? false,
-            paused: req.state === 'paused',
-            startMs: req.startMs ?? 0,
-            speed: speed === 'max' ? 0 : speed,
-            durationMs,
-            cname: `offcast-${id.slice(0, 8)}`,
-          });
-          sourcePorts = res.sourcePorts;
-          mediaMs = res.durationMs;
-        } catch (err) {
-          if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') {
-            // Keep the busy pair out of rotation for a while; retry with fresh ones.
-            this.ports.quarantine(ports);
-            ports = null;
-            continue;
-          }
-          throw err;
-        }
-      }
-      if (sourcePorts === null) throw unavailable('OFFCAST_PORTS_EXHAUSTED', 'could not bind a free RTP port pair');
-      this.offload.load[worker]!++;
+        return this.offload.request(worker, 'play.create', {
+          sessionId: id,
+          cacheKey: load.key,
+          cacheOwner: owner,
+          tracks,
+          loop: req.loop ?? false,
+          paused: req.state === 'paused',
+          startMs: req.startMs ?? 0,
+          speed: speed === 'max' ? 0 : speed,
+          durationMs,
+          cname: `offcast-${id.slice(0, 8)}`,
+        });
+      });
       const sessionTracks: SessionTrack[] = plan.map((p, i) => {
         const t: SessionTrack = {
           kind: p.info.kind,
@@ -251,7 +216,7 @@ export class SessionManager {
           clockRate: result.tracks[i]!.clockRate,
           ssrc: tracks[i]!.ssrc,
           port: req.destination.port + 2 * i,
-          sourcePort: sourcePorts![i]!,
+          sourcePort: res.sourcePorts[i]!,
         };
         if (p.channels !== undefined) t.channels = p.channels;
         return t;
@@ -264,7 +229,7 @@ export class SessionManager {
         destination: { host: req.destination.host, port: req.destination.port },
         loop: req.loop ?? false,
         speed,
-        durationMs: Math.round(mediaMs),
+        durationMs: Math.round(res.durationMs),
         positionMs: req.startMs ?? 0,
         createdAt: new Date().toISOString(),
         tracks: sessionTracks,
@@ -286,15 +251,82 @@ export class SessionManager {
           }),
         }),
       };
-      this.sessions.set(id, { view, worker, ports: ports!, cacheKey: load.key, last: null, endedAt: null });
-      this.running++;
-      this.prune();
+      this.add({ view, worker, ports, slot, cacheKey: load.key, last: null, endedAt: null, closing: null });
       return view;
     } catch (err) {
-      if (ports !== null) this.ports.release(ports);
-      this.cache.release(load.key);
+      this.offload.unplace(id);
+      if (acquired) this.cache.release(load.key);
       throw err;
     }
+  }
+
+  /** A play session that relays a record session live, from the record session's worker. */
+  async createLive(req: PlayRequest & { live: string }): Promise<PlaySessionView> {
+    for (const field of ['loop', 'speed', 'startMs'] as const) {
+      if (req[field] !== undefined) throw badRequest(`${field} does not apply to a live session: it follows its recording as it arrives`);
+    }
+    let source = this.recordings.liveSource(req.live);
+    const dest = await checkDestination(this.destinations, req.destination, source.specs.length);
+    if (dest.family !== 4) throw badRequest('live sessions send over IPv4');
+    // The recording may have ended while the host resolved.
+    source = this.recordings.liveSource(req.live);
+    const slot = this.slots.take();
+    const id = randomUUID();
+    this.offload.pin(id, source.worker);
+    try {
+      const specs = source.specs;
+      let tracks: PlayTrackParams[] = [];
+      const { ports } = await withPortPairs(this.ports, specs.length, (ports) => {
+        tracks = specs.map((t, i) => ({
+          localPort: ports[i]!,
+          family: 4,
+          destHost: dest.address,
+          destPort: req.destination.port + 2 * i,
+          payloadType: t.payloadType,
+          ssrc: random32(),
+          seq: random32() & 0xffff,
+          tsBase: random32(),
+          clockRate: t.clockRate,
+          cacheTrack: i,
+        }));
+        return this.offload.request(source.worker, 'live.create', {
+          sessionId: id,
+          recordSessionId: req.live,
+          tracks: tracks.map((t, i) => ({ ...t, recordTrack: i })),
+          cname: `offcast-${id.slice(0, 8)}`,
+        });
+      });
+      const view: PlaySessionView = {
+        id,
+        mode: 'play',
+        state: 'playing',
+        live: req.live,
+        destination: req.destination,
+        loop: false,
+        speed: 1,
+        durationMs: 0,
+        positionMs: 0,
+        createdAt: new Date().toISOString(),
+        tracks: specs.map((t, i) => {
+          const v: SessionTrack = { kind: t.kind, codec: t.encoding, payloadType: t.payloadType, clockRate: t.clockRate, ssrc: tracks[i]!.ssrc, port: req.destination.port + 2 * i, sourcePort: ports[i]! };
+          if (t.channels !== undefined) v.channels = t.channels;
+          return v;
+        }),
+        sdp: buildSdp({ id, name: `live ${source.name}`, destination: dest, origin: '127.0.0.1', tracks: sdpTracks(specs, (i) => req.destination.port + 2 * i) }),
+      };
+      this.add({ view, worker: source.worker, ports, slot, cacheKey: '', last: null, endedAt: null, closing: null });
+      return view;
+    } catch (err) {
+      this.offload.unplace(id);
+      slot.release();
+      throw err;
+    }
+  }
+
+  private add(e: PlayEntry): void {
+    this.sessions.set(e.view.id, e);
+    this.running++;
+    this.prune();
   }
 
   private entry(id: string): PlayEntry {
@@ -352,12 +384,16 @@ export class SessionManager {
     return this.render(e);
   }
 
+  /** DELETE: ends the session (once, however many DELETEs race) and forgets it. */
   async delete(id: string): Promise<PlaySessionView | { recording: unknown }> {
     if (this.recordings.has(id)) return this.recordings.stop(id);
     const e = this.entry(id);
     if (e.endedAt === null) {
-      const stats = await this.offload.request(e.worker, 'session.close', { sessionId: id }).catch(() => null);
-      this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended');
+      e.closing ??= this.offload
+        .request(e.worker, 'session.close', { sessionId: id })
+        .catch(() => null)
+        .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended'));
+      await e.closing;
     }
     this.sessions.delete(id);
     this.ended.delete(id);
@@ -377,15 +413,18 @@ export class SessionManager {
     if (error !== undefined) e.view.error = error;
   }
 
+  /** Gives back what the session held (count, slot, ports, cache reference, placement), once. */
   private finish(e: PlayEntry, stats: SessionStats | null, state: 'ended' | 'failed'): void {
     if (stats !== null) this.apply(e, stats);
+    if (e.endedAt !== null) return;
     e.view.state = state;
     e.endedAt = Date.now();
     this.running--;
-    this.ended.set(e.view.id, e);
+    e.slot.release();
+    this.ended.add(e.view.id, e.endedAt);
     this.ports.release(e.ports);
     if (e.cacheKey !== '') this.cache.release(e.cacheKey);
-    this.offload.load[e.worker] = Math.max(0, (this.offload.load[e.worker] ?? 1) - 1);
+    this.offload.unplace(e.view.id);
   }
 
   private apply(e: PlayEntry, stats: SessionStats): void {
@@ -429,12 +468,7 @@ export class SessionManager {
 
   /** Forgets ended sessions past their time or beyond the bound, oldest first. */
   private prune(): void {
-    const now = Date.now();
-    for (const [id, e] of this.ended) {
-      if (this.ended.size <= ENDED_MAX && now - e.endedAt! <= ENDED_TTL_MS) break;
-      this.ended.delete(id);
-      this.sessions.delete(id);
-    }
+    this.ended.prune(Date.now(), (id) => this.sessions.delete(id));
   }
 }
 
@@ -495,10 +529,6 @@ export function planTracks(probe: Probe, codec: PlayCodecOption | undefined): Pl
     out.push(p);
   }
   return out;
-}
-
-function random32(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0]!;
 }
 
 function round3(v: number): number {

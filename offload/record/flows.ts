@@ -23,8 +23,8 @@
  * A query unanswered for `pendingTimeoutMs` is forgotten (the next packet of
  * that flow asks again, subject to the same limits).
  *
- * `decideFlow()` is what the control plane runs on a query: pure header and
- * address logic, no imports, so the control plane can import this module.
+ * The control plane's policy on a query (source, payload type) is in
+ * `server/flowPolicy.ts`.
  */
 
 /** Result of `FlowTable.lookup()`. */
@@ -294,57 +294,4 @@ export class FlowTable {
     }
     this.deniedUse[slot] = ++this.useClock;
   }
-}
-
-/** What the control plane knows when a record track's offload asks about a new flow. */
-export interface FlowQuery {
-  /** The recording's source policy (allow list, auth) admits this address. */
-  sourceAllowed: boolean;
-  /** The sender the recording was set up for, if it named one. */
-  expectedSource?: { host: string; port?: number };
-  address: string;
-  port: number;
-  ssrc: number;
-  payloadType: number;
-  negotiatedPayloadTypes: readonly number[];
-  /** The offload's header validation passed (`validateRtp`). */
-  headerValid: boolean;
-  latched: { address: string; port: number; ssrc: number } | null;
-}
-
-export type FlowDecisionReason = 'ok' | 'source-not-allowed' | 'source-mismatch' | 'header' | 'payload-type' | 'latched-by-another-flow';
-
-export interface FlowDecision {
-  accept: boolean;
-  reason: FlowDecisionReason;
-}
-
-/** '::ffff:10.0.0.1' and '10.0.0.1' are one sender (dual-stack sockets report the former). */
-function normalizeAddress(address: string): string {
-  const lower = address.toLowerCase();
-  return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower;
-}
-
-/**
- * The control plane's decision on a slow-path query, checks in this order:
- * source policy, expected sender (host, and port when given), header
- * validity, negotiated payload type, and no other flow latched. The expected
- * host must be an address: resolve names before calling.
- */
-export function decideFlow(query: FlowQuery): FlowDecision {
-  if (!query.sourceAllowed) return { accept: false, reason: 'source-not-allowed' };
-  const address = normalizeAddress(query.address);
-  const expected = query.expectedSource;
-  if (expected !== undefined) {
-    if (normalizeAddress(expected.host) !== address) return { accept: false, reason: 'source-mismatch' };
-    if (expected.port !== undefined && expected.port !== query.port) return { accept: false, reason: 'source-mismatch' };
-  }
-  if (!query.headerValid) return { accept: false, reason: 'header' };
-  if (!query.negotiatedPayloadTypes.includes(query.payloadType)) return { accept: false, reason: 'payload-type' };
-  const latched = query.latched;
-  if (latched !== null) {
-    const same = normalizeAddress(latched.address) === address && latched.port === query.port && latched.ssrc >>> 0 === query.ssrc >>> 0;
-    if (!same) return { accept: false, reason: 'latched-by-another-flow' };
-  }
-  return { accept: true, reason: 'ok' };
 }

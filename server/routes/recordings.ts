@@ -1,11 +1,11 @@
 /** /v1/recordings: finished (and unfinished) recordings on disk, and their files. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Manifest } from '../../storage/recording/manifest.js';
-import type { RecordingManager } from '../recordings.js';
+import type { RecordingStore } from '../recordingStore.js';
 import { errors, nameParams, recordingSummarySchema } from './schemas.js';
 
 export interface RecordingRoutesOptions {
-  recordings: RecordingManager;
+  store: RecordingStore;
 }
 
 function view(m: Manifest): Record<string, unknown> {
@@ -30,7 +30,7 @@ const trackParams = {
 } as const;
 
 export const recordingRoutes: FastifyPluginAsync<RecordingRoutesOptions> = async (app, opts) => {
-  const { recordings } = opts;
+  const { store } = opts;
 
   app.get(
     '/v1/recordings',
@@ -39,20 +39,20 @@ export const recordingRoutes: FastifyPluginAsync<RecordingRoutesOptions> = async
         response: { 200: { type: 'object', properties: { recordings: { type: 'array', items: recordingSummarySchema } } }, ...errors },
       },
     },
-    async () => ({ recordings: (await recordings.listRecordings()).map(view) }),
+    async () => ({ recordings: (await store.list()).map(view) }),
   );
 
   app.get<{ Params: { name: string } }>(
     '/v1/recordings/:name',
     { schema: { params: nameParams, response: { 200: recordingSummarySchema, ...errors } } },
-    async (req) => view(await recordings.manifest(req.params.name)),
+    async (req) => view(await store.manifest(req.params.name)),
   );
 
   app.delete<{ Params: { name: string } }>(
     '/v1/recordings/:name',
     { schema: { params: nameParams, response: { ...errors } } },
     async (req, reply) => {
-      await recordings.deleteRecording(req.params.name);
+      await store.delete(req.params.name);
       return reply.code(204).send();
     },
   );
@@ -61,7 +61,7 @@ export const recordingRoutes: FastifyPluginAsync<RecordingRoutesOptions> = async
     '/v1/recordings/:name/tracks/:index',
     { schema: { params: trackParams, response: { ...errors } } },
     async (req, reply) => {
-      const f = await recordings.trackFile(req.params.name, req.params.index, 'playable');
+      const f = await store.trackFile(req.params.name, req.params.index, 'playable');
       return reply
         .type(f.contentType)
         .header('content-length', f.bytes)
@@ -74,7 +74,7 @@ export const recordingRoutes: FastifyPluginAsync<RecordingRoutesOptions> = async
     '/v1/recordings/:name/tracks/:index/rtpdump',
     { schema: { params: trackParams, response: { ...errors } } },
     async (req, reply) => {
-      const f = await recordings.trackFile(req.params.name, req.params.index, 'rtpdump');
+      const f = await store.trackFile(req.params.name, req.params.index, 'rtpdump');
       return reply
         .type(f.contentType)
         .header('content-length', f.bytes)

@@ -119,11 +119,11 @@ export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (ap
         if (!isValidMediaName(name)) throw invalidName('recording', name);
         const request = fromSdp(name, body);
         const mux = req.query.rtcpMux === 'true' || req.query.rtcpMux === '1' || /^a=rtcp-mux\s*$/m.test(body);
-        view = await sessions.recordings.create(request, mux, sessions.activePlay);
+        view = await sessions.recordings.create(request, mux);
       } else if (body.mode === 'record') {
         const rec = body as RecordJsonBody & { rtcpMux?: boolean };
         if (!isValidMediaName(rec.name)) throw invalidName('recording', rec.name);
-        view = await sessions.recordings.create(fromJson(rec), rec.rtcpMux ?? false, sessions.activePlay);
+        view = await sessions.recordings.create(fromJson(rec), rec.rtcpMux ?? false);
       } else {
         view = await sessions.createPlay(body as PlayRequest);
       }

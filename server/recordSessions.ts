@@ -1,0 +1,417 @@
+/**
+ * Record sessions, as the control plane sees them: it picks the local ports,
+ * starts the session in a worker, answers the slow path (the first packet's
+ * header of each new flow, decided by `flowPolicy.ts`) and reports the
+ * session until its recording is finished. It never receives a payload byte:
+ * the offload writes the files, and `RecordingStore` serves them afterwards.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Config } from '../config/index.js';
+import type { FlowHeader, RecordingSummary, RecordStats, RecordTrackParams } from '../offload/channel.js';
+import { resolveMediaPath } from '../storage/library.js';
+import type { ManifestTrack } from '../storage/recording/manifest.js';
+import { recordingTrackInfo } from '../storage/recording/probe.js';
+import { badRequest, conflict, forbiddenSource, sessionNotFound, HttpError } from './errors.js';
+import { decideFlow, type FlowDecisionReason } from './flowPolicy.js';
+import { AllowList, resolveHost } from './net.js';
+import type { OffloadClient } from './offload.js';
+import type { PortAllocator } from './ports.js';
+import type { RecordRequest, RecordTrackSpec } from './recordRequest.js';
+import { exists, type RecordingStore } from './recordingStore.js';
+import { buildSdp, type SdpTrack } from './sdp.js';
+import { EndedSessions, random32, withPortPairs, type Retention, type SessionSlot, type SessionSlots } from './sessionSupport.js';
+
+export interface RecordSessionView {
+  id: string;
+  mode: 'record';
+  state: 'recording' | 'finishing' | 'ended' | 'failed';
+  name: string;
+  source?: { host: string; port?: number };
+  createdAt: string;
+  durationMs: number;
+  tracks: {
+    index: number;
+    kind: 'audio' | 'video';
+    codec: string;
+    payloadType: number;
+    clockRate: number;
+    channels?: number;
+    port: number;
+    fmtp?: string;
+    stats?: unknown;
+  }[];
+  sdp: string;
+  /** What will go wrong with the recording as requested (e.g. H.264 without parameter sets). */
+  warnings?: string[];
+  error?: string;
+  reason?: string;
+  recording?: RecordingSummary;
+}
+
+interface RecordEntry {
+  view: RecordSessionView;
+  worker: number;
+  ports: number[];
+  slot: SessionSlot;
+  specs: RecordTrackSpec[];
+  expected?: { host: string; port?: number };
+  last: RecordStats | null;
+  summary: RecordingSummary | null;
+  endedAt: number | null;
+  /** The DELETE in progress, shared by concurrent DELETEs. */
+  stopping: Promise<RecordingSummary> | null;
+}
+
+/** What a live relay needs from the record session it follows. */
+export interface LiveSource {
+  worker: number;
+  name: string;
+  specs: readonly RecordTrackSpec[];
+}
+
+export class RecordSessions {
+  private readonly cfg: Config;
+  private readonly offload: OffloadClient;
+  private readonly ports: PortAllocator;
+  private readonly slots: SessionSlots;
+  private readonly store: RecordingStore;
+  private readonly mediaRoot: string;
+  private readonly sources: AllowList;
+  private readonly sessions = new Map<string, RecordEntry>();
+  private readonly ended: EndedSessions;
+  /** Names of recordings whose create is in flight (two creates of one name: one wins). */
+  private readonly creating = new Set<string>();
+  /** Slow-path decisions by reason, for /metrics. */
+  readonly decisions: Record<string, number> = {};
+
+  constructor(cfg: Config, offload: OffloadClient, ports: PortAllocator, slots: SessionSlots, store: RecordingStore, retention: Retention) {
+    this.cfg = cfg;
+    this.offload = offload;
+    this.ports = ports;
+    this.slots = slots;
+    this.store = store;
+    this.ended = new EndedSessions(retention);
+    this.mediaRoot = path.resolve(cfg.mediaRoot);
+    this.sources = new AllowList(cfg.sources.allow);
+    offload.on('flow.new', (worker, header) => void this.onFlow(worker, header));
+    offload.on('record.ended', (_worker, data) => this.onEnded(data.sessionId, data.summary));
+    offload.on('worker.exit', (worker) => {
+      for (const e of this.sessions.values()) {
+        if (e.worker === worker && e.endedAt === null) {
+          e.view.state = 'failed';
+          e.view.error = 'the offload worker stopped; the recording is recovered at the next start';
+          this.release(e);
+        }
+      }
+    });
+  }
+
+  /** Record sessions that hold resources (not ended). */
+  get active(): number {
+    let n = 0;
+    for (const e of this.sessions.values()) if (e.endedAt === null) n++;
+    return n;
+  }
+
+  has(id: string): boolean {
+    return this.sessions.has(id);
+  }
+
+  /** A record session is writing (or about to write) recording `name`. */
+  isRecording(name: string): boolean {
+    if (this.creating.has(name)) return true;
+    for (const e of this.sessions.values()) if (e.endedAt === null && e.view.name === name) return true;
+    return false;
+  }
+
+  countByState(out: Record<string, number>): void {
+    for (const e of this.sessions.values()) out[e.view.state] = (out[e.view.state] ?? 0) + 1;
+  }
+
+  /** Recovers recordings a crash left unfinished. */
+  async recover(): Promise<{ recovered: RecordingSummary[]; errors: { name: string; error: string }[] }> {
+    return this.offload.request(0, 'record.recover', { root: this.store.root }, 10 * 60 * 1000);
+  }
+
+  async create(req: RecordRequest, rtcpMux: boolean): Promise<RecordSessionView> {
+    const dir = this.store.dir(req.name);
+    if (this.isRecording(req.name)) throw conflict(`recording ${req.name} is in progress`);
+    // Taken before the first await, so concurrent creates count.
+    const slot = this.slots.take();
+    this.creating.add(req.name);
+    const id = randomUUID();
+    try {
+      if (await exists(dir)) throw conflict(`recording ${req.name} already exists`);
+      if (await exists(resolveMediaPath(this.mediaRoot, req.name))) throw conflict(`media ${req.name} exists: a recording is also media, so its name must be free`);
+      let expected: { host: string; port?: number } | undefined;
+      if (req.source !== undefined) {
+        const r = await resolveHost(req.source.host);
+        if (r === null) throw badRequest(`source.host ${JSON.stringify(req.source.host)} does not resolve`);
+        if (!this.sources.allows(r.address)) throw forbiddenSource(req.source.host);
+        expected = { host: r.address };
+        if (req.source.port !== undefined) expected.port = req.source.port;
+      }
+      const worker = this.offload.place(id);
+      let ports: number[];
+      try {
+        ({ ports } = await withPortPairs(this.ports, req.tracks.length, (ports) =>
+          this.offload.request(worker, 'record.create', {
+            sessionId: id,
+            name: req.name,
+            dir,
+            tracks: req.tracks.map((t, i): RecordTrackParams => ({ ...t, localPort: ports[i]!, ssrc: random32() })),
+            rtcpMux,
+            idleTimeoutMs: this.cfg.record.idleTimeoutMs,
+            maxDurationMs: this.cfg.record.maxDurationMs,
+            reorderPackets: this.cfg.record.reorderPackets,
+            reorderMs: this.cfg.record.reorderMs,
+            flushMs: this.cfg.record.flushMs,
+            cname: `offcast-${id.slice(0, 8)}`,
+          }),
+        ));
+      } catch (err) {
+        this.offload.unplace(id);
+        throw err;
+      }
+      const view: RecordSessionView = {
+        id,
+        mode: 'record',
+        state: 'recording',
+        name: req.name,
+        createdAt: new Date().toISOString(),
+        durationMs: 0,
+        tracks: req.tracks.map((t, i) => {
+          const v: RecordSessionView['tracks'][number] = { index: i, kind: t.kind, codec: t.encoding, payloadType: t.payloadType, clockRate: t.clockRate, port: ports[i]! };
+          if (t.channels !== undefined) v.channels = t.channels;
+          const f = fmtpText(t.fmtp);
+          if (f !== '') v.fmtp = f;
+          return v;
+        }),
+        sdp: this.senderSdp(id, req, ports),
+      };
+      const warnings = requestWarnings(req.tracks);
+      if (warnings.length > 0) view.warnings = warnings;
+      if (req.source !== undefined) view.source = req.source;
+      const entry: RecordEntry = { view, worker, ports, slot, specs: req.tracks, last: null, summary: null, endedAt: null, stopping: null };
+      if (expected !== undefined) entry.expected = expected;
+      this.sessions.set(id, entry);
+      this.prune();
+      return view;
+    } catch (err) {
+      slot.release();
+      throw err;
+    } finally {
+      this.creating.delete(req.name);
+    }
+  }
+
+  /** An SDP a sender can use: where to send each track. */
+  private senderSdp(id: string, req: RecordRequest, ports: number[]): string {
+    const host = this.cfg.http.host === '0.0.0.0' ? '127.0.0.1' : this.cfg.http.host;
+    return buildSdp({
+      id,
+      name: req.name,
+      destination: { address: host, family: host.includes(':') ? 6 : 4 },
+      origin: host,
+      tracks: sdpTracks(req.tracks, (i) => ports[i]!),
+    });
+  }
+
+  /** The running record session a live relay follows, or 404. */
+  liveSource(id: string): LiveSource {
+    const e = this.sessions.get(id);
+    if (e === undefined || e.endedAt !== null) throw new HttpError(404, 'OFFCAST_SESSION_NOT_FOUND', `no recording session ${JSON.stringify(id)} is running`);
+    return { worker: e.worker, name: e.view.name, specs: e.specs };
+  }
+
+  /** The slow path: decide on a new flow and install or reject it in the offload. */
+  private async onFlow(worker: number, h: FlowHeader): Promise<void> {
+    const e = this.sessions.get(h.sessionId);
+    const spec = e?.specs[h.track];
+    if (e === undefined || spec === undefined || e.endedAt !== null) return;
+    const query = {
+      sourceAllowed: this.sources.allows(h.address),
+      address: h.address,
+      port: h.port,
+      payloadType: h.payloadType,
+      negotiatedPayloadTypes: [spec.payloadType],
+    };
+    const decision = decideFlow(e.expected === undefined ? query : { ...query, expectedSource: e.expected });
+    this.count(decision.reason);
+    const key = { sessionId: h.sessionId, track: h.track, address: h.address, port: h.port, ssrc: h.ssrc };
+    try {
+      if (decision.accept) await this.offload.request(worker, 'flow.install', key);
+      else await this.offload.request(worker, 'flow.reject', { ...key, reason: decision.reason });
+    } catch {
+      // The session ended meanwhile: nothing to install.
+    }
+  }
+
+  private count(reason: FlowDecisionReason): void {
+    this.decisions[reason] = (this.decisions[reason] ?? 0) + 1;
+  }
+
+  private onEnded(id: string, summary: RecordingSummary): void {
+    const e = this.sessions.get(id);
+    if (e === undefined) return;
+    e.summary = summary;
+    e.view.recording = summary;
+    e.view.state = summary.state === 'finished' ? 'ended' : 'failed';
+    e.view.reason = summary.reason;
+    e.view.durationMs = summary.durationMs;
+    if (summary.error !== undefined) e.view.error = summary.error;
+    this.release(e);
+  }
+
+  /** Gives back what the session held, once. */
+  private release(e: RecordEntry): void {
+    if (e.endedAt !== null) return;
+    e.endedAt = Date.now();
+    this.ports.release(e.ports);
+    this.offload.unplace(e.view.id);
+    e.slot.release();
+    this.ended.add(e.view.id, e.endedAt);
+    this.prune();
+  }
+
+  /** Forgets ended sessions past their time or beyond the bound. */
+  private prune(): void {
+    this.ended.prune(Date.now(), (id) => this.sessions.delete(id));
+  }
+
+  private entry(id: string): RecordEntry {
+    const e = this.sessions.get(id);
+    if (e === undefined) throw sessionNotFound(id);
+    return e;
+  }
+
+  async get(id: string): Promise<RecordSessionView> {
+    const e = this.entry(id);
+    if (e.endedAt === null) {
+      const [stats] = await this.offload.request(e.worker, 'record.stats', { sessionIds: [id] });
+      if (stats !== undefined) e.last = stats;
+    }
+    return this.render(e);
+  }
+
+  async list(): Promise<RecordSessionView[]> {
+    const live = [...this.sessions.values()].filter((e) => e.endedAt === null);
+    const workers = [...new Set(live.map((e) => e.worker))];
+    await Promise.all(
+      workers.map(async (w) => {
+        for (const s of await this.offload.request(w, 'record.stats', {})) {
+          const e = this.sessions.get(s.sessionId);
+          if (e !== undefined) e.last = s;
+        }
+      }),
+    );
+    return [...this.sessions.values()].map((e) => this.render(e));
+  }
+
+  /** DELETE: finalize (if still recording) and return the recording's summary. Concurrent DELETEs share one stop. */
+  async stop(id: string): Promise<{ recording: RecordingSummary }> {
+    const e = this.entry(id);
+    if (e.summary === null) {
+      e.stopping ??= this.offload.request(e.worker, 'record.stop', { sessionId: id, reason: 'stopped' }, 120_000).then(
+        (summary) => {
+          this.onEnded(id, summary);
+          return summary;
+        },
+        (err: unknown) => {
+          e.stopping = null;
+          throw err;
+        },
+      );
+      await e.stopping;
+    }
+    this.sessions.delete(id);
+    this.ended.delete(id);
+    return { recording: e.summary! };
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.sessions.keys()].map((id) => this.stop(id).catch(() => undefined)));
+  }
+
+  private render(e: RecordEntry): RecordSessionView {
+    const s = e.last;
+    return {
+      ...e.view,
+      // The offload's "ended" runs ahead of its summary (the manifest is written in between):
+      // until the summary arrives the session is finishing, so "ended" always has its reason and recording.
+      state: e.endedAt === null && s !== null ? (s.state === 'recording' ? 'recording' : 'finishing') : e.view.state,
+      durationMs: e.endedAt === null && s !== null ? s.durationMs : e.view.durationMs,
+      tracks: e.view.tracks.map((t, i) => {
+        const ts = s?.tracks[i];
+        if (ts === undefined) return t;
+        return {
+          ...t,
+          stats: {
+            packets: ts.packets,
+            bytes: ts.bytes,
+            lost: ts.lost,
+            duplicates: ts.duplicates,
+            reordered: ts.reordered,
+            slowPath: ts.slowPath,
+            fastPath: ts.fastPath,
+            drops: ts.drops,
+            jitterMs: ts.jitterMs,
+          },
+        };
+      }),
+    };
+  }
+}
+
+/** SDP tracks for recorded specs (a sender's SDP, or a live relay's), the RTP port of track i from `port(i)`. */
+export function sdpTracks(specs: readonly RecordTrackSpec[], port: (i: number) => number): SdpTrack[] {
+  return specs.map((t, i) => {
+    const info = recordingTrackInfo(asManifestTrack(t, i));
+    const s: SdpTrack = { kind: t.kind, encoding: t.encoding, payloadType: t.payloadType, clockRate: t.clockRate, port: port(i), info };
+    if (t.channels !== undefined) s.channels = t.channels;
+    return s;
+  });
+}
+
+/** Problems a request carries that do not stop the recording but make its file less useful. */
+function requestWarnings(specs: readonly RecordTrackSpec[]): string[] {
+  const out: string[] = [];
+  specs.forEach((t, i) => {
+    if (t.encoding === 'H264' && (t.fmtp['sprop-parameter-sets'] ?? '') === '') {
+      out.push(
+        `track ${i}: H.264 without sprop-parameter-sets: the file is playable only if the sender sends SPS and PPS in-band (ffmpeg from MP4 does not; give its SDP's fmtp)`,
+      );
+    }
+  });
+  return out;
+}
+
+function fmtpText(fmtp: Record<string, string>): string {
+  return Object.entries(fmtp)
+    .map(([k, v]) => (v === '' ? k : `${k}=${v}`))
+    .join(';');
+}
+
+function asManifestTrack(t: RecordTrackSpec, i: number): ManifestTrack {
+  const m: ManifestTrack = {
+    index: i,
+    kind: t.kind,
+    codec: t.encoding,
+    payloadType: t.payloadType,
+    clockRate: t.clockRate,
+    fmtp: t.fmtp,
+    file: '',
+    contentType: '',
+    rtpdump: '',
+    packets: 0,
+    bytes: 0,
+    lost: 0,
+    duplicates: 0,
+    reordered: 0,
+    late: 0,
+    durationMs: 0,
+  };
+  if (t.channels !== undefined) m.channels = t.channels;
+  return m;
+}
