@@ -135,7 +135,8 @@ export function fromSdp(name: string, text: string): RecordRequest {
     let clockRate: number;
     let channels: number | undefined;
     if (map !== undefined) {
-      codec = map.codec;
+      // sdp-transform turns numeric-looking fields into numbers ("a=rtpmap:97 2" gives codec 2).
+      codec = String(map.codec);
       clockRate = map.rate ?? 0;
       if (map.encoding !== undefined) channels = Number(map.encoding);
     } else if (pt === 0 || pt === 8) {
@@ -151,7 +152,7 @@ export function fromSdp(name: string, text: string): RecordRequest {
     }
     const spec: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string } = { kind: m.type, codec, payloadType: pt, clockRate };
     if (channels !== undefined) spec.channels = codec.toLowerCase() === 'opus' ? 1 : channels;
-    if (fmtp !== undefined) spec.fmtp = fmtp;
+    if (fmtp !== undefined) spec.fmtp = String(fmtp);
     tracks.push(checkTrack(spec, i));
   });
   const req: RecordRequest = { name, tracks };
