@@ -60,11 +60,65 @@ export async function writeManifest(dir: string, m: Manifest): Promise<void> {
   await syncDir(dir);
 }
 
+/**
+ * Reads and checks a manifest. A manifest is read back after a crash, so it may
+ * be torn or damaged: TypeError (naming the bad field) for anything that is not
+ * an offcast manifest, rather than a value that fails later where it is used.
+ */
 export async function readManifest(dir: string): Promise<Manifest> {
   const text = await readFile(path.join(dir, MANIFEST), 'utf8');
-  const m = JSON.parse(text) as Manifest;
-  if (m === null || typeof m !== 'object' || m.version !== 1 || !Array.isArray(m.tracks)) throw new TypeError(`${dir}: not an offcast recording manifest`);
-  return m;
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch (err) {
+    throw new TypeError(`${dir}: not an offcast recording manifest (not JSON: ${(err as Error).message.slice(0, 80)})`, { cause: err });
+  }
+  const bad = manifestProblem(m);
+  if (bad !== null) throw new TypeError(`${dir}: not an offcast recording manifest (${bad})`);
+  return m as Manifest;
+}
+
+const STATES = new Set(['recording', 'finished', 'failed']);
+const CODECS = new Set(['H264', 'opus', 'PCMU', 'PCMA', 'L16', 'MPEG4-GENERIC']);
+/** File names in the folder: plain names, nothing that leaves it. */
+const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+
+/** The first field that does not hold what the code reading a manifest relies on, or null. */
+function manifestProblem(m: unknown): string | null {
+  if (!isObject(m)) return 'not an object';
+  if (m.version !== 1) return 'version';
+  if (typeof m.name !== 'string') return 'name';
+  if (typeof m.state !== 'string' || !STATES.has(m.state)) return 'state';
+  if (typeof m.createdAt !== 'string') return 'createdAt';
+  if (!isCount(m.durationMs)) return 'durationMs';
+  if (!Array.isArray(m.tracks)) return 'tracks';
+  for (const [i, t] of m.tracks.entries()) {
+    const bad = trackProblem(t);
+    if (bad !== null) return `tracks[${i}]${bad}`;
+  }
+  return null;
+}
+
+function trackProblem(t: unknown): string | null {
+  if (!isObject(t)) return ' is not an object';
+  if (!Number.isInteger(t.index) || (t.index as number) < 0) return '.index';
+  if (t.kind !== 'audio' && t.kind !== 'video') return '.kind';
+  if (typeof t.codec !== 'string' || !CODECS.has(t.codec)) return '.codec';
+  if (!Number.isInteger(t.payloadType) || (t.payloadType as number) < 0 || (t.payloadType as number) > 127) return '.payloadType';
+  if (!Number.isInteger(t.clockRate) || (t.clockRate as number) < 1) return '.clockRate';
+  if (t.channels !== undefined && (!Number.isInteger(t.channels) || (t.channels as number) < 1)) return '.channels';
+  if (!isObject(t.fmtp) || Object.values(t.fmtp).some((v) => typeof v !== 'string')) return '.fmtp';
+  for (const k of ['file', 'rtpdump'] as const) {
+    if (typeof t[k] !== 'string' || !FILE_NAME.test(t[k])) return `.${k}`;
+  }
+  if (typeof t.contentType !== 'string') return '.contentType';
+  for (const k of ['packets', 'bytes', 'lost', 'duplicates', 'reordered', 'late', 'durationMs'] as const) {
+    if (!isCount(t[k])) return `.${k}`;
+  }
+  return null;
 }
 
 export async function syncDir(dir: string): Promise<void> {
