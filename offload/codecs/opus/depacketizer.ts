@@ -5,7 +5,7 @@
  * nothing but the missing packets.
  */
 import type { DepacketizedFrame, RtpDepacketizer } from '../types.js';
-import { opusPacketError } from './toc.js';
+import { opusPacketError } from '../../../storage/opus/toc.js';
 
 export class OpusDepacketizer implements RtpDepacketizer {
   readonly stats = { malformed: 0, dropped: 0 };

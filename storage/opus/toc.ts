@@ -3,9 +3,12 @@
  * coding (3.2.1), the four frame-count codes (3.2.2-3.2.5) and the validity rules
  * R1-R7 of 3.4. Durations are in 48 kHz samples, the RTP clock of RFC 7587.
  *
+ * The one home of Opus TOC logic: the file reader (storage/ogg.ts), the Ogg
+ * writer of recordings and the RTP depacketizer (offload/codecs/opus) use it.
  * `opusPacketError` is the data-plane entry: it never throws and allocates
- * nothing, and says which rule a packet breaks. `parseOpusPacket` is for tools and
- * tests: it throws RangeError with the same message.
+ * nothing, and says which rule a packet breaks. `opusPacketDuration` is the
+ * readers' entry: a packet's duration, or RangeError. `parseOpusPacket` is for
+ * tools and tests: it throws RangeError with `opusPacketError`'s message.
  */
 
 export type OpusMode = 'silk' | 'hybrid' | 'celt';
@@ -93,6 +96,23 @@ export function opusFrameCount(packet: Uint8Array): number {
 export function opusPacketSamples(packet: Uint8Array): number {
   const frames = opusFrameCount(packet);
   return frames < 0 ? -1 : frames * opusFrameSamples(packet[0]!);
+}
+
+/**
+ * Duration of a packet in 48 kHz samples, from its TOC byte and, for code 3,
+ * the frame count byte (RFC 6716 3.1, 3.2.5). RangeError for an empty packet,
+ * a missing or zero frame count, or more than 120 ms (R5).
+ */
+export function opusPacketDuration(packet: Uint8Array): number {
+  if (packet.length === 0) throw new RangeError('empty Opus packet');
+  const frames = opusFrameCount(packet);
+  if (frames < 0) throw new RangeError('Opus code 3 packet has no frame count byte');
+  if (frames === 0) throw new RangeError('Opus code 3 packet declares 0 frames');
+  const samples = frames * opusFrameSamples(packet[0]);
+  if (samples > OPUS_MAX_PACKET_SAMPLES) {
+    throw new RangeError(`Opus packet lasts ${samples / 48} ms (${frames} frames), more than 120 ms`);
+  }
+  return samples;
 }
 
 /**
