@@ -267,7 +267,6 @@ export class SessionManager {
     }
     let source = this.recordings.liveSource(req.live);
     const dest = await checkDestination(this.destinations, req.destination, source.specs.length);
-    if (dest.family !== 4) throw badRequest('live sessions send over IPv4');
     // The recording may have ended while the host resolved.
     source = this.recordings.liveSource(req.live);
     const slot = this.slots.take();
@@ -279,7 +278,7 @@ export class SessionManager {
       const { ports } = await withPortPairs(this.ports, specs.length, (ports) => {
         tracks = specs.map((t, i) => ({
           localPort: ports[i]!,
-          family: 4,
+          family: dest.family,
           destHost: dest.address,
           destPort: req.destination.port + 2 * i,
           payloadType: t.payloadType,
@@ -312,7 +311,7 @@ export class SessionManager {
           if (t.channels !== undefined) v.channels = t.channels;
           return v;
         }),
-        sdp: buildSdp({ id, name: `live ${source.name}`, destination: dest, origin: '127.0.0.1', tracks: sdpTracks(specs, (i) => req.destination.port + 2 * i) }),
+        sdp: buildSdp({ id, name: `live ${source.name}`, destination: dest, origin: dest.family === 6 ? '::1' : '127.0.0.1', tracks: sdpTracks(specs, (i) => req.destination.port + 2 * i) }),
       };
       this.add({ view, worker: source.worker, ports, slot, cacheKey: '', last: null, endedAt: null, closing: null });
       return view;
@@ -390,7 +389,7 @@ export class SessionManager {
     const e = this.entry(id);
     if (e.endedAt === null) {
       e.closing ??= this.offload
-        .request(e.worker, 'session.close', { sessionId: id })
+        .request(e.worker, 'session.end', { sessionId: id })
         .catch(() => null)
         .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended'));
       await e.closing;
@@ -449,6 +448,7 @@ export class SessionManager {
             sendErrors: s.sendErrors,
             senderReports: s.srSent,
             receiverReports: s.rrCount,
+            rtcpRejected: s.rtcpRejected,
             rtcp:
               s.rr === null
                 ? null

@@ -8,46 +8,18 @@
 import type dgram from 'node:dgram';
 import type { LiveCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
-import { bindPortPair, closePortPair, connect } from '../sockets.js';
+import { closePortPair } from '../sockets.js';
 import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
 import type { PacketSubscriber, RecordSession, RecordTrack } from '../record/session.js';
-import { spropParameterSets as spropSets } from '../../storage/recording/probe.js';
-import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
+import { spropParameterSets } from '../../storage/recording/probe.js';
+import { buildStapA, startsKeyframe } from '../codecs/h264/keyframe.js';
+import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
+import { openSendSockets, sendRtcp } from './track.js';
 
-/** Does this H.264 payload start a keyframe (IDR, or parameter sets ahead of one)? */
-export function startsKeyframe(p: Uint8Array, off: number, len: number): boolean {
-  if (len < 1) return false;
-  const type = p[off]! & 0x1f;
-  if (type === 5 || type === 7) return true;
-  if (type === 24) {
-    let i = off + 1;
-    const end = off + len;
-    while (i + 2 < end) {
-      const size = (p[i]! << 8) | p[i + 1]!;
-      const t = p[i + 2]! & 0x1f;
-      if (t === 5 || t === 7) return true;
-      i += 2 + size;
-    }
-    return false;
-  }
-  if (type === 28 && len >= 2) return (p[off + 1]! & 0x80) !== 0 && (p[off + 1]! & 0x1f) === 5;
-  return false;
-}
-
-/** A STAP-A carrying the parameter sets, sent ahead of the first keyframe. */
+/** A STAP-A carrying the parameter sets of the SDP, sent ahead of the first keyframe. */
 function parameterSetsPacket(fmtp: Record<string, string>): Buffer | null {
-  const { sps, pps } = spropSets(fmtp);
-  const nals = [...sps, ...pps];
-  if (nals.length === 0) return null;
-  let nri = 0;
-  for (const n of nals) nri = Math.max(nri, n[0]! & 0x60);
-  const parts: Buffer[] = [Buffer.from([nri | 24])];
-  for (const n of nals) {
-    const size = Buffer.alloc(2);
-    size.writeUInt16BE(n.length);
-    parts.push(size, Buffer.from(n));
-  }
-  return Buffer.concat(parts);
+  const { sps, pps } = spropParameterSets(fmtp);
+  return buildStapA([...sps, ...pps]);
 }
 
 export class LiveTrack implements PacketSubscriber {
@@ -66,7 +38,7 @@ export class LiveTrack implements PacketSubscriber {
   private lastAt = 0;
   skipped = 0;
   nextSrAt = 0;
-  readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0 };
+  readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0, rtcpRejected: 0 };
 
   constructor(session: LiveSession, params: PlayTrackParams, source: RecordTrack) {
     this.session = session;
@@ -79,25 +51,9 @@ export class LiveTrack implements PacketSubscriber {
   }
 
   async open(bindHost: string): Promise<void> {
-    const pair = await bindPortPair(this.params.localPort, bindHost);
-    this.rtp = pair.rtp;
-    this.rtcp = pair.rtcp;
-    try {
-      await connect(this.rtp, this.params.destPort, this.params.destHost);
-    } catch (err) {
-      closePortPair(pair);
-      throw err;
-    }
-    this.rtp.on('error', () => this.stats.sendErrors++);
-    this.rtcp.on('error', () => this.stats.sendErrors++);
-    this.rtcp.on('message', (msg, rinfo) => {
-      if (rinfo.address !== this.params.destHost) return;
-      const rr = readReceptionReport(msg, this.params.ssrc, this.params.clockRate, performance.now());
-      if (rr !== null) {
-        this.stats.rr = rr;
-        this.stats.rrCount++;
-      }
-    });
+    const sockets = await openSendSockets(this.params, bindHost, this.stats);
+    this.rtp = sockets.rtp;
+    this.rtcp = sockets.rtcp;
   }
 
   forward(msg: Buffer, off: number, len: number, ts: number, marker: boolean, now: number): void {
@@ -142,10 +98,9 @@ export class LiveTrack implements PacketSubscriber {
   /** Sender report: RTP time extrapolated from the last packet forwarded, on our wall clock. */
   sendReport(now: number, bye: boolean): void {
     const rtpTs = (this.lastTs + Math.round(((now - this.lastAt) * this.params.clockRate) / 1000)) >>> 0;
-    const info = { ssrc: this.params.ssrc, rtpTimestamp: rtpTs, packetCount: this.stats.packets, octetCount: this.stats.octets, cname: this.session.cname };
-    const msg = bye ? buildBye(info, now, 'end of live feed') : buildSenderReport(info, now);
-    this.rtcp.send(msg, this.params.destPort + 1, this.params.destHost, () => undefined);
-    this.stats.srSent++;
+    const info = senderInfoAt(now, this.params.ssrc, rtpTs, this.stats.packets, this.stats.octets);
+    const msg = bye ? buildBye(info, this.session.cname, 'end of live feed') : buildSenderReport(info, this.session.cname);
+    if (sendRtcp(this.rtcp, msg, this.params, this.stats)) this.stats.srSent++;
   }
 
   close(): void {

@@ -13,14 +13,15 @@
  * numbers simply continue.
  */
 import type dgram from 'node:dgram';
-import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats, ReceiverReportStats } from '../channel.js';
+import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import type { MediaPackets, PacketTrack } from '../cache.js';
 import { RTP_HEADER_BYTES, patchRtpHeader, patchRtpHeaderAt, writeRtpHeaderTemplate } from '../rtp.js';
 import type { BatchOwner, BatchSender } from '../batch.js';
 import type { TimingWheel, WheelItem } from '../scheduler.js';
-import { bindPortPair, closePortPair, connect, socketFd } from '../sockets.js';
-import { buildBye, buildSenderReport, readReceptionReport } from './rtcp.js';
+import { closePortPair, socketFd } from '../sockets.js';
+import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
+import { openSendSockets, sendRtcp } from './track.js';
 
 /** Most packets one track sends per wheel visit (after a stall, catch up gradually). */
 const BURST = 64;
@@ -70,7 +71,7 @@ export class PlayTrack implements WheelItem, BatchOwner {
   /** The last packet sent did not end its frame (marker unset). */
   midFrame = false;
 
-  readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0 };
+  readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0, rtcpRejected: 0 };
   nextSrAt = 0;
 
   constructor(session: PlaySession, packets: PacketTrack, params: PlayTrackParams, loopMs: number) {
@@ -85,31 +86,10 @@ export class PlayTrack implements WheelItem, BatchOwner {
   }
 
   async open(bindHost: string): Promise<void> {
-    const pair = await bindPortPair(this.params.localPort, bindHost, this.params.family);
-    this.rtp = pair.rtp;
-    this.rtcp = pair.rtcp;
-    try {
-      await connect(this.rtp, this.params.destPort, this.params.destHost);
-    } catch (err) {
-      closePortPair(pair);
-      throw err;
-    }
+    const sockets = await openSendSockets(this.params, bindHost, this.stats);
+    this.rtp = sockets.rtp;
+    this.rtcp = sockets.rtcp;
     if (this.session.hooks.batch !== null) this.fd = socketFd(this.rtp);
-    // Errors of fire-and-forget sends surface here: count them, never crash.
-    this.rtp.on('error', () => this.stats.sendErrors++);
-    this.rtcp.on('error', () => this.stats.sendErrors++);
-    // Receiver reports arrive on port+1, or muxed on the RTP port (RFC 5761).
-    this.rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address));
-    this.rtp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address));
-  }
-
-  private onRtcp(msg: Buffer, from: string): void {
-    if (from !== this.params.destHost && !(from.endsWith(this.params.destHost) && from.startsWith('::ffff:'))) return;
-    const rr = readReceptionReport(msg, this.params.ssrc, this.clockRate, performance.now());
-    if (rr !== null) {
-      this.stats.rr = rr;
-      this.stats.rrCount++;
-    }
   }
 
   /** Wall time at which packet `i` of the current loop is due. */
@@ -200,20 +180,9 @@ export class PlayTrack implements WheelItem, BatchOwner {
   }
 
   sendReport(now: number, bye: boolean): void {
-    const info = {
-      ssrc: this.params.ssrc,
-      rtpTimestamp: this.rtpNow(now),
-      packetCount: this.stats.packets,
-      octetCount: this.stats.octets,
-      cname: this.session.cname,
-    };
-    const msg = bye ? buildBye(info, now, 'end of media') : buildSenderReport(info, now);
-    try {
-      this.rtcp.send(msg, this.params.destPort + 1, this.params.destHost);
-      this.stats.srSent++;
-    } catch {
-      this.stats.sendErrors++;
-    }
+    const info = senderInfoAt(now, this.params.ssrc, this.rtpNow(now), this.stats.packets, this.stats.octets);
+    const msg = bye ? buildBye(info, this.session.cname, 'end of media') : buildSenderReport(info, this.session.cname);
+    if (sendRtcp(this.rtcp, msg, this.params, this.stats)) this.stats.srSent++;
   }
 
   closeSockets(): void {
@@ -510,8 +479,6 @@ export class PlaySession {
     };
   }
 }
-
-export type { ReceiverReportStats };
 
 const firstPresentation = new WeakMap<PacketTrack, number>();
 const maxLead = new WeakMap<PacketTrack, number>();

@@ -90,6 +90,7 @@ export const sessionTrackSchema = {
         sendErrors: { type: 'integer' },
         senderReports: { type: 'integer' },
         receiverReports: { type: 'integer' },
+        rtcpRejected: { type: 'integer' },
         rtcp: rtcpSchema,
         // record side
         bytes: { type: 'integer' },

@@ -64,14 +64,16 @@ export class RtpSink {
     rtcp.on('message', (msg, rinfo) => this.rtcpPackets.push({ at: performance.now(), msg: Buffer.from(msg), from: { address: rinfo.address, port: rinfo.port } }));
   }
 
-  static async open(): Promise<RtpSink> {
+  /** A sink on 127.0.0.1, or on ::1 with `family` 6. */
+  static async open(family: 4 | 6 = 4): Promise<RtpSink> {
+    const host = family === 6 ? '::1' : '127.0.0.1';
     for (let attempt = 0; attempt < 50; attempt++) {
       const port = 40000 + 2 * Math.floor(Math.random() * 9000);
-      const rtp = dgram.createSocket('udp4');
-      const rtcp = dgram.createSocket('udp4');
+      const rtp = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+      const rtcp = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
       try {
-        await bind(rtp, port);
-        await bind(rtcp, port + 1);
+        await bind(rtp, port, host);
+        await bind(rtcp, port + 1, host);
         rtp.setRecvBufferSize(8 * 1024 * 1024);
         return new RtpSink(rtp, rtcp, port);
       } catch {
@@ -102,8 +104,20 @@ export class RtpSink {
   }
 
   /** Sends an RTCP packet from our RTCP port to `port` on 127.0.0.1. */
-  sendRtcp(msg: Uint8Array, port: number): Promise<void> {
-    return new Promise((resolve, reject) => this.rtcp.send(msg, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  sendRtcp(msg: Uint8Array, port: number, host = '127.0.0.1'): Promise<void> {
+    return new Promise((resolve, reject) => this.rtcp.send(msg, port, host, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Sends from the RTP socket (RTCP multiplexed on the RTP port, RFC 5761). */
+  sendFromRtp(msg: Uint8Array, port: number, host = '127.0.0.1'): Promise<void> {
+    return new Promise((resolve, reject) => this.rtp.send(msg, port, host, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Resolves true once an RTCP packet has arrived (false after `timeoutMs`). */
+  async waitForRtcp(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.rtcpPackets.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.rtcpPackets.length > 0;
   }
 
   close(): void {
@@ -112,14 +126,28 @@ export class RtpSink {
   }
 }
 
-function bind(s: dgram.Socket, port: number): Promise<void> {
+function bind(s: dgram.Socket, port: number, host = '127.0.0.1'): Promise<void> {
   return new Promise((resolve, reject) => {
     s.once('error', reject);
-    s.bind(port, '127.0.0.1', () => {
+    s.bind(port, host, () => {
       s.off('error', reject);
       resolve();
     });
   });
+}
+
+/** An RR from SSRC 0x12345678 with one report block about `ssrc` (built with rtp.js). */
+export function receiverReport(ssrc: number): Uint8Array {
+  const rr = new packets.ReceiverReportPacket();
+  rr.setSsrc(0x12345678);
+  const block = new packets.ReceptionReport();
+  block.setSsrc(ssrc);
+  block.setFractionLost(16);
+  block.setHighestSeqNumber(1);
+  rr.addReport(block);
+  const buf = new ArrayBuffer(rr.getByteLength());
+  rr.serialize(buf, 0);
+  return new Uint8Array(buf);
 }
 
 /** Parsed RTCP compound packets (rtp.js). */

@@ -2,7 +2,8 @@
 import t from 'tap';
 import { packets } from 'rtp.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { RtpSink, parseRtcp, extendSeq } from '../helpers/rtp.js';
+import dgram from 'node:dgram';
+import { RtpSink, parseRtcp, extendSeq, receiverReport } from '../helpers/rtp.js';
 import { makeWav, wavData } from '../helpers/media.js';
 
 let server: TestServer;
@@ -187,4 +188,46 @@ t.test('receiver reports from the client show up in the session stats', async (t
   t.ok(stats.rtcp.rttMs !== null && stats.rtcp.rttMs >= 0 && stats.rtcp.rttMs < 50, `RTT computed on loopback (${stats.rtcp.rttMs} ms)`);
   t.equal(stats.receiverReports, 1);
   await server.api('DELETE', `/v1/sessions/${res.body.id}`);
+});
+
+t.test('receiver reports count only from the destination’s address and RTCP (or, muxed, RTP) port', async (t) => {
+  const sink = await RtpSink.open();
+  t.teardown(() => sink.close());
+  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', loop: true, destination: { host: '127.0.0.1', port: sink.port } });
+  t.equal(res.status, 201, res.text);
+  t.teardown(() => server.api('DELETE', `/v1/sessions/${res.body.id}`));
+  const track = res.body.tracks[0];
+  await sink.waitFor(2);
+  const rr = receiverReport(track.ssrc);
+  // A forger on the destination's host, from another port, to our RTCP port.
+  const forger = dgram.createSocket('udp4');
+  t.teardown(() => forger.close());
+  await new Promise<void>((r) => forger.bind(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => forger.send(rr, track.sourcePort + 1, '127.0.0.1', () => r()));
+  const stats = async (until: (s: any) => boolean): Promise<any> => {
+    let s: any;
+    for (let i = 0; i < 100; i++) {
+      s = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
+      if (until(s)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return s;
+  };
+  let s = await stats((x) => x.rtcpRejected >= 1);
+  t.equal(s.rtcpRejected, 1, 'the forged report is counted as rejected');
+  t.equal(s.receiverReports, 0, 'and not read');
+  t.equal(s.rtcp, null, 'no stats from it');
+  // The destination's RTCP port: read.
+  await sink.sendRtcp(rr, track.sourcePort + 1);
+  s = await stats((x) => x.receiverReports >= 1);
+  t.equal(s.receiverReports, 1, 'the report from the destination’s RTCP port is read');
+  // Multiplexed: from the destination's RTP port to our RTP port.
+  await sink.sendFromRtp(rr, track.sourcePort);
+  s = await stats((x) => x.receiverReports >= 2);
+  t.equal(s.receiverReports, 2, 'so is one multiplexed on the RTP ports');
+  // The destination's RTP port to our RTCP port is neither: rejected.
+  await sink.sendFromRtp(rr, track.sourcePort + 1);
+  s = await stats((x) => x.rtcpRejected >= 2);
+  t.equal(s.rtcpRejected, 2, 'RTP port to RTCP port: rejected');
+  t.equal(s.receiverReports, 2);
 });

@@ -8,7 +8,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
 import { parseRtpdump } from '../../storage/rtpdump.js';
 import { openWav } from '../../storage/wav.js';
-import { RtpSink } from '../helpers/rtp.js';
+import { receiverReport, RtpSink } from '../helpers/rtp.js';
 
 let server: TestServer;
 t.before(async () => {
@@ -288,4 +288,40 @@ t.test('live fan-out: two subscribers get the feed as it arrives, each with its 
   await sleep(100);
   const after = await server.api('GET', `/v1/sessions/${views[0].id}`);
   t.equal(after.body.state, 'ended', 'subscribers end with their recording');
+});
+
+t.test('live fan-out to an IPv6 destination', async (t) => {
+  const s = await createPcmu('livefeed6');
+  const sink = await RtpSink.open(6);
+  t.teardown(() => sink.close());
+  const res = await server.api('POST', '/v1/sessions', { mode: 'play', live: s.id, destination: { host: '::1', port: sink.port } });
+  t.equal(res.status, 201, res.text);
+  t.match(res.body.sdp, /c=IN IP6 ::1/, 'the SDP names the IPv6 destination');
+  const tx = await TestSender.open();
+  t.teardown(() => tx.close());
+  for (let i = 0; i < 10; i++) {
+    await tx.send(rtpPacket(0, 100 + i, i * 160, 43, payloadFor(i, 160)), s.tracks[0].port);
+    await sleep(5);
+  }
+  await sink.waitFor(10, 3000);
+  t.equal(sink.packets.length, 10, 'every packet arrived over IPv6');
+  t.ok(sink.packets.every((x, i) => x.payload.equals(payloadFor(i, 160)) && x.ssrc === res.body.tracks[0].ssrc), 'as sent, with the subscriber’s SSRC');
+  // A receiver report from the destination's RTCP port counts; one from another port does not.
+  const sr = await sink.waitForRtcp(3000);
+  t.ok(sr, 'a sender report reached the IPv6 destination');
+  const rr = receiverReport(res.body.tracks[0].ssrc);
+  const other = (await import('node:dgram')).createSocket('udp6');
+  t.teardown(() => other.close());
+  await new Promise<void>((r) => other.bind(0, '::1', () => r()));
+  await new Promise<void>((r) => other.send(rr, res.body.tracks[0].sourcePort + 1, '::1', () => r()));
+  await sink.sendRtcp(rr, res.body.tracks[0].sourcePort + 1, '::1');
+  let stats: any;
+  for (let i = 0; i < 50; i++) {
+    stats = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
+    if (stats.receiverReports > 0 && stats.rtcpRejected > 0) break;
+    await sleep(20);
+  }
+  t.equal(stats.receiverReports, 1, 'the destination’s report is read');
+  t.equal(stats.rtcpRejected, 1, 'the other port’s is not');
+  t.equal((await server.api('DELETE', `/v1/sessions/${s.id}`)).status, 200);
 });
