@@ -7,7 +7,9 @@
  * cache and the sockets inside the offload. `binaryBytes()` measures what does
  * cross, and the control plane exports it as a metric that stays 0.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { Probe } from '../storage/types.js';
+import type { MediaLayout } from './cache.js';
 
 /** RTP encodings offcast sends and records (SDP rtpmap encoding names). */
 export type Encoding = 'L16' | 'PCMU' | 'PCMA' | 'opus' | 'H264' | 'MPEG4-GENERIC';
@@ -104,6 +106,8 @@ export interface TrackStats {
   srSent: number;
   rr: ReceiverReportStats | null;
   rrCount: number;
+  /** RTCP that came from elsewhere than the destination's address and RTCP (or RTP) port: ignored. */
+  rtcpRejected: number;
 }
 
 export interface SessionStats {
@@ -250,11 +254,16 @@ export interface Requests {
   'cache.evict': { params: { key: string }; result: { evicted: boolean } };
   'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number } };
   'play.update': { params: PlayUpdateParams; result: SessionStats };
-  'session.close': { params: { sessionId: string }; result: SessionStats | null };
+  /** Ends a play or live session (SR + BYE); null when it had already ended. */
+  'session.end': { params: { sessionId: string }; result: SessionStats | null };
   'session.stats': { params: { sessionIds?: string[] }; result: SessionStats[] };
   'worker.stats': { params: Record<string, never>; result: WorkerStats };
   'record.create': { params: RecordCreateParams; result: { ports: number[] } };
-  'record.stop': { params: { sessionId: string; reason: string }; result: RecordingSummary };
+  /**
+   * Ends a record session and answers with its summary once the files are final.
+   * That answer is the only report of this end: no `record.ended` follows.
+   */
+  'record.end': { params: { sessionId: string; reason: string }; result: RecordingSummary };
   'record.stats': { params: { sessionIds?: string[] }; result: RecordStats[] };
   'flow.install': { params: FlowKey; result: { installed: boolean; released: number } };
   'flow.reject': { params: FlowKey & { reason: string }; result: { dropped: number } };
@@ -269,7 +278,11 @@ export interface Notifications {
   'session.ended': { sessionId: string; reason: 'completed' | 'failed'; error?: string; stats: SessionStats };
   /** The first packet of a new flow on a record track: header only. */
   'flow.new': FlowHeader;
-  /** A record session ended by itself (idle, max duration, disk error) or was stopped. */
+  /**
+   * A record session ended by itself (idle, max duration, BYE, disk error). An
+   * end the control plane asked for (`record.end`) is reported by that request's
+   * result instead, never both.
+   */
   'record.ended': { sessionId: string; summary: RecordingSummary };
 }
 
@@ -290,6 +303,33 @@ export type ResponseMessage =
 export type NotificationMessage = { [E in Event]: { kind: 'notification'; event: E; data: Notifications[E] } }[Event];
 
 export type WorkerMessage = ResponseMessage | NotificationMessage | { kind: 'ready'; worker: number };
+
+/** A worker's start parameters (its `workerData`). */
+export interface WorkerInit {
+  index: number;
+  /** Use the native batched sender when it is built. */
+  nativeSend: boolean;
+  bindHost: string;
+  rtcpIntervalMs: number;
+  /** Port to every other worker, by worker index (null for itself). */
+  peers: (MessagePort | null)[];
+}
+
+/** From the control plane to a worker besides requests: a restarted worker's new peer port. */
+export interface PeerPortMessage {
+  kind: 'peer';
+  index: number;
+  port: MessagePort;
+}
+
+/**
+ * Between two workers, on their own MessageChannel: one asks the owner of a
+ * cache entry for its shared buffer (`cache.get`), the owner answers
+ * (`cache.entry`, null when it no longer holds it).
+ */
+export type PeerMessage =
+  | { kind: 'cache.get'; id: number; key: string }
+  | { kind: 'cache.entry'; id: number; sab: SharedArrayBuffer | null; layout: MediaLayout | null };
 
 /** An error the offload reports to the control plane, with an HTTP status to pass on. */
 export class OffloadError extends Error {

@@ -1,16 +1,18 @@
 /**
- * RTCP for record tracks (receiver side): receiver reports about the senders
- * we record, and what their sender reports and BYEs tell us. Built and parsed
- * with rtp.js: RTCP runs every few seconds per track, far from the per-packet
- * path, so objects here are fine.
+ * RTCP for both directions. Play and live sessions (sender side) build sender
+ * reports and BYE and read the receiver reports their destination sends back;
+ * record tracks (receiver side) build receiver reports about the senders they
+ * record and read those senders' reports and BYEs. Built and parsed with
+ * rtp.js: RTCP runs every few seconds per track, far from the per-packet path,
+ * so objects here are fine.
  */
 import { packets } from 'rtp.js';
+import type { ReceiverReportStats } from './channel.js';
+import { NTP_UNIX_OFFSET, ntpMiddle, ntpTime } from './rtp.js';
 
 const { CompoundPacket, ReceiverReportPacket, ReceptionReport, SenderReportPacket, SdesPacket, SdesChunk, ByePacket, isRtcp } = packets;
 type Compound = InstanceType<typeof CompoundPacket>;
 
-/** Seconds between the NTP epoch (1900) and the Unix epoch (1970). */
-const NTP_UNIX_OFFSET = 2208988800;
 const TWO_32 = 0x100000000;
 /** RFC 3550 6.1: at most 31 report blocks per RR (5-bit count). */
 const MAX_BLOCKS_PER_RR = 31;
@@ -33,6 +35,7 @@ export interface ReportBlock {
   dlsr: number;
 }
 
+/** The sender info of an SR (RFC 3550 6.4.1): what we send, and what we read from the senders we record. */
 export interface SenderInfo {
   ssrc: number;
   ntpSec: number;
@@ -42,10 +45,56 @@ export interface SenderInfo {
   octetCount: number;
 }
 
+/** Sender info for a report sent at `nowMs` (performance.now() ms): the NTP time of that instant. */
+export function senderInfoAt(nowMs: number, ssrc: number, rtpTs: number, packetCount: number, octetCount: number): SenderInfo {
+  const [ntpSec, ntpFrac] = ntpTime(nowMs);
+  return { ssrc, ntpSec, ntpFrac, rtpTs, packetCount, octetCount };
+}
+
 function toBuffer(p: { getByteLength(): number; serialize(b: ArrayBuffer, o: number): void }): Buffer {
   const ab = new ArrayBuffer(p.getByteLength());
   p.serialize(ab, 0);
   return Buffer.from(ab);
+}
+
+function sdes(ssrc: number, cname: string): InstanceType<typeof SdesPacket> {
+  const s = new SdesPacket();
+  const chunk = new SdesChunk();
+  chunk.setSsrc(ssrc >>> 0);
+  chunk.addItem(1, cname);
+  s.addChunk(chunk);
+  return s;
+}
+
+function senderReport(info: SenderInfo): InstanceType<typeof SenderReportPacket> {
+  const sr = new SenderReportPacket();
+  sr.setSsrc(info.ssrc >>> 0);
+  sr.setNtpSeconds(info.ntpSec >>> 0);
+  sr.setNtpFraction(info.ntpFrac >>> 0);
+  sr.setRtpTimestamp(info.rtpTs >>> 0);
+  sr.setPacketCount(info.packetCount >>> 0);
+  sr.setOctetCount(info.octetCount >>> 0);
+  return sr;
+}
+
+/** SR + SDES(CNAME), as RFC 3550 6.1 requires of a compound packet. */
+export function buildSenderReport(info: SenderInfo, cname: string): Buffer {
+  const compound = new CompoundPacket();
+  compound.addPacket(senderReport(info));
+  compound.addPacket(sdes(info.ssrc, cname));
+  return toBuffer(compound);
+}
+
+/** SR + SDES + BYE, sent when a track ends. */
+export function buildBye(info: SenderInfo, cname: string, reason?: string): Buffer {
+  const bye = new ByePacket();
+  bye.addSsrc(info.ssrc >>> 0);
+  if (reason !== undefined) bye.setReason(reason);
+  const compound = new CompoundPacket();
+  compound.addPacket(senderReport(info));
+  compound.addPacket(sdes(info.ssrc, cname));
+  compound.addPacket(bye);
+  return toBuffer(compound);
 }
 
 /**
@@ -73,12 +122,7 @@ export function buildReceiverReport(ourSsrc: number, cname: string, blocks: read
     }
     compound.addPacket(rr);
   } while (index < blocks.length);
-  const sdes = new SdesPacket();
-  const chunk = new SdesChunk();
-  chunk.setSsrc(ourSsrc >>> 0);
-  chunk.addItem(1, cname);
-  sdes.addChunk(chunk);
-  compound.addPacket(sdes);
+  compound.addPacket(sdes(ourSsrc, cname));
   const out = toBuffer(compound);
   // Patch cumulative loss into each block: RRs come first, each full but the last.
   let offset = 0;
@@ -218,4 +262,56 @@ export class SenderClock {
     const delta = ((rtpTs >>> 0) - this.rtpTs) | 0;
     return this.ntpMs + (delta * 1000) / clockRate;
   }
+}
+
+/**
+ * The report block about `ssrc` in a compound RTCP packet from a receiver (in an
+ * RR, or an SR if the client also sends), or null; anything that isn't
+ * well-formed RTCP returns null. Report blocks are read from the bytes: rtp.js
+ * 0.15 keeps only 12 bits of the 24-bit cumulative loss.
+ */
+export function readReceptionReport(msg: Uint8Array, ssrc: number, clockRate: number, nowMs: number): ReceiverReportStats | null {
+  const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
+  let off = 0;
+  while (off + 8 <= msg.length) {
+    const b0 = msg[off]!;
+    if (b0 >> 6 !== 2) return null;
+    const count = b0 & 0x1f;
+    const pt = msg[off + 1]!;
+    const len = (view.getUint16(off + 2) + 1) * 4;
+    if (off + len > msg.length) return null;
+    // SR (200): 8 + 20 bytes of sender info before the blocks; RR (201): 8.
+    const blocksAt = pt === 200 ? off + 28 : pt === 201 ? off + 8 : -1;
+    if (blocksAt >= 0) {
+      for (let k = 0; k < count; k++) {
+        const b = blocksAt + 24 * k;
+        if (b + 24 > off + len) return null;
+        if (view.getUint32(b) !== ssrc >>> 0) continue;
+        const lsr = view.getUint32(b + 16);
+        const dlsr = view.getUint32(b + 20);
+        let rttMs: number | null = null;
+        if (lsr !== 0) {
+          // RFC 3550 6.4.1: A - LSR - DLSR, in 1/65536 s.
+          const rtt = (ntpMiddle(nowMs) - lsr - dlsr) >>> 0;
+          // A wrapped (negative) value means clocks or reports disagree: report none.
+          if (rtt < 0x80000000) rttMs = (rtt / 65536) * 1000;
+        }
+        const jitter = view.getUint32(b + 12);
+        // The 24-bit cumulative loss is signed (duplicates can make it negative).
+        let totalLost = (msg[b + 5]! << 16) | (msg[b + 6]! << 8) | msg[b + 7]!;
+        if (totalLost & 0x800000) totalLost -= 0x1000000;
+        return {
+          fractionLost: msg[b + 4]! / 256,
+          totalLost,
+          jitter,
+          jitterMs: (jitter / clockRate) * 1000,
+          rttMs,
+          highestSeq: view.getUint32(b + 8),
+          receivedAt: Date.now(),
+        };
+      }
+    }
+    off += len;
+  }
+  return null;
 }

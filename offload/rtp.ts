@@ -3,8 +3,10 @@
  * once per track and patched in place per packet (marker, sequence number,
  * timestamp). rtp.js serializes the same bytes (test/offload/rtp.test.ts checks
  * it) but building a packet object per send costs ~0.75 µs, measurable at
- * 100k+ packets/s. Incoming RTP is parsed without it too, in place, by
- * record/packet.ts; RTCP (build and parse) stays with rtp.js.
+ * 100k+ packets/s. Received RTP is parsed by our own code too
+ * (offload/record/packet.ts: RFC 3550 validation in place, no object per
+ * packet); RTCP, a few packets per second, is built and parsed with rtp.js
+ * (offload/rtcp.ts), and the NTP clock helpers it needs are here.
  */
 
 export const RTP_HEADER_BYTES = 12;
@@ -42,7 +44,7 @@ export function patchRtpHeaderAt(buf: Uint8Array, off: number, payloadType: numb
 }
 
 /** Seconds between the NTP epoch (1900) and the Unix epoch (1970). */
-const NTP_UNIX_OFFSET = 2208988800;
+export const NTP_UNIX_OFFSET = 2208988800;
 
 /** NTP timestamp of a performance.now() instant: [seconds, fraction], both uint32. */
 export function ntpTime(perfNowMs: number): [number, number] {

@@ -12,12 +12,15 @@ import {
   type Method,
   type Notifications,
   type Event,
+  type PeerMessage,
+  type PeerPortMessage,
   type RequestMessage,
   type Requests,
+  type WorkerInit,
   type WorkerMessage,
   type SessionStats,
 } from './channel.js';
-import { MediaPackets, PacketCache, type MediaLayout } from './cache.js';
+import { MediaPackets, PacketCache } from './cache.js';
 import { loadMediaPackets } from './load.js';
 import { TimingWheel } from './scheduler.js';
 import { PlaySession } from './play/session.js';
@@ -27,21 +30,16 @@ import { nativeSender, nativeLoadError } from './native/index.js';
 import { RecordSession } from './record/session.js';
 import { LiveSession } from './play/live.js';
 import { recoverRecordings } from './record/recover.js';
-import './record/reader.js';
+import { registerRecordingReader } from './record/reader.js';
 
-export interface WorkerInit {
-  index: number;
-  /** Use the native batched sender when it is built. */
-  nativeSend: boolean;
-  bindHost: string;
-  rtcpIntervalMs: number;
-  /** Port to every other worker, by worker index (null for itself). */
-  peers: (MessagePort | null)[];
-}
+/**
+ * How long a worker waits for a peer's answer to `cache.get`. The owner answers
+ * from its message loop, so only a stuck owner takes long; a dead one closes
+ * the port, which fails the fetch at once.
+ */
+const PEER_FETCH_TIMEOUT_MS = 5000;
 
-type PeerMessage =
-  | { kind: 'cache.get'; id: number; key: string }
-  | { kind: 'cache.entry'; id: number; sab: SharedArrayBuffer | null; layout: MediaLayout | null };
+registerRecordingReader();
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -93,7 +91,7 @@ const recordHooks = {
   onEnded(session: RecordSession, summary: Notifications['record.ended']['summary']): void {
     records.delete(session.id);
     addRecordTotals(recordRetired, session);
-    notify('record.ended', { sessionId: session.id, summary });
+    if (!session.endRequested) notify('record.ended', { sessionId: session.id, summary });
     // Live subscribers of this recording end with it.
     for (const live of [...lives.values()]) {
       if (live.record !== session) continue;
@@ -142,20 +140,40 @@ function addTotals(stats: SessionStats): void {
 // --- cache sharing between workers -------------------------------------------------
 
 let peerReq = 0;
-const peerWaiting = new Map<number, (m: PeerMessage & { kind: 'cache.entry' }) => void>();
-function attachPeer(peer: MessagePort): void {
+interface PeerWait {
+  owner: number;
+  settle(m: (PeerMessage & { kind: 'cache.entry' }) | Error): void;
+}
+const peerWaiting = new Map<number, PeerWait>();
+
+/** Fails every fetch waiting on worker `owner` (its port closed or was replaced). */
+function failPeerWaits(owner: number, why: string): void {
+  for (const [id, w] of peerWaiting) {
+    if (w.owner !== owner) continue;
+    peerWaiting.delete(id);
+    w.settle(new OffloadError('OFFCAST_OFFLOAD_DOWN', `worker ${owner} ${why}`, 503));
+  }
+}
+
+function attachPeer(index: number, peer: MessagePort): void {
   peer.on('message', (m: PeerMessage) => {
     if (m.kind === 'cache.get') {
       const e = cache.get(m.key);
       peer.postMessage({ kind: 'cache.entry', id: m.id, sab: e?.sab ?? null, layout: e?.layout ?? null } satisfies PeerMessage);
     } else {
-      peerWaiting.get(m.id)?.(m);
+      const w = peerWaiting.get(m.id);
       peerWaiting.delete(m.id);
+      w?.settle(m);
     }
   });
+  // The other side is gone (its worker died): nothing will answer on this port.
+  peer.once('close', () => {
+    if (init.peers[index] === peer) init.peers[index] = null;
+    failPeerWaits(index, 'stopped while sending a cache entry');
+  });
 }
-init.peers.forEach((peer) => {
-  if (peer !== null) attachPeer(peer);
+init.peers.forEach((peer, i) => {
+  if (peer !== null) attachPeer(i, peer);
 });
 
 async function entryFor(key: string, owner: number): Promise<MediaPackets> {
@@ -167,13 +185,22 @@ async function entryFor(key: string, owner: number): Promise<MediaPackets> {
   if (peer === null || peer === undefined) throw new OffloadError('OFFCAST_CACHE_MISS', `cache entry ${key} is not loaded`, 500);
   const p = new Promise<MediaPackets>((resolve, reject) => {
     const id = ++peerReq;
-    peerWaiting.set(id, (m) => {
-      if (m.sab === null || m.layout === null) reject(new OffloadError('OFFCAST_CACHE_MISS', `worker ${owner} no longer holds ${key}`, 500));
-      else {
-        const entry = new MediaPackets(m.sab, m.layout);
-        cache.set(entry);
-        resolve(entry);
-      }
+    const timer = setTimeout(() => {
+      peerWaiting.delete(id);
+      reject(new OffloadError('OFFCAST_OFFLOAD_TIMEOUT', `worker ${owner} did not send cache entry ${key} in time`, 503));
+    }, PEER_FETCH_TIMEOUT_MS);
+    peerWaiting.set(id, {
+      owner,
+      settle(m) {
+        clearTimeout(timer);
+        if (m instanceof Error) reject(m);
+        else if (m.sab === null || m.layout === null) reject(new OffloadError('OFFCAST_CACHE_MISS', `worker ${owner} no longer holds ${key}`, 500));
+        else {
+          const entry = new MediaPackets(m.sab, m.layout);
+          cache.set(entry);
+          resolve(entry);
+        }
+      },
     });
     peer.postMessage({ kind: 'cache.get', id, key } satisfies PeerMessage);
   });
@@ -230,7 +257,7 @@ const handlers: { [M in Method]: Handler<M> } = {
     return s.stats();
   },
 
-  'session.close'({ sessionId }) {
+  'session.end'({ sessionId }) {
     const live = lives.get(sessionId);
     if (live !== undefined) {
       lives.delete(sessionId);
@@ -268,10 +295,12 @@ const handlers: { [M in Method]: Handler<M> } = {
     return { ports: params.tracks.map((t) => t.localPort) };
   },
 
-  async 'record.stop'({ sessionId, reason }) {
+  async 'record.end'({ sessionId, reason }) {
     const s = records.get(sessionId);
     if (s === undefined) throw new OffloadError('OFFCAST_SESSION_NOT_FOUND', `record session ${sessionId} is not running`, 404);
-    return s.stop(reason);
+    // This answer reports the end (also when the session was already ending by itself): no record.ended.
+    s.endRequested = true;
+    return s.end(reason);
   },
 
   'record.stats'({ sessionIds }) {
@@ -339,12 +368,14 @@ function errorBody(err: unknown): ErrorBody {
   return { code: 'OFFCAST_OFFLOAD_ERROR', message: e?.message ?? String(err), statusCode: 500 };
 }
 
-port.on('message', (msg: RequestMessage | { kind: 'peer'; index: number; port: MessagePort }) => {
+port.on('message', (msg: RequestMessage | PeerPortMessage) => {
   if (msg.kind === 'peer') {
-    // A restarted worker: talk to it over a fresh port.
-    init.peers[msg.index]?.close();
+    // A restarted worker: talk to it over a fresh port. What waited on the old one fails now.
+    const old = init.peers[msg.index];
     init.peers[msg.index] = msg.port;
-    attachPeer(msg.port);
+    old?.close();
+    failPeerWaits(msg.index, 'was restarted');
+    attachPeer(msg.index, msg.port);
     return;
   }
   if (msg.kind !== 'request') return;

@@ -11,10 +11,11 @@ import {
   OffloadError,
   type Method,
   type Notifications,
+  type PeerPortMessage,
   type Requests,
+  type WorkerInit,
   type WorkerMessage,
 } from '../offload/channel.js';
-import type { WorkerInit } from '../offload/worker.js';
 
 /**
  * The offload's hot path allocates (nearly) nothing, so its young generation
@@ -152,7 +153,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
       if (i === index || w === null) return;
       const ch = new MessageChannel();
       peers[i] = ch.port1;
-      w.postMessage({ kind: 'peer', index, port: ch.port2 }, [ch.port2]);
+      w.postMessage({ kind: 'peer', index, port: ch.port2 } satisfies PeerPortMessage, [ch.port2]);
     });
     this.spawn(index, peers).catch((e: Error) => this.emit('worker.exit', index, e));
   }

@@ -313,13 +313,15 @@ export class RecordSessions {
   async stop(id: string): Promise<{ recording: RecordingSummary }> {
     const e = this.entry(id);
     if (e.summary === null) {
-      e.stopping ??= this.offload.request(e.worker, 'record.stop', { sessionId: id, reason: 'stopped' }, 120_000).then(
+      e.stopping ??= this.offload.request(e.worker, 'record.end', { sessionId: id, reason: 'stopped' }, 120_000).then(
         (summary) => {
           this.onEnded(id, summary);
           return summary;
         },
         (err: unknown) => {
           e.stopping = null;
+          // It ended by itself just before: its record.ended (sent ahead of this answer) has the summary.
+          if (e.summary !== null) return e.summary;
           throw err;
         },
       );

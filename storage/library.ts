@@ -114,7 +114,11 @@ const readers = new Map<MediaFormat, OpenReader>([
   ['mp4', (p) => openMp4(p)],
 ]);
 
-/** Sets (or replaces) the reader for a format; recordings register theirs from the offload. */
+/**
+ * Sets (or replaces) the reader for a format. The recording reader lives in the
+ * offload (it depacketizes) and is registered there at start
+ * (`registerRecordingReader()` in offload/record/reader.ts).
+ */
 export function registerReader(format: MediaFormat, openReader: OpenReader): void {
   readers.set(format, openReader);
 }
@@ -133,7 +137,7 @@ export async function openMedia(filePath: string, opts?: OpenOptions): Promise<M
   if ((await stat(filePath)).isDirectory()) {
     // A recording: a folder with a manifest and its tracks' files.
     const openRecording = readers.get('recording');
-    if (openRecording === undefined) throw new UnsupportedMediaError('no reader is available for recordings');
+    if (openRecording === undefined) throw new UnsupportedMediaError('no reader is available for recordings (registerRecordingReader() has not run)');
     return openRecording(filePath, opts);
   }
   const handle = await open(filePath, 'r');

@@ -7,6 +7,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { closedError, CorruptMediaError, UnsupportedMediaError } from './errors.js';
 import { readAt, SequentialFileReader } from './io.js';
 import type { MediaReader, OpusParams, Probe, Sample, SampleOptions } from './types.js';
+import { opusPacketDuration } from './opus/toc.js';
 
 export const OGG_HEADER_BYTES = 27;
 /** Header, 255 lacing values of 255 bytes each. */
@@ -15,8 +16,6 @@ export const OGG_MAX_PAGE_BYTES = OGG_HEADER_BYTES + 255 + 255 * 255;
 export const OPUS_CLOCK_RATE = 48000;
 /** Largest Opus packet accepted; a single-stream packet is at most 61,440 bytes, multistream ones a few times that. */
 export const MAX_OPUS_PACKET_BYTES = 1024 * 1024;
-/** 120 ms, the longest an Opus packet may last (RFC 6716 3.2.5). */
-const MAX_PACKET_SAMPLES = 5760;
 
 const FLAG_CONTINUED = 0x01;
 const FLAG_BOS = 0x02;
@@ -311,38 +310,6 @@ export function parseOpusHead(packet: Uint8Array): OpusHead {
   return head;
 }
 
-/** Frame sizes in 48 kHz samples by TOC config (RFC 6716 3.1, table 2). */
-function opusFrameSamples(config: number): number {
-  if (config < 12) return [480, 960, 1920, 2880][config & 3]!; // SILK-only: 10, 20, 40, 60 ms
-  if (config < 16) return (config & 1) === 0 ? 480 : 960; // hybrid: 10, 20 ms
-  return [120, 240, 480, 960][config & 3]!; // CELT-only: 2.5, 5, 10, 20 ms
-}
-
-/**
- * Duration in 48 kHz samples of one Opus packet, from its TOC byte and, for code 3,
- * the frame count byte (RFC 6716 3.1, 3.2.5). RangeError for an empty packet, a
- * missing or zero frame count, or more than 120 ms.
- */
-export function opusPacketSamples(packet: Uint8Array): number {
-  if (packet.length === 0) throw new RangeError('empty Opus packet');
-  const toc = packet[0]!;
-  const frameSamples = opusFrameSamples(toc >> 3);
-  const code = toc & 3;
-  let frames: number;
-  if (code === 0) frames = 1;
-  else if (code !== 3) frames = 2;
-  else {
-    if (packet.length < 2) throw new RangeError('Opus code 3 packet has no frame count byte');
-    frames = packet[1]! & 0x3f;
-    if (frames === 0) throw new RangeError('Opus code 3 packet declares 0 frames');
-  }
-  const samples = frames * frameSamples;
-  if (samples > MAX_PACKET_SAMPLES) {
-    throw new RangeError(`Opus packet lasts ${samples / 48} ms (${frames} frames), more than 120 ms`);
-  }
-  return samples;
-}
-
 export interface OpusPacket {
   data: Uint8Array;
   /** 48 kHz samples since the first audio packet of the stream. */
@@ -420,7 +387,7 @@ export class OggOpusDemuxer {
         }
         let duration: number;
         try {
-          duration = opusPacketSamples(packet.data);
+          duration = opusPacketDuration(packet.data);
         } catch (err) {
           throw new RangeError(`${where}: audio packet ${index - 2}: ${(err as Error).message}`);
         }

@@ -6,11 +6,7 @@
  */
 import type { Encoding } from '../channel.js';
 import type { DepacketizedFrame, RtpDepacketizer } from '../codecs/types.js';
-import { AacDepacketizer } from '../codecs/aac/depacketizer.js';
-import { G711Depacketizer } from '../codecs/g711/depacketizer.js';
-import { H264Depacketizer } from '../codecs/h264/depacketizer.js';
-import { L16Depacketizer } from '../codecs/l16/depacketizer.js';
-import { OpusDepacketizer } from '../codecs/opus/depacketizer.js';
+import { createDepacketizer } from '../codecs/index.js';
 import type { ContainerWriter, RecordedFrame } from '../../storage/writers/types.js';
 import { AdtsWriter } from '../../storage/writers/adts.js';
 import { AnnexBWriter } from '../../storage/writers/annexb.js';
@@ -27,33 +23,10 @@ export interface TrackSpec {
   fmtp: Record<string, string>;
 }
 
-/** SPS and PPS from an H.264 fmtp sprop-parameter-sets. */
-export const spropSets = spropParameterSets;
-
-export function createDepacketizer(spec: TrackSpec): RtpDepacketizer {
-  switch (spec.encoding) {
-    case 'H264':
-      return new H264Depacketizer();
-    case 'opus':
-      return new OpusDepacketizer();
-    case 'PCMU':
-    case 'PCMA':
-      return new G711Depacketizer();
-    case 'L16':
-      return new L16Depacketizer({ channels: spec.channels ?? 1 });
-    case 'MPEG4-GENERIC':
-      return new AacDepacketizer({
-        sizeLength: Number(spec.fmtp.sizelength ?? 13),
-        indexLength: Number(spec.fmtp.indexlength ?? 3),
-        indexDeltaLength: Number(spec.fmtp.indexdeltalength ?? 3),
-      });
-  }
-}
-
 export function createContainer(spec: TrackSpec): ContainerWriter {
   switch (spec.encoding) {
     case 'H264':
-      return new AnnexBWriter(spropSets(spec.fmtp));
+      return new AnnexBWriter(spropParameterSets(spec.fmtp));
     case 'opus':
       return new OggOpusWriter({ channels: spec.channels === 2 ? 2 : 1 });
     case 'PCMU':

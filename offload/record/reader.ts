@@ -7,7 +7,8 @@
  * sender's wall clock through the sender's RTCP reports (kept in the rtpdump),
  * or through the arrival of the track's first packet when there were none;
  * the earliest frame of all tracks is time 0. Send times follow the arrival
- * times. Registered as the reader of the 'recording' format of the library.
+ * times. `registerRecordingReader()` makes it the library's reader of the
+ * 'recording' format.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,9 +17,10 @@ import { CorruptMediaError } from '../../storage/errors.js';
 import { readManifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 import { recordingProbe, recordingTrackInfo } from '../../storage/recording/probe.js';
 import type { MediaReader, Probe, Sample, SampleOptions } from '../../storage/types.js';
-import { createDepacketizer, TimestampUnwrapper, type TrackSpec } from './output.js';
+import { createDepacketizer } from '../codecs/index.js';
+import { TimestampUnwrapper, type TrackSpec } from './output.js';
 import { openRtpdump, replayRtpdump } from './replay.js';
-import { SenderClock } from './rtcp.js';
+import { SenderClock } from '../rtcp.js';
 
 interface TrackTiming {
   track: ManifestTrack;
@@ -187,4 +189,11 @@ function lastDuration(t: ManifestTrack, s: Sample): number {
   }
 }
 
-registerReader('recording', (p) => openRecording(p));
+/**
+ * Makes finished recordings readable through storage's library (`openMedia`,
+ * `probeMedia`): storage cannot import this reader (layers point down), so
+ * whoever opens recordings (the offload worker at start) registers it.
+ */
+export function registerRecordingReader(): void {
+  registerReader('recording', (p) => openRecording(p));
+}

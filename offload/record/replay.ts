@@ -6,7 +6,7 @@
 import { openRtpdump, type RtpdumpFile } from '../../storage/rtpdump.js';
 import { extendSeq } from './sequence.js';
 import { RtpHeader, validateRtp } from './packet.js';
-import { readSenderInfo } from './rtcp.js';
+import { readSenderInfo } from '../rtcp.js';
 
 export interface ReplayPacket {
   /** Arrival, ms since the start of the recording (rtpdump offset). */

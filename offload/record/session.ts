@@ -27,7 +27,7 @@ import { classify, DROP_REASONS, Kind, KIND_NAMES, RtpHeader, validateRtp } from
 import { FlowResult, FLOW_RESULT_NAMES, FlowTable } from './flows.js';
 import { SequenceTracker, SeqResult } from './sequence.js';
 import { ReorderBuffer, ReorderResult } from './reorder.js';
-import { buildReceiverReport, parseRtcp, readBye, readSenderInfo, SenderClock } from './rtcp.js';
+import { buildReceiverReport, parseRtcp, readBye, readSenderInfo, SenderClock } from '../rtcp.js';
 import { containerInfo, FrameOutput, type TrackSpec } from './output.js';
 import { writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 
@@ -491,6 +491,8 @@ export class RecordSession {
   private nextFlush = 0;
   private flushing: Promise<void> | null = null;
   private finishing: Promise<RecordingSummary> | null = null;
+  /** The control plane asked for the end (`record.end`): its answer reports it, not `record.ended`. */
+  endRequested = false;
   summary: RecordingSummary | null = null;
 
   constructor(params: RecordCreateParams, hooks: RecordHooks) {
@@ -545,7 +547,7 @@ export class RecordSession {
       this.flushing = Promise.all(this.tracks.map((t) => t.flushFiles()))
         .then(() => undefined)
         .catch((err: Error) => {
-          void this.stop('failed', `disk error: ${err.message}`);
+          void this.end('failed', `disk error: ${err.message}`);
         })
         .finally(() => {
           this.flushing = null;
@@ -556,13 +558,13 @@ export class RecordSession {
       for (const t of this.tracks) t.sendReceiverReport(now);
     }
     const last = Math.max(this.createdAt, ...this.tracks.map((t) => t.lastPacketAt));
-    if (now - last >= this.params.idleTimeoutMs) void this.stop('idle');
-    else if (now - this.createdAt >= this.params.maxDurationMs) void this.stop('max-duration');
-    else if (this.tracks.every((t) => t.bye)) void this.stop('bye');
+    if (now - last >= this.params.idleTimeoutMs) void this.end('idle');
+    else if (now - this.createdAt >= this.params.maxDurationMs) void this.end('max-duration');
+    else if (this.tracks.every((t) => t.bye)) void this.end('bye');
   }
 
   /** Finalizes: every track's outputs closed and renamed, manifest written. Idempotent. */
-  stop(reason: string, error?: string): Promise<RecordingSummary> {
+  end(reason: string, error?: string): Promise<RecordingSummary> {
     if (this.finishing !== null) return this.finishing;
     this.state = 'finishing';
     for (const t of this.tracks) t.closeSockets();

@@ -108,7 +108,7 @@ export function opusPacketDuration(packet: Uint8Array): number {
   const frames = opusFrameCount(packet);
   if (frames < 0) throw new RangeError('Opus code 3 packet has no frame count byte');
   if (frames === 0) throw new RangeError('Opus code 3 packet declares 0 frames');
-  const samples = frames * opusFrameSamples(packet[0]);
+  const samples = frames * opusFrameSamples(packet[0]!);
   if (samples > OPUS_MAX_PACKET_SAMPLES) {
     throw new RangeError(`Opus packet lasts ${samples / 48} ms (${frames} frames), more than 120 ms`);
   }

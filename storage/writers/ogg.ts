@@ -8,7 +8,7 @@
  * decoder conceals it) so every granule stays the sum of the packet durations
  * before it, as strict readers (storage/ogg.ts) check.
  */
-import { opusFrameSamples, opusPacketError } from '../../offload/codecs/opus/toc.js';
+import { opusFrameSamples, opusPacketError } from '../opus/toc.js';
 import { MAX_OPUS_PACKET_BYTES, OGG_HEADER_BYTES, OPUS_CLOCK_RATE, oggCrc32 } from '../ogg.js';
 import type { ContainerWriter, FilePatch, RecordedFrame } from './types.js';
 

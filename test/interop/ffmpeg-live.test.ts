@@ -12,7 +12,7 @@ import { freePortBlock } from '../helpers/play.js';
 import { NAL, payloadNals, sourcePackets, TrackSinks } from '../helpers/video.js';
 import type { ReceivedRtp } from '../helpers/rtp.js';
 import { cyclicRun, makeRecordSource, push, reference, reportSkewMs, senderReports, senderSdp, UdpTap, type Reference } from '../helpers/record.js';
-import { startsKeyframe } from '../../offload/play/live.js';
+import { startsKeyframe } from '../../offload/codecs/h264/keyframe.js';
 
 if (!hasFfmpeg()) {
   t.comment(NO_FFMPEG);

@@ -12,7 +12,7 @@ import {
   readTotalLost24,
   SenderClock,
   type ReportBlock,
-} from '../../../offload/record/rtcp.js';
+} from '../../offload/rtcp.js';
 
 const { CompoundPacket, ReceiverReportPacket, SenderReportPacket, SdesPacket, SdesChunk, ByePacket } = packets;
 

@@ -10,11 +10,11 @@ import {
   oggCrc32,
   OggPacketAssembler,
   openOggOpus,
-  opusPacketSamples,
   parseOggPage,
   parseOpusHead,
 } from '../../storage/ogg.js';
 import type { Probe, Sample } from '../../storage/types.js';
+import { opusPacketDuration } from '../../storage/opus/toc.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/audio/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'offcast-ogg-'));
@@ -635,7 +635,7 @@ t.test('OggPacketAssembler', async (t) => {
   t.equal(p!.data.length, 100);
 });
 
-t.test('opusPacketSamples and parseOpusHead', async (t) => {
+t.test('opusPacketDuration and parseOpusHead', async (t) => {
   const table: [number[], number][] = [
     [[0 << 3], 480],
     [[1 << 3], 960],
@@ -651,11 +651,11 @@ t.test('opusPacketSamples and parseOpusHead', async (t) => {
     [[(31 << 3) | 3, 6], 5760],
     [[(16 << 3) | 3, 0x80 | 48], 5760],
   ];
-  for (const [bytes, samples] of table) t.equal(opusPacketSamples(Uint8Array.from(bytes)), samples, `TOC ${bytes.map((b) => b.toString(16)).join(' ')}`);
-  t.throws(() => opusPacketSamples(new Uint8Array(0)), RangeError);
-  t.throws(() => opusPacketSamples(Uint8Array.from([3])), { message: /no frame count/ });
-  t.throws(() => opusPacketSamples(Uint8Array.from([(31 << 3) | 3, 7])), { message: /more than 120 ms/ });
-  t.throws(() => opusPacketSamples(Uint8Array.from([(3 << 3) | 3, 3])), { message: /180 ms \(3 frames\), more than 120 ms/ });
+  for (const [bytes, samples] of table) t.equal(opusPacketDuration(Uint8Array.from(bytes)), samples, `TOC ${bytes.map((b) => b.toString(16)).join(' ')}`);
+  t.throws(() => opusPacketDuration(new Uint8Array(0)), RangeError);
+  t.throws(() => opusPacketDuration(Uint8Array.from([3])), { message: /no frame count/ });
+  t.throws(() => opusPacketDuration(Uint8Array.from([(31 << 3) | 3, 7])), { message: /more than 120 ms/ });
+  t.throws(() => opusPacketDuration(Uint8Array.from([(3 << 3) | 3, 3])), { message: /180 ms \(3 frames\), more than 120 ms/ });
 
   t.match(parseOpusHead(opusHead(2, 3840)), { version: 1, channels: 2, preSkip: 3840, inputSampleRate: 48000, outputGain: -256, channelMappingFamily: 0 });
   t.throws(() => parseOpusHead(opusTags()), TypeError);

@@ -15,7 +15,7 @@ import {
   parseOpusPacket,
   type OpusBandwidth,
   type OpusMode,
-} from '../../../offload/codecs/opus/toc.js';
+} from '../../../storage/opus/toc.js';
 import { OpusPayloader } from '../../../offload/codecs/opus/payloader.js';
 import { OpusDepacketizer } from '../../../offload/codecs/opus/depacketizer.js';
 
