@@ -53,7 +53,8 @@ export class SequentialFileReader {
   constructor(handle: FileHandle, start: number, end: number, capacity: number) {
     this.handle = handle;
     this.end = end;
-    this.buf = new Uint8Array(capacity);
+    // No bigger than the window: reading a small file costs memory for its size only.
+    this.buf = new Uint8Array(Math.max(0, Math.min(capacity, end - start)));
     this.bufPosition = start;
     this.cursor = start;
   }

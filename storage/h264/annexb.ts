@@ -32,6 +32,8 @@ import {
 export const H264_CLOCK_RATE = 90000;
 /** Bytes read from the file at a time. */
 const BLOCK_BYTES = 1 << 20;
+/** Blocks for files smaller than a block: the file and one more read that finds its end. */
+const MIN_BLOCK_BYTES = 64 * 1024;
 /** Largest NAL unit and access unit accepted; anything bigger is not a sane stream. */
 export const MAX_NAL_BYTES = 8 << 20;
 export const MAX_ACCESS_UNIT_BYTES = 16 << 20;
@@ -72,7 +74,10 @@ function checkLeadingZeros(buf: Uint8Array, end: number, base: number): void {
  * largest NAL unit so far, at most MAX_NAL_BYTES + BLOCK_BYTES.
  */
 async function* readNalUnits(handle: FileHandle): AsyncGenerator<NalAt> {
-  let buf = new Uint8Array(2 * BLOCK_BYTES);
+  // A small file needs no 1 MiB blocks: memory follows the file's size.
+  const { size } = await handle.stat();
+  const block = Math.min(BLOCK_BYTES, Math.max(MIN_BLOCK_BYTES, size + 1));
+  let buf = new Uint8Array(2 * block);
   let len = 0;
   /** File offset of buf[0]. */
   let base = 0;
@@ -110,14 +115,14 @@ async function* readNalUnits(handle: FileHandle): AsyncGenerator<NalAt> {
       scan -= keepFrom;
       if (nalStart >= 0) nalStart -= keepFrom;
     }
-    if (buf.length - len < BLOCK_BYTES) {
-      const bigger = new Uint8Array(Math.max(buf.length * 2, len + BLOCK_BYTES));
+    if (buf.length - len < block) {
+      const bigger = new Uint8Array(Math.max(buf.length * 2, len + block));
       bigger.set(buf.subarray(0, len));
       buf = bigger;
     }
     let got = 0;
-    while (got < BLOCK_BYTES) {
-      const { bytesRead } = await handle.read(buf, len + got, BLOCK_BYTES - got, base + len + got);
+    while (got < block) {
+      const { bytesRead } = await handle.read(buf, len + got, block - got, base + len + got);
       if (bytesRead === 0) {
         eof = true;
         break;
