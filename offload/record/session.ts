@@ -95,7 +95,7 @@ export class RecordTrack {
   readonly clock = new SenderClock();
   senderRtcp: { address: string; port: number } | null = null;
   /** RTCP that came before the recording started: a sender sends its first SR ahead of its first RTP packet. */
-  private earlyRtcp: { msg: Buffer; address: string; port: number; at: number; unixMs: number }[] = [];
+  private earlyRtcp: { msg: Buffer; address: string; port: number; onRtp: boolean; at: number; unixMs: number }[] = [];
   bye = false;
   lastPacketAt = 0;
   readonly subscribers: PacketSubscriber[] = [];
@@ -142,7 +142,7 @@ export class RecordTrack {
     this.rtp.on('error', () => this.drop('socket-error'));
     this.rtcp.on('error', () => this.drop('socket-error'));
     this.rtp.on('message', (msg, rinfo) => this.onRtp(msg, rinfo.address, rinfo.port));
-    this.rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address, rinfo.port, performance.now()));
+    this.rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address, rinfo.port, false, performance.now()));
   }
 
   drop(reason: string): void {
@@ -155,7 +155,7 @@ export class RecordTrack {
     const now = performance.now();
     const kind = classify(msg, msg.length);
     if (kind === Kind.Rtcp) {
-      if (this.session.rtcpMux) this.onRtcp(msg, address, port, now);
+      if (this.session.rtcpMux) this.onRtcp(msg, address, port, true, now);
       else this.drop('rtcp');
       return;
     }
@@ -347,10 +347,24 @@ export class RecordTrack {
     // Now that the sender is known, judge (and keep) what it sent ahead of its first packet.
     const early = this.earlyRtcp;
     this.earlyRtcp = [];
-    for (const r of early) this.onRtcp(r.msg, r.address, r.port, r.at, r.unixMs);
+    for (const r of early) this.onRtcp(r.msg, r.address, r.port, r.onRtp, r.at, r.unixMs);
   }
 
-  onRtcp(msg: Buffer, address: string, port: number, now: number, unixMs = Date.now()): void {
+  /**
+   * Whether RTCP from (address, port) is the latched sender's: its address, and
+   * its RTCP port (RTP port + 1) to our RTCP port, or with RTCP multiplexed its
+   * RTP port (to either of ours). Anything else, a BYE with the sender's SSRC
+   * included, is someone else's and ends or changes nothing.
+   */
+  private fromSender(address: string, port: number, onRtp: boolean): boolean {
+    const f = this.flows;
+    if (address !== f.latchedAddress) return false;
+    if (port === f.latchedPort) return this.session.rtcpMux;
+    return !onRtp && port === f.latchedPort + 1;
+  }
+
+  /** RTCP on our RTCP port (`onRtp` false), or multiplexed on the RTP port. */
+  onRtcp(msg: Buffer, address: string, port: number, onRtp: boolean, now: number, unixMs = Date.now()): void {
     if (this.session.state !== 'recording') return;
     const parsed = parseRtcp(msg);
     if (parsed === null) {
@@ -359,12 +373,12 @@ export class RecordTrack {
     }
     if (this.flows.latchedAddress === null || !this.dumpStarted) {
       // Too early to tell whose it is: kept (a few) until the recording starts.
-      if (this.earlyRtcp.length < EARLY_RTCP_MAX) this.earlyRtcp.push({ msg, address, port, at: now, unixMs });
+      if (this.earlyRtcp.length < EARLY_RTCP_MAX) this.earlyRtcp.push({ msg, address, port, onRtp, at: now, unixMs });
       else this.drop('rtcp-unknown-source');
       return;
     }
-    // Only the latched sender's RTCP counts (its address; RTCP comes from another port).
-    if (address !== this.flows.latchedAddress) {
+    // Only the latched sender's RTCP counts.
+    if (!this.fromSender(address, port, onRtp)) {
       this.drop('rtcp-unknown-source');
       return;
     }

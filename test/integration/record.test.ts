@@ -2,6 +2,7 @@
 // reordering, duplicates and garbage; the recording must hold exactly the
 // unique packets in order, and the statistics must match what was injected.
 import t from 'tap';
+import { packets } from 'rtp.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -325,3 +326,61 @@ t.test('live fan-out to an IPv6 destination', async (t) => {
   t.equal(stats.rtcpRejected, 1, 'the other port’s is not');
   t.equal((await server.api('DELETE', `/v1/sessions/${s.id}`)).status, 200);
 });
+
+/** An RTCP BYE for `ssrc` (rtp.js). */
+function byePacket(ssrc: number): Uint8Array {
+  const bye = new packets.ByePacket();
+  bye.addSsrc(ssrc);
+  const buf = new ArrayBuffer(bye.getByteLength());
+  bye.serialize(buf, 0);
+  return new Uint8Array(buf);
+}
+
+async function recordStats(id: string, until: (s: any) => boolean): Promise<any> {
+  let body: any;
+  for (let i = 0; i < 150; i++) {
+    body = (await server.api('GET', `/v1/sessions/${id}`)).body;
+    if (until(body)) break;
+    await sleep(20);
+  }
+  return body;
+}
+
+for (const rtcpMux of [false, true]) {
+  t.test(`a spoofed RTCP BYE ends nothing; only the latched sender's RTCP port counts${rtcpMux ? ' (rtcpMux)' : ''}`, async (t) => {
+    const s = await createPcmu(`byespoof${rtcpMux ? 'mux' : ''}`, { rtcpMux });
+    const port = s.tracks[0].port;
+    // The sender: RTP from an even port, RTCP from the next one.
+    const sender = await RtpSink.open();
+    t.teardown(() => sender.close());
+    const ssrc = 0x5eed;
+    let seq = 1000;
+    const sendRtp = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++, seq++) await sender.sendFromRtp(rtpPacket(0, seq, seq * 160, ssrc, payloadFor(seq, 160)), port);
+    };
+    await sendRtp(5);
+    let body = await recordStats(s.id, (b) => b.tracks[0].stats.packets >= 5);
+    t.equal(body.tracks[0].stats.packets, 5, 'the sender is latched and recorded');
+    // Spoofs with the sender's SSRC from the sender's host: another port, and its RTP port to our RTCP port.
+    const forger = await TestSender.open();
+    t.teardown(() => forger.close());
+    await forger.send(byePacket(ssrc), port + 1);
+    await forger.send(byePacket(ssrc), rtcpMux ? port : port + 1);
+    if (!rtcpMux) await sender.sendFromRtp(byePacket(ssrc), port + 1);
+    const spoofs = rtcpMux ? 2 : 3;
+    body = await recordStats(s.id, (b) => (b.tracks[0].stats.drops['rtcp-unknown-source'] ?? 0) >= spoofs);
+    t.equal(body.tracks[0].stats.drops['rtcp-unknown-source'], spoofs, 'every spoof is dropped and counted');
+    // Several record ticks later the recording still runs and takes packets.
+    await sleep(200);
+    await sendRtp(5);
+    body = await recordStats(s.id, (b) => b.tracks[0].stats.packets >= 10);
+    t.equal(body.state, 'recording', 'the recording goes on');
+    t.equal(body.tracks[0].stats.packets, 10, 'and records');
+    // The sender's own BYE ends it: from its RTCP port, or muxed from its RTP port to ours.
+    if (rtcpMux) await sender.sendFromRtp(byePacket(ssrc), port);
+    else await sender.sendRtcp(byePacket(ssrc), port + 1);
+    body = await recordStats(s.id, (b) => b.state === 'ended');
+    t.equal(body.state, 'ended', 'the real BYE ends it');
+    t.equal(body.reason, 'bye');
+  });
+}
