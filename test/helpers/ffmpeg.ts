@@ -38,8 +38,17 @@ export async function ffmpeg(args: string[], timeoutMs = 60000): Promise<Buffer>
   return r.stdout;
 }
 
-/** A long-running ffmpeg (a receiver): stop() sends 'q' / SIGINT and waits. */
-export function startFfmpeg(args: string[], maxMs = 60000): { child: ChildProcess; done: Promise<{ code: number | null; stderr: string }>; stop(): Promise<{ code: number | null; stderr: string }> } {
+/**
+ * A long-running ffmpeg (a receiver): exited(ms) waits (bounded) for it to end by itself, e.g. on
+ * the RTCP BYEs a play session sends on every track at its end (ffmpeg's RTP input then reaches
+ * its end and flushes everything it holds); stop() sends SIGINT and waits.
+ */
+export function startFfmpeg(args: string[], maxMs = 60000): {
+  child: ChildProcess;
+  done: Promise<{ code: number | null; stderr: string }>;
+  exited(ms: number): Promise<boolean>;
+  stop(): Promise<{ code: number | null; stderr: string }>;
+} {
   const child = spawn('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -53,6 +62,13 @@ export function startFfmpeg(args: string[], maxMs = 60000): { child: ChildProces
   return {
     child,
     done,
+    async exited(ms: number) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+      const ended = await Promise.race([done.then(() => true as const), timeout]);
+      clearTimeout(timer);
+      return ended;
+    },
     async stop() {
       if (child.exitCode === null) child.kill('SIGINT');
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);

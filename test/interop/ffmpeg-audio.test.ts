@@ -7,6 +7,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { hasFfmpeg, NO_FFMPEG, ffmpeg, startFfmpeg, parseFrameMd5 } from '../helpers/ffmpeg.js';
 import { createPaused, waitState, freePortPair } from '../helpers/play.js';
 import { makeWav, wavData } from '../helpers/media.js';
+import { waitUdpBound } from '../helpers/ready.js';
 import { encodeUlaw, encodeAlaw, decodeUlaw, decodeAlaw } from '../../offload/codecs/g711/g711.js';
 
 if (!hasFfmpeg()) {
@@ -20,17 +21,19 @@ if (!hasFfmpeg()) {
   t.teardown(() => server.stop());
 
   /** Plays `media` to an ffmpeg that writes `outArgs`; returns when the session ended and ffmpeg stopped. */
-  async function playToFfmpeg(body: Record<string, unknown>, outArgs: string[]): Promise<{ session: any; stderr: string }> {
+  async function playToFfmpeg(body: Record<string, unknown>, outArgs: string[], out: string): Promise<{ session: any; stderr: string }> {
     const port = await freePortPair();
     const { id, session, sdpPath } = await createPaused(server, { ...body, destination: { host: '127.0.0.1', port } });
-    const ff = startFfmpeg(['-protocol_whitelist', 'file,udp,rtp', '-i', sdpPath, ...outArgs], 120000);
-    // ffmpeg needs a moment to open its sockets before the first packet.
-    await new Promise((r) => setTimeout(r, 700));
+    const ff = startFfmpeg(['-protocol_whitelist', 'file,udp,rtp', '-i', sdpPath, ...outArgs, '-y', out], 120000);
+    // ffmpeg opens its socket before the first packet: wait until it is bound.
+    await waitUdpBound([port]);
     const play = await server.api('PATCH', `/v1/sessions/${id}`, { state: 'playing' });
     if (play.status !== 200) throw new Error(play.text);
     await waitState(server, id, 'ended');
-    await new Promise((r) => setTimeout(r, 500));
+    // The session's RTCP BYE ends ffmpeg's input: it writes everything it holds and exits.
+    const byItself = await ff.exited(20000);
     const r = await ff.stop();
+    if (!byItself) throw new Error(`ffmpeg did not end on the session's BYE: ${r.stderr}`);
     return { session, stderr: r.stderr };
   }
 
@@ -38,13 +41,12 @@ if (!hasFfmpeg()) {
     const wav = makeWav(44100, 2, 3);
     t.equal((await server.api('PUT', '/v1/media/l16.wav', wav)).status, 201);
     const out = path.join(server.dir, 'l16.raw');
-    const { session } = await playToFfmpeg({ media: 'l16.wav' }, ['-f', 's16le', '-y', out]);
+    const { session } = await playToFfmpeg({ media: 'l16.wav' }, ['-f', 's16le'], out);
     t.equal(session.tracks[0].payloadType, 10, 'L16/44100/2 uses static payload type 10');
     const got = await readFile(out);
     const want = wavData(wav);
-    t.ok(got.length >= want.length * 0.95, `ffmpeg decoded ${got.length} of ${want.length} bytes`);
-    t.ok(got.length <= want.length, 'nothing extra');
-    t.ok(got.equals(want.subarray(0, got.length)), 'decoded PCM equals the source, byte for byte');
+    t.equal(got.length, want.length, `ffmpeg decoded ${got.length} of ${want.length} bytes: all, nothing extra`);
+    t.ok(got.equals(want), 'decoded PCM equals the source, byte for byte');
   });
 
   for (const law of ['PCMU', 'PCMA'] as const) {
@@ -53,10 +55,10 @@ if (!hasFfmpeg()) {
       const name = `${law}.wav`;
       t.equal((await server.api('PUT', `/v1/media/${name}`, wav)).status, 201);
       const out = path.join(server.dir, `${law}.raw`);
-      await playToFfmpeg({ media: name, codec: law }, ['-f', 's16le', '-y', out]);
+      await playToFfmpeg({ media: name, codec: law }, ['-f', 's16le'], out);
       const got = await readFile(out);
       const src = wavData(wav);
-      t.ok(got.length >= src.length * 0.95, `ffmpeg decoded ${got.length} of ${src.length} bytes`);
+      t.equal(got.length, src.length, `ffmpeg decoded ${got.length} of ${src.length} bytes`);
       // (1) Exact against the G.711 round trip of the standard's tables (our encoder, any decoder:
       //     ffmpeg's decoder equals ours on all 256 codes — see test/offload/codecs/g711.test.ts).
       const codes = new Uint8Array(src.length / 2);
@@ -97,12 +99,12 @@ if (!hasFfmpeg()) {
     t.equal(put.status, 201, put.text);
     t.match(put.body.tracks[0], { kind: 'audio', codec: 'opus', clockRate: 48000, channels: 2 });
     const out = path.join(server.dir, 'opus.md5');
-    const { session } = await playToFfmpeg({ media: 'music.opus' }, ['-c:a', 'copy', '-f', 'framemd5', '-y', out]);
+    const { session } = await playToFfmpeg({ media: 'music.opus' }, ['-c:a', 'copy', '-f', 'framemd5'], out);
     t.equal(session.tracks[0].codec, 'opus');
     const want = parseFrameMd5((await ffmpeg(['-i', src, '-c:a', 'copy', '-f', 'framemd5', '-'])).toString());
     const got = parseFrameMd5(await readFile(out, 'utf8'));
     t.ok(want.length > 150, `source has ${want.length} packets`);
-    t.ok(got.length >= want.length - 3 && got.length <= want.length, `ffmpeg received ${got.length} of ${want.length} packets`);
+    t.equal(got.length, want.length, `ffmpeg received ${got.length} of ${want.length} packets`);
     t.same(got.map((f) => f.hash), want.slice(0, got.length).map((f) => f.hash), 'packet checksums equal, in order');
     t.same(got.map((f) => f.size), want.slice(0, got.length).map((f) => f.size), 'packet sizes equal');
   });

@@ -9,6 +9,7 @@ import sdpTransform from 'sdp-transform';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { hasFfmpeg, NO_FFMPEG, parseFrameMd5, startFfmpeg } from '../helpers/ffmpeg.js';
 import { createPaused, freePortBlock, waitState } from '../helpers/play.js';
+import { waitUdpBound, waitUntil } from '../helpers/ready.js';
 import { parseRtpdump } from '../../storage/rtpdump.js';
 import { audioPackets, commonPrefix, decodedFrames, downloadTrack, hasBye, makeRecordSource, push, reference, senderReports, senderSdp, UdpTap, type Reference } from '../helpers/record.js';
 
@@ -28,8 +29,11 @@ if (!hasFfmpeg()) {
   });
   t.teardown(() => server.stop());
 
-  /** ffmpeg's RTP muxer may leave out the last few frames: allow up to this many missing at the end. */
-  const TAIL = 3;
+  /** What each recording holds (set by the test that records it): its frames and Opus packets, as counted from what ffmpeg sent. */
+  const recorded = new Map<string, { frames: number; opus: number }>();
+
+  /** Access units in an H.264 RTP stream: the packets carrying the marker bit (the last of each AU). */
+  const markers = (packets: readonly Uint8Array[]): number => packets.filter((p) => (p[1]! & 0x80) !== 0).length;
 
   t.test('the source: 100 distinct frames with B-frames, distinct Opus packets', async (t) => {
     t.equal(ref.frames.length, 100, '4 s at 25 fps');
@@ -43,17 +47,21 @@ if (!hasFfmpeg()) {
   });
 
   /** The recorded video decodes to the source's frames (a prefix: nearly all); the Opus packets are the source's. */
-  async function checkRecording(t: Test, name: string): Promise<void> {
+  async function checkRecording(t: Test, name: string, sent: { frames: number; opus: number }): Promise<void> {
+    recorded.set(name, sent);
+    // ffmpeg's RTP muxer may leave out the clip's last few frames; what it sent, counted from its packets, is what must be there.
+    t.ok(sent.frames <= ref.frames.length && sent.frames >= ref.frames.length - 3, `ffmpeg sent ${sent.frames} of the clip's ${ref.frames.length} frames`);
+    t.ok(sent.opus <= ref.opus.length && sent.opus >= ref.opus.length - 3, `and ${sent.opus} of its ${ref.opus.length} Opus packets`);
     const h264 = path.join(server.dir, `${name}.h264`);
     const ogg = path.join(server.dir, `${name}.ogg`);
     t.equal(await downloadTrack(server, name, 0, h264), 'video/h264', 'track 0 is served as H.264 (Annex B)');
     t.equal(await downloadTrack(server, name, 1, ogg), 'audio/ogg', 'track 1 is served as Ogg Opus');
     const v = await decodedFrames(['-f', 'h264', '-i', h264]);
     t.equal(v.stderr.trim(), '', 'the recorded H.264 decodes without a single error');
-    t.ok(v.hashes.length >= ref.frames.length - TAIL && v.hashes.length <= ref.frames.length, `${v.hashes.length} of ${ref.frames.length} frames recorded`);
+    t.equal(v.hashes.length, sent.frames, `${v.hashes.length} of the ${sent.frames} frames sent recorded`);
     t.equal(commonPrefix(v.hashes, ref.frames), v.hashes.length, 'every decoded frame equals the source’s, in order');
     const a = await audioPackets(ogg);
-    t.ok(a.hashes.length >= ref.opus.length - TAIL && a.hashes.length <= ref.opus.length, `${a.hashes.length} of ${ref.opus.length} Opus packets recorded`);
+    t.equal(a.hashes.length, sent.opus, `${a.hashes.length} of the ${sent.opus} Opus packets sent recorded`);
     t.equal(commonPrefix(a.hashes, ref.opus), a.hashes.length, 'every Opus packet equals the source’s, in order');
     t.same(a.sizes, ref.opusSizes.slice(0, a.sizes.length), 'packet sizes equal');
   }
@@ -97,7 +105,10 @@ if (!hasFfmpeg()) {
       t.equal(rtp.length, rec.tracks[k].packets, `track ${k}: one rtpdump record per packet`);
       t.equal(rtp.reduce((n, r) => n + r.data.length - 12, 0), sr[0]?.octets, `track ${k}: payload octets equal the sender’s count`);
     }
-    await checkRecording(t, 'fromsdp');
+    // The final SR's packet count (checked equal to the rtpdump's above) says how many packets ffmpeg sent.
+    const dumps = await Promise.all([0, 1].map(async (k) => parseRtpdump(new Uint8Array(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump))))));
+    const videoRtp = dumps[0]!.records.filter((r) => !r.rtcp).map((r) => r.data);
+    await checkRecording(t, 'fromsdp', { frames: markers(videoRtp), opus: rec.tracks[1].packets });
     const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
     t.equal(del.status, 200, del.text);
   });
@@ -124,8 +135,12 @@ if (!hasFfmpeg()) {
     const sent = await sender.done;
     t.equal(sent.code, 0, 'ffmpeg sent the whole clip');
     t.equal(sent.stderr.trim(), '', 'and reported no errors');
-    await new Promise((r) => setTimeout(r, 300));
-    const live = await server.api('GET', `/v1/sessions/${s.id}`);
+    // Until the session has taken in every RTP packet the tap forwarded (or the time is up: the checks below say what's missing).
+    let live = await server.api('GET', `/v1/sessions/${s.id}`);
+    await waitUntil(async () => {
+      live = await server.api('GET', `/v1/sessions/${s.id}`);
+      return [0, 1].every((k) => live.body.tracks[k].stats.packets >= tap.rtp(k).length);
+    }, 10000, 'the session to count every packet ffmpeg sent').catch(() => undefined);
     const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
     t.equal(del.status, 200, del.text);
     const rec = del.body.recording;
@@ -146,7 +161,7 @@ if (!hasFfmpeg()) {
       t.equal(senderReports(Buffer.from(rtcpSent[0] ?? '', 'hex')).length, 1, `track ${k}: ffmpeg sent an SR`);
       t.same(dump.records.filter((r) => r.rtcp).map((r) => Buffer.from(r.data).toString('hex')), rtcpSent, `track ${k}: every RTCP packet ffmpeg sent is kept in the rtpdump (${rtcpSent.length})`);
     }
-    await checkRecording(t, 'fromjson');
+    await checkRecording(t, 'fromjson', { frames: markers(tap.seen.filter((x) => x.socket === 0).map((x) => x.msg)), opus: tap.rtp(1).length });
   });
 
   t.test('the recording plays back through a play session: the source’s frames and Opus packets', async (t) => {
@@ -160,20 +175,22 @@ if (!hasFfmpeg()) {
     const aOut = path.join(server.dir, 'replay-a.md5');
     const ff = startFfmpeg(['-protocol_whitelist', 'file,udp,rtp', '-i', sdpPath, '-map', '0:v', '-fps_mode', 'passthrough', '-f', 'framemd5', '-y', vOut, '-map', '0:a', '-c:a', 'copy', '-f', 'framemd5', '-y', aOut], 30000);
     t.teardown(() => ff.stop());
-    // ffmpeg needs a moment to open its sockets before the first packet.
-    await new Promise((r) => setTimeout(r, 800));
+    // ffmpeg opens its sockets before the first packet: wait until both tracks' are bound.
+    await waitUdpBound([port, port + 2]);
     const play = await server.api('PATCH', `/v1/sessions/${id}`, { state: 'playing' });
     t.equal(play.status, 200, play.text);
     const ended = await waitState(server, id, 'ended', 15000);
-    await new Promise((r) => setTimeout(r, 500));
+    // The session's RTCP BYEs end ffmpeg's input: it writes everything it holds and exits.
+    t.ok(await ff.exited(30000), 'the receiving ffmpeg ends on the session’s BYEs');
     const { stderr } = await ff.stop();
-    t.equal(ended.tracks[1].stats.packets, ref.opus.length, 'the play session sends every recorded Opus packet');
+    t.equal(ended.tracks[1].stats.packets, recorded.get('fromsdp')?.opus, 'the play session sends every recorded Opus packet');
     t.equal(stderr.trim(), '', 'the receiving ffmpeg reports no errors');
     const frames = parseFrameMd5(await readFile(vOut, 'utf8')).map((f) => f.hash);
-    t.ok(frames.length >= ref.frames.length - 2 * TAIL, `ffmpeg decoded ${frames.length} of ${ref.frames.length} frames`);
+    const held = recorded.get('fromsdp') ?? { frames: NaN, opus: NaN };
+    t.equal(frames.length, held.frames, `ffmpeg decoded ${frames.length} of the recording's ${held.frames} frames`);
     t.equal(commonPrefix(frames, ref.frames), frames.length, 'every decoded frame equals the source’s, in order');
     const opus = parseFrameMd5(await readFile(aOut, 'utf8'));
-    t.ok(opus.length >= ref.opus.length - TAIL, `ffmpeg received ${opus.length} of ${ref.opus.length} Opus packets`);
+    t.equal(opus.length, held.opus, `ffmpeg received ${opus.length} of the recording's ${held.opus} Opus packets`);
     t.equal(commonPrefix(opus.map((f) => f.hash), ref.opus), opus.length, 'every Opus packet equals the source’s, in order');
   });
 }

@@ -2,11 +2,13 @@
 // H.264 and takes our AAC packets; results are compared exactly with the
 // source, and A/V sync is measured on a flash-and-beep clip.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { hasFfmpeg, NO_FFMPEG, ffmpeg, run, startFfmpeg, parseFrameMd5, type FrameMd5 } from '../helpers/ffmpeg.js';
 import { createPaused, waitState, freePortBlock } from '../helpers/play.js';
+import { waitFor, waitUdpBound } from '../helpers/ready.js';
 import { makeMp4, makeSyncClip, readMetadataPrint, sourcePackets, type SourceStream } from '../helpers/video.js';
 
 if (!hasFfmpeg()) {
@@ -44,14 +46,16 @@ if (!hasFfmpeg()) {
     const port = await freePortBlock(2);
     const { id, session, sdpPath } = await createPaused(server, { ...body, destination: { host: '127.0.0.1', port } });
     const ff = startFfmpeg([...RTP_IN, '-i', sdpPath, ...outArgs], 60000);
-    // ffmpeg needs a moment to open its sockets before the first packet.
-    await new Promise((r) => setTimeout(r, 800));
+    // ffmpeg opens its sockets before the first packet: wait until both tracks' are bound.
+    await waitUdpBound([port, port + 2]);
     const play = await server.api('PATCH', `/v1/sessions/${id}`, { state: 'playing' });
     if (play.status !== 200) throw new Error(play.text);
     await waitState(server, id, 'ended', 30000);
-    // ffmpeg's demuxer may still hold the last packets; on a loaded machine it takes a while to write them.
-    await new Promise((r) => setTimeout(r, 1500));
+    // The session's RTCP BYEs end ffmpeg's input: it decodes and writes everything it holds and exits
+    // (however slowly, on a loaded machine).
+    const byItself = await ff.exited(30000);
     const r = await ff.stop();
+    if (!byItself) throw new Error(`ffmpeg did not end on the session's BYEs: ${r.stderr}`);
     return { session, stderr: r.stderr };
   }
 
@@ -93,13 +97,16 @@ if (!hasFfmpeg()) {
     const { id, sdpPath } = await createPaused(server, { media: 'clip.mp4', loop: true, destination: { host: '127.0.0.1', port } });
     const play = await server.api('PATCH', `/v1/sessions/${id}`, { state: 'playing' });
     t.equal(play.status, 200);
-    await new Promise((r) => setTimeout(r, 2300));
+    // Join mid-GOP: once the session has sent well past its first keyframe (2.3 s of the 4 s clip).
+    const position = async (): Promise<number> => (await server.api('GET', `/v1/sessions/${id}`)).body?.positionMs ?? 0;
+    t.ok(await waitFor(async () => (await position()) >= 2300, 15000, 50), 'the session is mid-GOP when the client joins');
     const live = path.join(server.dir, 'join.md5');
     // Stream copy starts at the first keyframe (ffmpeg drops what comes before it).
     const copy = path.join(server.dir, 'join.nut');
-    const ff = startFfmpeg([...RTP_IN, '-i', sdpPath, '-map', '0:v', '-c:v', 'copy', '-f', 'nut', '-y', copy, '-map', '0:v', '-fps_mode', 'passthrough', '-f', 'framemd5', '-y', live], 30000);
-    // The next keyframe is the loop's start at ~4.1 s; take a second past it.
-    await new Promise((r) => setTimeout(r, 3000));
+    const ff = startFfmpeg([...RTP_IN, '-i', sdpPath, '-map', '0:v', '-c:v', 'copy', '-f', 'nut', '-y', copy, '-map', '0:v', '-fps_mode', 'passthrough', '-flush_packets', '1', '-f', 'framemd5', '-y', live], 30000);
+    // The next keyframe is the loop's start at ~4.1 s; take a second (25 frames) past it.
+    const decodedLive = (): number => parseFrameMd5(readFileSync(live, { encoding: 'utf8', flag: 'a+' })).length;
+    t.ok(await waitFor(() => decodedLive() >= 26, 20000, 50), 'the client decodes a second of frames from the next keyframe');
     const { stderr } = await ff.stop();
     await server.api('DELETE', `/v1/sessions/${id}`);
     const lines = stderr.split('\n').filter((l) => l.trim() !== '');

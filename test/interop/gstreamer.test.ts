@@ -9,6 +9,7 @@ import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { hasFfmpeg, hasGstreamer, NO_FFMPEG, ffmpeg, run, parseFrameMd5 } from '../helpers/ffmpeg.js';
 import { createPaused, waitState, freePortBlock } from '../helpers/play.js';
+import { fileSizes, waitDrained, waitUdpBound } from '../helpers/ready.js';
 import { hasGstElements, makeMp4, sourcePackets, type SourceStream } from '../helpers/video.js';
 
 const ELEMENTS = ['udpsrc', 'rtph264depay', 'avdec_h264', 'checksumsink', 'rtpmp4gdepay', 'avdec_aac', 'tee', 'queue', 'filesink', 'fakesink', 'filesrc', 'qtdemux', 'h264parse'];
@@ -89,12 +90,13 @@ if (!hasFfmpeg()) {
     const closed = new Promise<number | null>((resolve) => gst.on('close', resolve));
     const kill = setTimeout(() => gst.kill('SIGKILL'), 30000);
     try {
-      // Let the pipeline reach PLAYING (sockets bound) before the first packet.
-      await new Promise((r) => setTimeout(r, 1000));
+      // udpsrc binds its socket on the way to PLAYING: wait for both before the first packet.
+      await waitUdpBound([port, port + 2]);
       const play = await server.api('PATCH', `/v1/sessions/${id}`, { state: 'playing' });
       t.equal(play.status, 200);
       await waitState(server, id, 'ended', 20000);
-      await new Promise((r) => setTimeout(r, 500));
+      // Until gst-launch has read every datagram and its pipeline has gone idle.
+      await waitDrained(gst.pid, [port, port + 2], () => `${stdout.length} ${fileSizes([aus])}`);
       // -e: SIGINT becomes end-of-stream, so the decoder drains its last frames.
       gst.kill('SIGINT');
       const code = await closed;

@@ -9,6 +9,7 @@ import type { DepacketizedFrame } from '../../../offload/codecs/types.js';
 import { AacPayloader, aacMaxAusPerPacket, MAX_AU_BYTES } from '../../../offload/codecs/aac/payloader.js';
 import { AacDepacketizer } from '../../../offload/codecs/aac/depacketizer.js';
 import { openMp4 } from '../../../storage/mp4.js';
+import { udpBound, waitFor } from '../../helpers/ready.js';
 
 const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
 
@@ -324,22 +325,6 @@ t.test('depacketizes ffmpeg\'s RTP (AAC-hbr, several AUs per packet)', { skip: h
   t.ok(frames.every((f, i) => Buffer.compare(f.data, source[i]!.data) === 0), 'bytes equal the MP4 samples');
   t.ok(frames.every((f, i) => ((f.rtpTs - frames[0]!.rtpTs) >>> 0) === source[i]!.pts - source[0]!.pts), 'timestamps 1024 apart');
 });
-
-/** Waits (bounded) until `check` holds, polling: readiness, not a fixed delay. */
-async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
-
-/** True once some socket is bound to UDP `port` (Linux /proc/net/udp). */
-function udpBound(port: number): boolean {
-  const suffix = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  // "sl local_address ...": the local address is the second field.
-  return readFileSync('/proc/net/udp', 'utf8').split('\n').some((line) => line.trim().split(/\s+/)[1]?.endsWith(suffix) ?? false);
-}
 
 async function freeEvenPort(): Promise<number> {
   for (;;) {
