@@ -33,8 +33,29 @@ t.test('tokenMatches', async (t) => {
   t.notOk(tokenMatches('Bearer ', ''), 'an empty token never matches an empty credential');
 });
 
+/**
+ * Every route Fastify serves, as [method, url pattern], read from its own route tree
+ * (`printRoutes`): a route added later is covered without touching this file.
+ */
+function fastifyRoutes(app: TestServer['app']): [string, string][] {
+  const out: [string, string][] = [];
+  const stack: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    // "│   └── /:id (GET, HEAD, PATCH, DELETE)": 4 columns of tree art per level, then the segment.
+    const m = /^([│├└─\s]*?)(\/\S*)(?: \(([^)]*)\))?\s*$/u.exec(line);
+    if (m === null) continue;
+    const depth = [...m[1]!].length / 4;
+    stack.length = depth;
+    stack.push(m[2]!);
+    for (const method of (m[3] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')) out.push([method, stack.join('')]);
+  }
+  return out;
+}
+
 let server: TestServer;
 let sessionId = '';
+/** A finished recording, for the recordings routes. */
+const REC = 'rec1';
 t.before(async () => {
   server = await startServer({ 'api.token': TOKEN });
   const put = await server.api('PUT', '/v1/media/a.wav', makeWav(8000, 1, 1), good);
@@ -42,6 +63,59 @@ t.before(async () => {
   const s = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'a.wav', state: 'paused', destination: { host: '127.0.0.1', port: 29998 } }, good);
   if (s.status !== 201) throw new Error(`session: ${s.status} ${s.text}`);
   sessionId = s.body.id;
+  const r = await server.api('POST', '/v1/sessions', { mode: 'record', name: REC, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] }, good);
+  if (r.status !== 201) throw new Error(`record session: ${r.status} ${r.text}`);
+  const stop = await server.api('DELETE', `/v1/sessions/${r.body.id}`, undefined, good);
+  if (stop.status !== 200) throw new Error(`record stop: ${stop.status} ${stop.text}`);
+});
+
+/** A concrete URL for a route pattern: the session, the media file and the recording made above. */
+function concrete(pattern: string): string {
+  return pattern
+    .replace(/^\/v1\/media\/:name/, '/v1/media/a.wav')
+    .replace(/^\/v1\/recordings\/:name/, `/v1/recordings/${REC}`)
+    .replace(':id', sessionId)
+    .replace(':index', '0');
+}
+
+/** A body a route would accept with the right token (none for the others). */
+function bodyFor(method: string, pattern: string): unknown {
+  if (method === 'PUT' && pattern === '/v1/media/:name') return makeWav(8000, 1, 0.1);
+  if (method === 'POST' && pattern === '/v1/sessions') return { mode: 'play', media: 'a.wav', destination: { host: '127.0.0.1', port: 29998 } };
+  if (method === 'PATCH') return { state: 'playing' };
+  return undefined;
+}
+
+t.test('the route list comes from Fastify and holds every resource', async (t) => {
+  const routes = fastifyRoutes(server.app);
+  const patterns = new Set(routes.map(([, url]) => url));
+  for (const url of ['/healthz', '/metrics', '/v1/media', '/v1/media/:name', '/v1/sessions', '/v1/sessions/:id', '/v1/sessions/:id/sdp', '/v1/recordings', '/v1/recordings/:name', '/v1/recordings/:name/tracks/:index', '/v1/recordings/:name/tracks/:index/rtpdump']) {
+    t.ok(patterns.has(url), `${url} is listed`);
+  }
+  t.ok(routes.some(([m, u]) => m === 'DELETE' && u === '/v1/recordings/:name'), 'with its methods (DELETE /v1/recordings/:name)');
+  t.ok(routes.every(([m]) => /^[A-Z]+$/.test(m)), 'every method parsed');
+});
+
+t.test('every route Fastify serves but /healthz answers 401 without the right token', async (t) => {
+  const routes = fastifyRoutes(server.app).filter(([, url]) => url !== '/healthz');
+  t.ok(routes.length >= 20, `${routes.length} method and route pairs`);
+  const wrong: [string, Record<string, string>][] = [
+    ['no header', {}],
+    ['wrong token', { authorization: 'Bearer tok-0000000000000000' }],
+    ['Basic scheme', { authorization: `Basic ${Buffer.from(`offcast:${TOKEN}`).toString('base64')}` }],
+  ];
+  for (const [method, pattern] of routes) {
+    const url = concrete(pattern);
+    for (const [name, headers] of wrong) {
+      const res = await server.api(method, url, bodyFor(method, pattern), headers);
+      t.equal(res.status, 401, `${method} ${pattern} with ${name}: 401`);
+      if (method !== 'HEAD') t.equal(res.body?.code, 'OFFCAST_UNAUTHORIZED', `${method} ${pattern} with ${name}: the error code`);
+    }
+  }
+  t.same((await readdir(server.mediaRoot)).sort(), ['a.wav'], 'no upload stored, no media deleted');
+  t.equal((await server.api('GET', `/v1/recordings/${REC}`, undefined, good)).status, 200, 'the recording is still there');
+  const list = await server.api('GET', '/v1/sessions', undefined, good);
+  t.same(list.body.sessions.filter((s: any) => s.mode === 'play').map((s: any) => [s.id, s.state]), [[sessionId, 'paused']], 'no play session created, changed or deleted');
 });
 t.teardown(() => server?.stop());
 
@@ -107,6 +181,7 @@ t.test('the right token opens every route', async (t) => {
     ['PUT', '/v1/media/b.wav', makeWav(8000, 1, 0.1), 201],
     ['DELETE', '/v1/media/b.wav', undefined, 204],
     ['GET', '/v1/sessions', undefined, 200],
+    ['POST', '/v1/sessions', { mode: 'play', media: 'a.wav', state: 'paused', destination: { host: '127.0.0.1', port: 29996 } }, 201],
     ['GET', `/v1/sessions/${sessionId}`, undefined, 200],
     ['GET', `/v1/sessions/${sessionId}/sdp`, undefined, 200],
     ['PATCH', `/v1/sessions/${sessionId}`, { state: 'paused' }, 200],
@@ -118,6 +193,19 @@ t.test('the right token opens every route', async (t) => {
     const res = await server.api(method, url, body, good);
     t.equal(res.status, status, `${method} ${url}: ${status}`);
   }
+  // Every route Fastify serves, GET routes with HEAD too, opens with the token (the recording last: DELETE removes it).
+  const routes = fastifyRoutes(server.app).sort(([m1, u1], [m2, u2]) => Number(m1 === 'DELETE') - Number(m2 === 'DELETE') || u1.localeCompare(u2));
+  const untested: string[] = [];
+  for (const [method, pattern] of routes) {
+    if (pattern.startsWith('/v1/sessions') || pattern.startsWith('/v1/media')) {
+      const re = new RegExp(`^${pattern.replace(/:\w+/g, '[^/]+')}$`);
+      if (!checks.some(([m, u]) => (m === method || (method === 'HEAD' && m === 'GET')) && re.test(u))) untested.push(`${method} ${pattern}`);
+      continue; // done above, in an order that keeps the session alive
+    }
+    const res = await server.api(method, concrete(pattern), bodyFor(method, pattern), good);
+    t.ok(res.status < 400, `${method} ${pattern}: ${res.status}`);
+  }
+  t.same(untested, [], 'the table above covers every media and session route Fastify serves');
   const lower = await server.api('GET', '/v1/media', undefined, { authorization: `bearer ${TOKEN}` });
   t.equal(lower.status, 200, 'the scheme name is case-insensitive (RFC 9110 11.1)');
 });
