@@ -52,6 +52,9 @@ function fastifyRoutes(app: TestServer['app']): [string, string][] {
   return out;
 }
 
+/** The routes the README says are served without the token: the health check and the API reference. */
+const PUBLIC = /^\/(healthz|openapi\.json|docs(\/.*)?)$/;
+
 let server: TestServer;
 let sessionId = '';
 /** A finished recording, for the recordings routes. */
@@ -96,8 +99,17 @@ t.test('the route list comes from Fastify and holds every resource', async (t) =
   t.ok(routes.every(([m]) => /^[A-Z]+$/.test(m)), 'every method parsed');
 });
 
-t.test('every route Fastify serves but /healthz answers 401 without the right token', async (t) => {
-  const routes = fastifyRoutes(server.app).filter(([, url]) => url !== '/healthz');
+t.test('the public routes answer without a token', async (t) => {
+  const open = fastifyRoutes(server.app).filter(([m, url]) => PUBLIC.test(url) && (m === 'GET' || m === 'HEAD'));
+  t.ok(open.some(([, u]) => u === '/healthz') && open.some(([, u]) => u === '/openapi.json'), 'the health check and the API reference are among them');
+  for (const [method, pattern] of open) {
+    const res = await server.api(method, pattern.replace('*', 'index.html'));
+    t.not(res.status, 401, `${method} ${pattern}: ${res.status}`);
+  }
+});
+
+t.test('every route Fastify serves but the public ones answers 401 without the right token', async (t) => {
+  const routes = fastifyRoutes(server.app).filter(([, url]) => !PUBLIC.test(url));
   t.ok(routes.length >= 20, `${routes.length} method and route pairs`);
   const wrong: [string, Record<string, string>][] = [
     ['no header', {}],
