@@ -1,7 +1,6 @@
 /** Ogg Opus (storage/ogg.ts openOggOpus): pages, CRCs, lacing, OpusHead/OpusTags, granule positions. */
 import fc from 'fast-check';
-import { oggCrc32 } from '../../../storage/ogg.js';
-import { openOggOpus } from '../../../storage/ogg.js';
+import { oggCrc32, openOggOpus } from '../../../storage/ogg.js';
 import { concat, fixture, seedFile, text, u32le, type Target } from '../lib.js';
 import { readerTarget } from './reader.js';
 

@@ -1,5 +1,5 @@
-/** Receiver reports on a play session's RTCP port (offload/play/rtcp.ts readReceptionReport). */
-import { readReceptionReport } from '../../../offload/play/rtcp.js';
+/** Receiver reports on a play session's RTCP port (offload/rtcp.ts readReceptionReport). */
+import { readReceptionReport } from '../../../offload/rtcp.js';
 import type { Target } from '../lib.js';
 import { rtcpCompound, rtcpSeeds } from './rtcp.js';
 

@@ -1,5 +1,5 @@
-/** Sender reports and BYEs on a record session's RTCP port (offload/record/rtcp.ts). */
-import { parseRtcp, readBye, readSenderInfo } from '../../../offload/record/rtcp.js';
+/** Sender reports and BYEs on a record session's RTCP port (offload/rtcp.ts). */
+import { parseRtcp, readBye, readSenderInfo } from '../../../offload/rtcp.js';
 import type { Target } from '../lib.js';
 import { rtcpCompound, rtcpSeeds } from './rtcp.js';
 

@@ -4,17 +4,16 @@
  * headers, counts and lengths may or may not agree with the bytes.
  */
 import fc from 'fast-check';
-import { buildBye, buildSenderReport } from '../../../offload/play/rtcp.js';
-import { buildReceiverReport } from '../../../offload/record/rtcp.js';
+import { buildBye, buildReceiverReport, buildSenderReport, senderInfoAt } from '../../../offload/rtcp.js';
 import { concat, u16be, u32be } from '../lib.js';
 
 export function rtcpSeeds(): Uint8Array[] {
-  const info = { ssrc: 0x11223344, rtpTimestamp: 123456, packetCount: 50, octetCount: 60000, cname: 'offcast@fuzz' };
+  const info = senderInfoAt(1_700_000_000_000, 0x11223344, 123456, 50, 60000);
   const block = (ssrc: number) => ({ ssrc, fractionLost: 12, totalLost: -3, highestSeq: 70000, jitter: 40, lsr: 0x12345678, dlsr: 65536 });
   return [
-    buildSenderReport(info, 1_700_000_000_000),
-    buildBye(info, 1_700_000_000_000, 'done'),
-    buildBye({ ...info, cname: '' }, 0),
+    buildSenderReport(info, 'offcast@fuzz'),
+    buildBye(info, 'offcast@fuzz', 'done'),
+    buildBye({ ...info, ntpSec: 0, ntpFrac: 0 }, ''),
     buildReceiverReport(0x55667788, 'rx', [block(0x11223344)]),
     buildReceiverReport(0x55667788, 'rx', []),
     buildReceiverReport(0x55667788, 'rx', Array.from({ length: 33 }, (_, i) => block(0x11223344 + i))),
