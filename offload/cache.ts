@@ -170,6 +170,16 @@ export class MediaPackets {
 }
 
 /** Collects one track's packets while a file is packetized. */
+/**
+ * What a packet must satisfy to enter the cache (its index has 16-bit lengths and
+ * 32-bit times); RangeError otherwise. Upload validation runs the same check.
+ */
+export function checkPacket(payload: Uint8Array, rtpTs: number, sendTs: number): void {
+  if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes is larger than 65535`);
+  if (!Number.isInteger(rtpTs) || rtpTs < 0 || rtpTs > 0xffffffff) throw new RangeError(`timestamp ${rtpTs} out of range (media too long?)`);
+  if (!Number.isInteger(sendTs) || sendTs < 0 || sendTs > 0xffffffff) throw new RangeError(`send time ${sendTs} out of range`);
+}
+
 export class PacketTrackBuilder {
   readonly clockRate: number;
   private chunks: Buffer[] = [];
@@ -195,9 +205,7 @@ export class PacketTrackBuilder {
 
   /** Bound to the payloader's emit; copies the payload (it may be a scratch view). */
   readonly emit = (payload: Uint8Array, rtpTs: number, marker: boolean, sendTs: number, sync: boolean): void => {
-    if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes is larger than 65535`);
-    if (!Number.isInteger(rtpTs) || rtpTs < 0 || rtpTs > 0xffffffff) throw new RangeError(`timestamp ${rtpTs} out of range (media too long?)`);
-    if (!Number.isInteger(sendTs) || sendTs < 0 || sendTs > 0xffffffff) throw new RangeError(`send time ${sendTs} out of range`);
+    checkPacket(payload, rtpTs, sendTs);
     // Keep send times monotonic: the scheduler walks packets in order.
     if (sendTs < this.lastSend) sendTs = this.lastSend;
     this.lastSend = sendTs;

@@ -29,6 +29,19 @@ export interface CacheLoadParams {
   payloadBytes: number;
   spread: number;
   frameRate?: number;
+  /** The `keep` key of a media.probe on this worker whose reader the load takes (no second parse). */
+  probed?: string;
+}
+
+/** What the control plane asks the offload to probe (it never opens media itself). */
+export interface MediaProbeParams {
+  path: string;
+  /** Frame rate for raw H.264 without VUI timing. */
+  frameRate?: number;
+  /** An upload: read and packetize every sample as a play would, refuse empty media (422). */
+  validate: boolean;
+  /** Keep the opened reader a few seconds under this key, for the cache load that follows. */
+  keep?: string;
 }
 
 export interface CachedTrackInfo {
@@ -252,6 +265,7 @@ export interface LiveCreateParams {
 export interface Requests {
   'cache.load': { params: CacheLoadParams; result: CacheLoadResult };
   'cache.evict': { params: { key: string }; result: { evicted: boolean } };
+  'media.probe': { params: MediaProbeParams; result: Probe };
   'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number } };
   'play.update': { params: PlayUpdateParams; result: SessionStats };
   /** Ends a play or live session (SR + BYE); null when it had already ended. */

@@ -4,15 +4,17 @@
  */
 import { openMedia } from '../storage/library.js';
 import { MediaError } from '../storage/errors.js';
+import type { MediaReader } from '../storage/types.js';
 import type { CacheLoadParams } from './channel.js';
 import { OffloadError } from './channel.js';
 import { finishMedia, PacketTrackBuilder, type MediaPackets } from './cache.js';
 import { createPayloader } from './codecs/index.js';
 
-export async function loadMediaPackets(params: CacheLoadParams): Promise<MediaPackets> {
-  let reader;
+/** `opened`: the reader a probe on this worker kept for this load (its tables already parsed). */
+export async function loadMediaPackets(params: CacheLoadParams, opened?: MediaReader): Promise<MediaPackets> {
+  let reader = opened;
   try {
-    reader = await openMedia(params.path, params.frameRate === undefined ? {} : { frameRate: params.frameRate });
+    reader ??= await openMedia(params.path, params.frameRate === undefined ? {} : { frameRate: params.frameRate });
   } catch (err) {
     throw toOffloadError(err);
   }
@@ -49,7 +51,8 @@ function scaleTs(ts: number, from: number, to: number): number {
   return from === to ? ts : Math.round((ts * to) / from);
 }
 
-function toOffloadError(err: unknown): Error {
+/** Storage and parser errors as OffloadErrors carrying their HTTP status. */
+export function toOffloadError(err: unknown): Error {
   if (err instanceof OffloadError) return err;
   if (err instanceof MediaError) return new OffloadError(err.code, err.message, err.statusCode);
   if (err instanceof RangeError || err instanceof TypeError) return new OffloadError('OFFCAST_CORRUPT_MEDIA', err.message, 422);

@@ -22,6 +22,7 @@ import {
 } from './channel.js';
 import { MediaPackets, PacketCache } from './cache.js';
 import { loadMediaPackets } from './load.js';
+import { probeFile, ProbedReaders } from './probe.js';
 import { TimingWheel } from './scheduler.js';
 import { PlaySession } from './play/session.js';
 import { Histogram } from './histogram.js';
@@ -53,6 +54,7 @@ const sessions = new Map<string, PlaySession>();
 const records = new Map<string, RecordSession>();
 const lives = new Map<string, LiveSession>();
 const loading = new Map<string, Promise<MediaPackets>>();
+const probed = new ProbedReaders();
 const totals = { packets: 0, octets: 0, sendErrors: 0, dropped: 0 };
 
 function post(msg: WorkerMessage): void {
@@ -223,7 +225,7 @@ const handlers: { [M in Method]: Handler<M> } = {
     if (existing !== undefined) return existing.info(0);
     let p = loading.get(params.key);
     if (p === undefined) {
-      p = loadMediaPackets(params);
+      p = loadMediaPackets(params, params.probed === undefined ? undefined : probed.take(params.probed));
       loading.set(params.key, p);
     }
     try {
@@ -237,6 +239,10 @@ const handlers: { [M in Method]: Handler<M> } = {
 
   'cache.evict'({ key }) {
     return { evicted: cache.delete(key) };
+  },
+
+  'media.probe'(params) {
+    return probeFile(params, probed);
   },
 
   async 'play.create'(params) {

@@ -75,7 +75,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     rtcpIntervalMs: config.rtp.rtcpIntervalMs,
   });
   await offload.start();
-  const catalog = new Catalog(config.mediaRoot);
+  const catalog = new Catalog(config.mediaRoot, offload);
   await catalog.init();
   const cache = new CacheDirectory(offload, config.cache.maxBytes);
   const ports = new PortAllocator(config.rtp.portMin, config.rtp.portMax);

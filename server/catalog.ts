@@ -1,7 +1,9 @@
 /**
  * The media library as the control plane sees it: names, files and probes
- * (track descriptions, cached by file identity). Uploads stream to a temporary
- * file, are probed, and only then take the name — unusable files never land.
+ * (track descriptions, cached by file identity). The control plane never opens
+ * a media file: the offload probes it (`media.probe`) off this thread. Uploads
+ * stream to a temporary file, the offload reads it through as a play would, and
+ * only then does it take the name — unusable files never land.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -9,11 +11,12 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
-import { isValidMediaName, listMedia, probeMedia, resolveExistingMediaPath, resolveMediaPath } from '../storage/library.js';
-import { MediaError } from '../storage/errors.js';
+import { isTempMediaName, isValidMediaName, listMedia, resolveExistingMediaPath, resolveMediaPath } from '../storage/library.js';
 import type { Probe } from '../storage/types.js';
 import { MANIFEST, readManifest } from '../storage/recording/manifest.js';
 import { recordingProbe } from '../storage/recording/probe.js';
+import type { MediaProbeParams } from '../offload/channel.js';
+import type { OffloadClient } from './offload.js';
 import { HttpError, invalidName, mediaNotFound, tooLarge } from './errors.js';
 
 export interface MediaItem {
@@ -24,6 +27,22 @@ export interface MediaItem {
   probe: Probe;
   /** Identity of this version of the file: part of cache keys. */
   version: string;
+  /** Set when this lookup probed the file: the worker that kept the opened reader, and its key (CacheLoadParams.probed). */
+  probedBy?: { worker: number; key: string };
+}
+
+/** Uploaded bodies are written under this prefix first; what a crash leaves is removed at start. */
+const UPLOAD_PREFIX = '.upload-';
+/** A probe may read a whole upload (up to limits.uploadBytes) through. */
+const PROBE_TIMEOUT_MS = 10 * 60 * 1000;
+
+export interface LookupOptions {
+  /** Frame rate for raw H.264 without VUI timing (part of the probe's key). */
+  frameRate?: number;
+  /** Accept an answer up to a second old (session creation bursts). */
+  recent?: boolean;
+  /** A play follows: a probe made now keeps its reader in the worker for the load. */
+  forLoad?: boolean;
 }
 
 /** How long a looked-up media item is reused without another stat. */
@@ -39,12 +58,19 @@ export class Catalog {
   /** Items looked up in the last second: a burst of session creates stats the file once. */
   private readonly recent = new Map<string, { item: MediaItem; until: number }>();
 
-  constructor(root: string) {
+  private readonly offload: OffloadClient;
+
+  constructor(root: string, offload: OffloadClient) {
     this.root = path.resolve(root);
+    this.offload = offload;
   }
 
+  /** Creates the library folder and removes upload temp files a crash (kill -9) left behind. */
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true });
+    for (const name of await readdir(this.root)) {
+      if (name.startsWith(UPLOAD_PREFIX)) await rm(path.join(this.root, name), { force: true });
+    }
   }
 
   checkName(name: string): void {
@@ -75,7 +101,7 @@ export class Catalog {
    * `recent` allows an answer up to a second old (session creation:
    * a burst stats the file once; a file deleted meanwhile fails when it is loaded).
    */
-  async get(name: string, opts: { frameRate?: number; recent?: boolean } = {}): Promise<MediaItem> {
+  async get(name: string, opts: LookupOptions = {}): Promise<MediaItem> {
     this.checkName(name);
     const recentKey = `${name}|${opts.frameRate ?? ''}`;
     const hit = this.recent.get(recentKey);
@@ -95,7 +121,7 @@ export class Catalog {
     }
   }
 
-  private async lookup(name: string, opts: { frameRate?: number; recent?: boolean }): Promise<MediaItem> {
+  private async lookup(name: string, opts: LookupOptions): Promise<MediaItem> {
     let file: string;
     let st;
     try {
@@ -118,14 +144,36 @@ export class Catalog {
     const version = `${st.size}-${Math.floor(st.mtimeMs)}-${st.ino}`;
     const cacheKey = `${name}|${opts.frameRate ?? ''}`;
     const cached = this.probes.get(cacheKey);
-    let probe: Probe;
-    if (cached !== undefined && cached.version === version) probe = cached.probe;
-    else {
-      probe = await probeFile(file, opts.frameRate === undefined ? {} : { frameRate: opts.frameRate });
-      this.probes.set(cacheKey, { version, probe });
-      if (this.probes.size > 10000) this.probes.delete(this.probes.keys().next().value!);
+    if (cached !== undefined && cached.version === version) {
+      return { name, path: file, bytes: st.size, mtimeMs: st.mtimeMs, probe: cached.probe, version };
     }
-    return { name, path: file, bytes: st.size, mtimeMs: st.mtimeMs, probe, version };
+    const params: MediaProbeParams = { path: file, validate: false };
+    if (opts.frameRate !== undefined) params.frameRate = opts.frameRate;
+    // For a play, the worker keeps the parsed file for the load that follows.
+    const keep = opts.forLoad === true ? `${file}|${version}|${opts.frameRate ?? ''}` : undefined;
+    if (keep !== undefined) params.keep = keep;
+    const { probe, worker } = await this.probe(params);
+    this.remember(cacheKey, version, probe);
+    const item: MediaItem = { name, path: file, bytes: st.size, mtimeMs: st.mtimeMs, probe, version };
+    if (keep !== undefined) item.probedBy = { worker, key: keep };
+    return item;
+  }
+
+  /**
+   * Probes a file in the offload (never on this thread), on the worker with the
+   * fewest sessions: the one a play placed next would run (and load) on.
+   */
+  private async probe(params: MediaProbeParams): Promise<{ probe: Probe; worker: number }> {
+    const load = this.offload.load;
+    let worker = 0;
+    for (let i = 1; i < load.length; i++) if (load[i]! < load[worker]!) worker = i;
+    const probe = await this.offload.request(worker, 'media.probe', params, PROBE_TIMEOUT_MS);
+    return { probe, worker };
+  }
+
+  private remember(cacheKey: string, version: string, probe: Probe): void {
+    this.probes.set(cacheKey, { version, probe });
+    if (this.probes.size > 10000) this.probes.delete(this.probes.keys().next().value!);
   }
 
   /** A finished recording as a media item (its probe from the manifest), or null. */
@@ -149,13 +197,17 @@ export class Catalog {
 
   /**
    * Stores an upload under `name`. The body streams to a temporary file and is
-   * counted; over `limit` bytes it stops with 413. The file must probe as
-   * playable media (else 415/422) before it replaces anything.
+   * counted; over `limit` bytes it stops with 413. The offload reads the file
+   * through as a play would (else 415/422) before it replaces anything; the
+   * answer is this upload's own probe, whatever other uploads of the name do.
    */
   async put(name: string, body: Readable, limit: number): Promise<MediaItem & { created: boolean }> {
     this.checkName(name);
+    if (isTempMediaName(name)) {
+      throw new HttpError(400, 'OFFCAST_RESERVED_NAME', `media names ending in .part, .tmp or .temp, or holding .tmp. or .tmp-, are reserved for files being written`);
+    }
     const final = resolveMediaPath(this.root, name);
-    const temp = path.join(this.root, `.upload-${randomBytes(6).toString('hex')}`);
+    const temp = path.join(this.root, `${UPLOAD_PREFIX}${randomBytes(6).toString('hex')}`);
     let received = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -178,18 +230,20 @@ export class Catalog {
         body.unpipe(counter);
         if (!body.readableEnded) body.resume();
       }
-      await probeFile(temp, {});
+      const { probe } = await this.probe({ path: temp, validate: true });
+      // rename keeps the inode, size and mtime: the version is the stored file's.
+      const st = await stat(temp);
       const existed = await stat(final).then(
         () => true,
         () => false,
       );
       await rename(temp, final);
       this.forget(name);
-      const item = await this.get(name);
-      return { ...item, created: !existed };
+      const version = `${st.size}-${Math.floor(st.mtimeMs)}-${st.ino}`;
+      this.remember(`${name}|`, version, probe);
+      return { name, path: final, bytes: st.size, mtimeMs: st.mtimeMs, probe, version, created: !existed };
     } catch (err) {
       await rm(temp, { force: true });
-      if (err instanceof HttpError || err instanceof MediaError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
         throw new HttpError(400, 'OFFCAST_UPLOAD_ABORTED', 'the upload ended before the body was complete');
       }
@@ -209,15 +263,5 @@ export class Catalog {
     }
     await rm(file);
     this.forget(name);
-  }
-}
-
-async function probeFile(file: string, opts: { frameRate?: number }): Promise<Probe> {
-  try {
-    return await probeMedia(file, opts);
-  } catch (err) {
-    if (err instanceof MediaError) throw err;
-    if (err instanceof RangeError || err instanceof TypeError) throw new MediaError(422, 'OFFCAST_CORRUPT_MEDIA', err.message);
-    throw err;
   }
 }

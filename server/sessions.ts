@@ -142,7 +142,7 @@ export class SessionManager {
     // Taken before the next await, so concurrent creates count.
     const slot = this.slots.take();
     try {
-      const item = await this.catalog.get(req.media, req.frameRate === undefined ? { recent: true } : { frameRate: req.frameRate, recent: true });
+      const item = await this.catalog.get(req.media, req.frameRate === undefined ? { recent: true, forLoad: true } : { frameRate: req.frameRate, recent: true, forLoad: true });
       const plan = planTracks(item.probe, req.codec);
       checkPortRoom(req.destination.port, plan.length);
       return await this.startPlay(req as PlayRequest & { media: string }, item, plan, dest, speed, slot);
@@ -172,10 +172,12 @@ export class SessionManager {
       spread,
     };
     if (req.frameRate !== undefined) load.frameRate = req.frameRate;
+    // The worker that just probed the file holds it parsed: it loads it, without a second parse.
+    if (item.probedBy !== undefined) load.probed = item.probedBy.key;
     const estimate = Math.ceil(item.bytes * (plan.every((p) => p.halves) ? 0.5 : 1));
     const id = randomUUID();
     // The playing worker is chosen with the cache: the one that holds (or will load) the media unless another is less loaded.
-    const worker = this.offload.place(id, this.cache.ownerOf(load.key));
+    const worker = this.offload.place(id, this.cache.ownerOf(load.key) ?? item.probedBy?.worker);
     let acquired = false;
     try {
       const { owner, result } = await this.cache.acquire(load, estimate, worker);

@@ -37,6 +37,12 @@ const MAX_MOOV_BYTES = 256 * 1024 * 1024;
 const MAX_FTYP_BYTES = 64 * 1024;
 /** A sane file has a handful of top-level boxes; this bounds the walk on garbage. */
 const MAX_TOP_LEVEL_BOXES = 10000;
+/**
+ * Samples in one file, over all tracks: the tables cost ~30 bytes a sample (and
+ * mp4box's arrays more while parsing), so a small moov must not declare millions.
+ * 2^22 is 24 h of 48 kHz AAC, or 10 h of 60 fps video with its audio.
+ */
+export const MAX_SAMPLES = 1 << 22;
 /** Larger samples are treated as corrupt tables (the biggest 4K I-frames are a few MB). */
 const MAX_SAMPLE_BYTES = 64 * 1024 * 1024;
 /** Per-track read window: consecutive samples of a track are fetched together. */
@@ -152,11 +158,19 @@ async function walkTopLevel(handle: FileHandle, fileSize: number): Promise<TopLe
 const TABLE_ENTRY_BYTES: Record<string, number> = { stco: 4, co64: 8, stsc: 12, stts: 8, ctts: 8, stss: 4 };
 const CONTAINERS = new Set(['moov', 'trak', 'mdia', 'minf', 'stbl', 'edts']);
 
+/** Samples the size tables of a moov declared so far. */
+interface SampleBudget {
+  samples: number;
+}
+
 /**
- * Checks the boxes mp4box will parse in moov: children inside their parents and
- * table entry counts that fit their boxes. Throws RangeError naming the box.
+ * Checks the boxes mp4box will parse in moov: children inside their parents,
+ * table entry counts that fit their boxes, and no more samples than the file can
+ * hold (constant-size samples within the file, at most MAX_SAMPLES in all:
+ * mp4box expands a 20-byte constant-size stsz into one array entry per sample).
+ * Throws RangeError naming the box.
  */
-function checkMoov(b: Uint8Array, start: number, end: number, base: number, fileSize: number, where: string): void {
+function checkMoov(b: Uint8Array, start: number, end: number, base: number, fileSize: number, where: string, budget: SampleBudget): void {
   let pos = start;
   // Fewer than 8 bytes left: padding some muxers leave; nothing mp4box will parse.
   while (end - pos >= 8) {
@@ -168,17 +182,23 @@ function checkMoov(b: Uint8Array, start: number, end: number, base: number, file
     const body = pos + box.headerSize;
     if (CONTAINERS.has(box.type)) {
       const inner = box.type === 'trak' ? `in track ${trackIdOf(b, body, boxEnd) ?? '?'} ` : where;
-      checkMoov(b, body, boxEnd, base, fileSize, inner);
+      checkMoov(b, body, boxEnd, base, fileSize, inner, budget);
     } else if (box.type in TABLE_ENTRY_BYTES || box.type === 'stsz' || box.type === 'stz2' || box.type === 'elst') {
-      checkTable(b, box.type, body, boxEnd - body, fileSize, where);
+      checkTable(b, box.type, body, boxEnd - body, fileSize, where, budget);
     }
     pos = boxEnd;
   }
 }
 
-function checkTable(b: Uint8Array, type: string, body: number, bodyBytes: number, fileSize: number, where: string): void {
+function checkTable(b: Uint8Array, type: string, body: number, bodyBytes: number, fileSize: number, where: string, budget: SampleBudget): void {
   const need = (n: number): void => {
     if (bodyBytes < n) throw new RangeError(`'${type}' ${where}needs ${n} bytes, box holds ${bodyBytes}`);
+  };
+  const spend = (count: number): void => {
+    budget.samples += count;
+    if (budget.samples > MAX_SAMPLES) {
+      throw new RangeError(`'${type}' ${where}brings the file to ${budget.samples} samples, more than the ${MAX_SAMPLES} offcast reads`);
+    }
   };
   if (type === 'stsz') {
     need(12);
@@ -188,12 +208,14 @@ function checkTable(b: Uint8Array, type: string, body: number, bodyBytes: number
     else if (sampleSize * count > fileSize) {
       throw new RangeError(`'stsz' ${where}declares ${count} samples of ${sampleSize} bytes, file holds ${fileSize}`);
     }
+    spend(count);
   } else if (type === 'stz2') {
     need(12);
     const fieldBits = b[body + 7]!;
     const count = u32(b, body + 8);
     if (fieldBits !== 4 && fieldBits !== 8 && fieldBits !== 16) throw new RangeError(`'stz2' ${where}has field size ${fieldBits}`);
     need(12 + Math.ceil((count * fieldBits) / 8));
+    spend(count);
   } else if (type === 'elst') {
     need(8);
     const version = b[body]!;
@@ -287,7 +309,7 @@ async function parseMoov(handle: FileHandle, top: TopLevel, fileSize: number): P
   if (got < moovBytes) throw new CorruptMediaError(`MP4: truncated moov: file now holds ${moov.start + got} bytes`);
   try {
     const inner = bytes.subarray(ftypBytes + moov.headerSize);
-    checkMoov(inner, 0, inner.length, moov.start + moov.headerSize, fileSize, '');
+    checkMoov(inner, 0, inner.length, moov.start + moov.headerSize, fileSize, '', { samples: 0 });
   } catch (err) {
     throw new CorruptMediaError(`MP4: corrupt moov: ${(err as Error).message}`, { cause: err });
   }
