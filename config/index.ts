@@ -18,7 +18,13 @@ export interface Config {
   readonly destinations: { readonly allow: readonly string[] };
   readonly sources: { readonly allow: readonly string[] };
   readonly api: { readonly token?: string };
-  readonly limits: { readonly maxSessions: number; readonly uploadBytes: number };
+  readonly limits: {
+    readonly maxSessions: number;
+    readonly uploadBytes: number;
+    readonly uploads: number;
+    readonly uploadTimeoutMs: number;
+    readonly uploadIdleMs: number;
+  };
   readonly offload: { readonly workers: number; readonly nativeSend: boolean };
   readonly record: {
     readonly idleTimeoutMs: number;

@@ -57,6 +57,9 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     bodyLimit: 1024 * 1024,
     // close() ends keep-alive connections too, so shutdown never waits for idle clients.
     forceCloseConnections: true,
+    // Every request (headers and body) must arrive in time; Fastify's default is no limit.
+    // Uploads have their own, finer limits (limits.uploadTimeoutMs, limits.uploadIdleMs): this is the backstop.
+    requestTimeout: config.limits.uploadTimeoutMs + 60_000,
     // Media names may have 128 characters (ids 200): the router must not cut them at its default 100.
     routerOptions: { maxParamLength: 1024 },
     // Unknown fields are errors, not silently dropped (Fastify's default removeAdditional: true).
@@ -151,7 +154,16 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     await metrics.refresh();
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  await app.register(mediaRoutes, { catalog, cache, uploadBytes: config.limits.uploadBytes });
+  await app.register(mediaRoutes, {
+    catalog,
+    cache,
+    upload: {
+      bytes: config.limits.uploadBytes,
+      concurrent: config.limits.uploads,
+      timeoutMs: config.limits.uploadTimeoutMs,
+      idleMs: config.limits.uploadIdleMs,
+    },
+  });
   await app.register(sessionRoutes, { sessions });
   await app.register(recordingRoutes, { store });
 

@@ -17,7 +17,7 @@ import { MANIFEST, readManifest } from '../storage/recording/manifest.js';
 import { recordingProbe } from '../storage/recording/probe.js';
 import type { MediaProbeParams } from '../offload/channel.js';
 import type { OffloadClient } from './offload.js';
-import { HttpError, invalidName, mediaNotFound, tooLarge } from './errors.js';
+import { HttpError, invalidName, mediaNotFound, tooLarge, unavailable } from './errors.js';
 
 export interface MediaItem {
   name: string;
@@ -35,6 +35,17 @@ export interface MediaItem {
 const UPLOAD_PREFIX = '.upload-';
 /** A probe may read a whole upload (up to limits.uploadBytes) through. */
 const PROBE_TIMEOUT_MS = 10 * 60 * 1000;
+
+/** What one upload may take (config `limits.*`). */
+export interface UploadLimits {
+  /** Largest body (limits.uploadBytes): 413 beyond. */
+  bytes: number;
+  /** Uploads in progress at once (limits.uploads): 503 beyond. */
+  concurrent: number;
+  /** Longest the body may take to arrive, and longest pause in it (limits.uploadTimeoutMs, limits.uploadIdleMs): 408. */
+  timeoutMs: number;
+  idleMs: number;
+}
 
 export interface LookupOptions {
   /** Frame rate for raw H.264 without VUI timing (part of the probe's key). */
@@ -59,6 +70,8 @@ export class Catalog {
   private readonly recent = new Map<string, { item: MediaItem; until: number }>();
 
   private readonly offload: OffloadClient;
+  /** Uploads in progress (body arriving or being probed). */
+  private uploads = 0;
 
   constructor(root: string, offload: OffloadClient) {
     this.root = path.resolve(root);
@@ -201,18 +214,35 @@ export class Catalog {
    * through as a play would (else 415/422) before it replaces anything; the
    * answer is this upload's own probe, whatever other uploads of the name do.
    */
-  async put(name: string, body: Readable, limit: number): Promise<MediaItem & { created: boolean }> {
+  async put(name: string, body: Readable, limits: UploadLimits): Promise<MediaItem & { created: boolean }> {
     this.checkName(name);
     if (isTempMediaName(name)) {
       throw new HttpError(400, 'OFFCAST_RESERVED_NAME', `media names ending in .part, .tmp or .temp, or holding .tmp. or .tmp-, are reserved for files being written`);
     }
+    if (this.uploads >= limits.concurrent) {
+      throw unavailable('OFFCAST_UPLOADS_BUSY', `limits.uploads (${limits.concurrent}) uploads are in progress; try again later`);
+    }
+    this.uploads++;
+    try {
+      return await this.store(name, body, limits);
+    } finally {
+      this.uploads--;
+    }
+  }
+
+  private async store(name: string, body: Readable, limits: UploadLimits): Promise<MediaItem & { created: boolean }> {
     const final = resolveMediaPath(this.root, name);
     const temp = path.join(this.root, `${UPLOAD_PREFIX}${randomBytes(6).toString('hex')}`);
     let received = 0;
+    // A body that stalls or trickles is cut off: it would hold a socket and a temp file forever.
+    const timeout = (message: string) => (): void => void counter.destroy(new HttpError(408, 'OFFCAST_UPLOAD_TIMEOUT', message));
+    const total = setTimeout(timeout(`the upload's body did not arrive within limits.uploadTimeoutMs (${limits.timeoutMs} ms)`), limits.timeoutMs);
+    const idle = setTimeout(timeout(`the upload's body paused longer than limits.uploadIdleMs (${limits.idleMs} ms)`), limits.idleMs);
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
+        idle.refresh();
         received += chunk.length;
-        if (received > limit) cb(tooLarge(limit));
+        if (received > limits.bytes) cb(tooLarge(limits.bytes));
         else cb(null, chunk);
       },
     });
@@ -226,6 +256,8 @@ export class Catalog {
       try {
         await written;
       } finally {
+        clearTimeout(total);
+        clearTimeout(idle);
         body.off('aborted', aborted);
         body.unpipe(counter);
         if (!body.readableEnded) body.resume();

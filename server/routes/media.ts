@@ -2,15 +2,18 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { Probe, TrackInfo } from '../../storage/types.js';
-import type { Catalog } from '../catalog.js';
+import type { Catalog, UploadLimits } from '../catalog.js';
 import type { CacheDirectory } from '../cache.js';
 import { tooLarge } from '../errors.js';
 import { errors, nameParams, probeSchema } from './schemas.js';
 
+/** How long the body of an upload refused for the cap (503) is read and dropped before the connection closes. */
+const BUSY_LINGER_MS = 1000;
+
 export interface MediaRoutesOptions {
   catalog: Catalog;
   cache: CacheDirectory;
-  uploadBytes: number;
+  upload: UploadLimits;
 }
 
 /** The probe as JSON: codec parameters summarized, no raw bytes. */
@@ -47,7 +50,8 @@ function trackView(t: TrackInfo): Record<string, unknown> {
 }
 
 export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, opts) => {
-  const { catalog, cache, uploadBytes } = opts;
+  const { catalog, cache, upload } = opts;
+  const uploadBytes = upload.bytes;
 
   // Uploads are raw bodies of any type, streamed to disk by the catalog.
   // Any declared type (even application/json) is media: no parser buffers it before the size check.
@@ -72,9 +76,21 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
       if (body === undefined || typeof (body as Readable).pipe !== 'function') {
         return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: 'the request needs a body: the media file' });
       }
-      const item = await catalog.put(req.params.name, body, uploadBytes).catch((err: { statusCode?: number }) => {
-        // The rest of an oversized body is not read: close the connection after the answer.
-        if (err.statusCode === 413) reply.header('connection', 'close');
+      const item = await catalog.put(req.params.name, body, upload).catch((err: { statusCode?: number }) => {
+        // The rest of an oversized or too slow body is not read: close the connection after the answer.
+        if (err.statusCode === 413 || err.statusCode === 408) reply.header('connection', 'close');
+        else if (err.statusCode === 503) {
+          // Over the upload cap, before any of the body was read. Closing at once would reset the
+          // connection under the unread body (clients then see no answer, and fetch retries): read
+          // and drop it for a moment, then close if it is still coming.
+          body.resume();
+          reply.raw.once('finish', () => {
+            if (req.raw.complete) return;
+            setTimeout(() => {
+              if (!req.raw.complete) req.raw.socket?.destroy();
+            }, BUSY_LINGER_MS).unref();
+          });
+        }
         throw err;
       });
       cache.forgetMedia(`${item.name}|`);

@@ -16,7 +16,8 @@ const H264_FIXTURE = new URL('../fixtures/h264/baseline.h264', import.meta.url);
 
 let server: TestServer;
 t.before(async () => {
-  server = await startServer();
+  // Room for the concurrent-upload test's 8 at once (limits.uploads is 4 by default).
+  server = await startServer({ 'limits.uploads': 16 });
 });
 t.teardown(() => server?.stop());
 
