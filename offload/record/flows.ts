@@ -12,8 +12,12 @@
  * 3. A flow the control plane rejected (bounded LRU deny set, 64 flows by
  *    default): DENIED, no new query.
  * 4. A flow whose query is out: PENDING, and the caller holds the packet,
- *    unless `maxPending` packets are already held for this track: PENDING_FULL
- *    (dropped).
+ *    unless the track already holds `maxPendingBytes` (4 MiB) or `maxPending`
+ *    packets (a bound for tiny packets): PENDING_FULL (dropped, counted). The
+ *    caller holds a packet at most `maxPendingMs` (500 ms), then drops it
+ *    (counted). Bytes and time, not a packet count, because a stream opens
+ *    with its largest frame: a 4K keyframe is hundreds of packets sent within
+ *    a millisecond, all of them arriving before the control plane's answer.
  * 5. Otherwise a new flow. If `maxPendingFlows` queries are out, or
  *    `maxQueriesPerSecond` were sent in the current second, or no packet can
  *    be held: RATE_LIMITED (dropped). Else NEW: the caller sends the header to
@@ -41,8 +45,12 @@ export type FlowResult = (typeof FlowResult)[keyof typeof FlowResult];
 export const FLOW_RESULT_NAMES: readonly string[] = ['fast', 'pending', 'new', 'denied', 'rate-limited', 'pending-full'];
 
 export interface FlowTableOptions {
-  /** Packets held per track while queries are out. Default 64. */
+  /** Packets held per track while queries are out. Default 8192. */
   maxPending?: number;
+  /** Bytes held per track while queries are out. Default 4 MiB. */
+  maxPendingBytes?: number;
+  /** How long the caller holds a packet for a query that is out, ms (it drops older ones). Default 500. */
+  maxPendingMs?: number;
   /** Queries out at once per track. Default 4. */
   maxPendingFlows?: number;
   /** Queries started per second per track. Default 20. */
@@ -60,6 +68,8 @@ function positiveInteger(name: string, value: number): number {
 
 export class FlowTable {
   readonly maxPending: number;
+  readonly maxPendingBytes: number;
+  readonly maxPendingMs: number;
   readonly maxPendingFlows: number;
   readonly maxQueriesPerSecond: number;
   readonly maxDenied: number;
@@ -72,6 +82,8 @@ export class FlowTable {
 
   /** Packets the caller holds for pending flows (its count, kept here). */
   held = 0;
+  /** Their bytes. */
+  heldBytes = 0;
 
   /** Counters, one per `lookup()` outcome, plus spoofs (other flows while latched, included in `denied`). */
   fast = 0;
@@ -100,7 +112,9 @@ export class FlowTable {
   private windowQueries = 0;
 
   constructor(options: FlowTableOptions = {}) {
-    this.maxPending = positiveInteger('maxPending', options.maxPending ?? 64);
+    this.maxPending = positiveInteger('maxPending', options.maxPending ?? 8192);
+    this.maxPendingBytes = positiveInteger('maxPendingBytes', options.maxPendingBytes ?? 4 * 1024 * 1024);
+    this.maxPendingMs = positiveInteger('maxPendingMs', options.maxPendingMs ?? 500);
     this.maxPendingFlows = positiveInteger('maxPendingFlows', options.maxPendingFlows ?? 4);
     this.maxQueriesPerSecond = positiveInteger('maxQueriesPerSecond', options.maxQueriesPerSecond ?? 20);
     this.maxDenied = positiveInteger('maxDenied', options.maxDenied ?? 64);
@@ -124,8 +138,11 @@ export class FlowTable {
     return this.pendingFlows;
   }
 
-  /** Where a packet of this flow goes; returns a `FlowResult`. `nowMs`: any monotonic ms clock. */
-  lookup(address: string, port: number, ssrc: number, nowMs: number): number {
+  /**
+   * Where a packet of this flow goes; returns a `FlowResult`. `nowMs`: any
+   * monotonic ms clock; `bytes`: the packet's length (what holding it costs).
+   */
+  lookup(address: string, port: number, ssrc: number, nowMs: number, bytes = 0): number {
     const latched = this.latchedAddress;
     if (latched !== null) {
       if (this.latchedSsrc === ssrc && this.latchedPort === port && latched === address) {
@@ -144,11 +161,11 @@ export class FlowTable {
     }
     this.expirePending(nowMs);
     if (this.findPending(address, port, ssrc) >= 0) {
-      if (this.held >= this.maxPending) {
+      if (!this.canHold(bytes)) {
         this.pendingFull++;
         return FlowResult.PendingFull;
       }
-      this.held++;
+      this.hold(bytes);
       this.pending++;
       return FlowResult.Pending;
     }
@@ -156,7 +173,7 @@ export class FlowTable {
       this.windowStart = nowMs;
       this.windowQueries = 0;
     }
-    if (this.pendingFlows >= this.maxPendingFlows || this.windowQueries >= this.maxQueriesPerSecond || this.held >= this.maxPending) {
+    if (this.pendingFlows >= this.maxPendingFlows || this.windowQueries >= this.maxQueriesPerSecond || !this.canHold(bytes)) {
       this.rateLimited++;
       return FlowResult.RateLimited;
     }
@@ -168,7 +185,7 @@ export class FlowTable {
    * Returns false (and records nothing) when no query slot is free: the
    * caller should have got NEW from `lookup()` just before.
    */
-  markPending(address: string, port: number, ssrc: number, nowMs: number): boolean {
+  markPending(address: string, port: number, ssrc: number, nowMs: number, bytes = 0): boolean {
     if (this.findPending(address, port, ssrc) >= 0) return true;
     if (this.pendingFlows >= this.maxPendingFlows) return false;
     for (let i = 0; i < this.maxPendingFlows; i++) {
@@ -186,7 +203,7 @@ export class FlowTable {
     }
     this.windowQueries++;
     this.queries++;
-    this.held++;
+    this.hold(bytes);
     return true;
   }
 
@@ -230,9 +247,20 @@ export class FlowTable {
     this.deniedCount = 0;
   }
 
-  /** The caller released or dropped `count` held packets. */
-  releaseHeld(count: number): void {
+  /** Room for one more held packet of `bytes`. */
+  private canHold(bytes: number): boolean {
+    return this.held < this.maxPending && this.heldBytes + bytes <= this.maxPendingBytes;
+  }
+
+  private hold(bytes: number): void {
+    this.held++;
+    this.heldBytes += bytes;
+  }
+
+  /** The caller released or dropped `count` held packets of `bytes` in all. */
+  releaseHeld(count: number, bytes = 0): void {
     this.held = count >= this.held ? 0 : this.held - count;
+    this.heldBytes = this.held === 0 || bytes >= this.heldBytes ? 0 : this.heldBytes - bytes;
   }
 
   /** Forgets queries older than `pendingTimeoutMs`; returns how many. */

@@ -170,7 +170,7 @@ export class RecordTrack {
       this.drop(DROP_REASONS[bad]!);
       return;
     }
-    const flow = this.flows.lookup(address, port, hdr.ssrc, now);
+    const flow = this.flows.lookup(address, port, hdr.ssrc, now, msg.length);
     if (flow === FlowResult.Fast) {
       this.stats.fastPath++;
       this.fast(msg, now, Date.now());
@@ -181,7 +181,7 @@ export class RecordTrack {
       return;
     }
     if (flow === FlowResult.New) {
-      if (!this.flows.markPending(address, port, hdr.ssrc, now)) {
+      if (!this.flows.markPending(address, port, hdr.ssrc, now, msg.length)) {
         this.drop('rate-limited');
         return;
       }
@@ -217,9 +217,11 @@ export class RecordTrack {
   install(address: string, port: number, ssrc: number): { installed: boolean; released: number } {
     const installed = this.flows.install(address, port, ssrc);
     let released = 0;
+    let bytes = 0;
     const keep: Held[] = [];
     for (const h of this.held) {
       if (h.address === address && h.port === port && h.ssrc === ssrc) {
+        bytes += h.msg.length;
         if (installed) {
           this.stats.fastPath++;
           validateRtp(h.msg, h.msg.length, this.hdr);
@@ -228,7 +230,7 @@ export class RecordTrack {
         } else this.drop('rejected');
       } else keep.push(h);
     }
-    this.flows.releaseHeld(this.held.length - keep.length);
+    this.flows.releaseHeld(this.held.length - keep.length, bytes);
     this.held = keep;
     return { installed, released };
   }
@@ -236,28 +238,37 @@ export class RecordTrack {
   reject(address: string, port: number, ssrc: number): number {
     this.flows.reject(address, port, ssrc);
     let dropped = 0;
+    let bytes = 0;
     const keep: Held[] = [];
     for (const h of this.held) {
       if (h.address === address && h.port === port && h.ssrc === ssrc) {
         this.drop('rejected');
         dropped++;
+        bytes += h.msg.length;
       } else keep.push(h);
     }
-    this.flows.releaseHeld(dropped);
+    this.flows.releaseHeld(dropped, bytes);
     this.held = keep;
     return dropped;
   }
 
-  /** Drops held packets whose query timed out (no answer from the control plane). */
+  /** Drops held packets whose query timed out (no answer from the control plane), and those held too long. */
   expireHeld(now: number): void {
     if (this.held.length === 0) return;
     this.flows.expirePending(now);
     const keep: Held[] = [];
+    let bytes = 0;
+    const maxMs = this.flows.maxPendingMs;
     for (const h of this.held) {
-      if (this.flows.isPending(h.address, h.port, h.ssrc)) keep.push(h);
-      else this.drop('slow-path-timeout');
+      if (!this.flows.isPending(h.address, h.port, h.ssrc)) this.drop('slow-path-timeout');
+      else if (now - h.at >= maxMs) this.drop('hold-timeout');
+      else {
+        keep.push(h);
+        continue;
+      }
+      bytes += h.msg.length;
     }
-    this.flows.releaseHeld(this.held.length - keep.length);
+    this.flows.releaseHeld(this.held.length - keep.length, bytes);
     this.held = keep;
   }
 

@@ -155,3 +155,24 @@ t.test('two queries accepted at once: the first install wins', async (t) => {
   t.throws(() => new FlowTable({ maxPending: 0 }), RangeError);
   t.throws(() => new FlowTable({ maxQueriesPerSecond: 1.5 }), RangeError);
 });
+
+t.test('held packets are bounded by bytes (4 MiB by default)', async (t) => {
+  const bytes = new FlowTable({ maxPendingBytes: 3000 });
+  bytes.lookup(...SENDER, 0, 1200);
+  bytes.markPending(...SENDER, 0, 1200);
+  t.equal(name(bytes.lookup(...SENDER, 1, 1200)), 'pending', '2400 bytes held');
+  t.equal(name(bytes.lookup(...SENDER, 1, 1200)), 'pending-full', '3600 would exceed 3000');
+  t.equal(name(bytes.lookup(...SENDER, 1, 600)), 'pending', 'a smaller one still fits');
+  t.equal(bytes.heldBytes, 3000);
+  bytes.releaseHeld(3, 3000);
+  t.equal(bytes.heldBytes, 0);
+  t.equal(name(bytes.lookup(...SENDER, 2, 1200)), 'pending', 'room again once released');
+
+  const big = new FlowTable();
+  big.lookup(...SENDER, 0, 1200);
+  big.markPending(...SENDER, 0, 1200);
+  let held = 1;
+  while (name(big.lookup(...SENDER, 1, 1200)) === 'pending') held++;
+  t.equal(held, Math.floor((4 * 1024 * 1024) / 1200), 'by default 4 MiB of 1200-byte packets: a 4K keyframe');
+  t.throws(() => new FlowTable({ maxPendingBytes: 0 }), RangeError);
+});
