@@ -89,6 +89,10 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   const recordings: RecordSessions = new RecordSessions(config, offload, ports, slots, store, retention);
   const sessions = new SessionManager(config, offload, cache, catalog, ports, slots, recordings, retention);
   catalog.recordingsRoot = store.root;
+  // One namespace for media and recordings: each side asks the other before it takes a name.
+  catalog.recordingName = async (name) =>
+    recordings.isRecording(name) ? `recording ${name} is in progress` : (await store.exists(name)) ? `a recording named ${name} exists` : null;
+  recordings.mediaUploading = (name) => catalog.isUploading(name);
   await mkdir(store.root, { recursive: true });
   // Recordings a crash left unfinished are finalized before anything is served.
   const recovery = await recordings.recover();

@@ -17,7 +17,7 @@ import { MANIFEST, readManifest } from '../storage/recording/manifest.js';
 import { recordingProbe } from '../storage/recording/probe.js';
 import type { MediaProbeParams } from '../offload/channel.js';
 import type { OffloadClient } from './offload.js';
-import { HttpError, invalidName, mediaNotFound, tooLarge, unavailable } from './errors.js';
+import { conflict, HttpError, invalidName, mediaNotFound, tooLarge, unavailable } from './errors.js';
 
 export interface MediaItem {
   name: string;
@@ -72,6 +72,14 @@ export class Catalog {
   private readonly offload: OffloadClient;
   /** Uploads in progress (body arriving or being probed). */
   private uploads = 0;
+  /** Names uploads in progress will take. */
+  private readonly uploadingNames = new Map<string, number>();
+  /**
+   * Why `name` belongs to a recording (in progress, or a folder on disk), or null.
+   * Media and recordings share one namespace: an upload never shadows a recording.
+   * Set by the server from the record sessions and the recording store.
+   */
+  recordingName: (name: string) => Promise<string | null> = async () => null;
 
   constructor(root: string, offload: OffloadClient) {
     this.root = path.resolve(root);
@@ -219,15 +227,27 @@ export class Catalog {
     if (isTempMediaName(name)) {
       throw new HttpError(400, 'OFFCAST_RESERVED_NAME', `media names ending in .part, .tmp or .temp, or holding .tmp. or .tmp-, are reserved for files being written`);
     }
+    const taken = await this.recordingName(name);
+    if (taken !== null) throw conflict(`${taken}: a recording is also media, so an upload may not take its name`);
+    // Checked and counted with no await between, so concurrent uploads cannot pass together.
     if (this.uploads >= limits.concurrent) {
       throw unavailable('OFFCAST_UPLOADS_BUSY', `limits.uploads (${limits.concurrent}) uploads are in progress; try again later`);
     }
     this.uploads++;
+    this.uploadingNames.set(name, (this.uploadingNames.get(name) ?? 0) + 1);
     try {
       return await this.store(name, body, limits);
     } finally {
       this.uploads--;
+      const n = this.uploadingNames.get(name)! - 1;
+      if (n === 0) this.uploadingNames.delete(name);
+      else this.uploadingNames.set(name, n);
     }
+  }
+
+  /** An upload of `name` is in progress (a record session may not take the name meanwhile). */
+  isUploading(name: string): boolean {
+    return this.uploadingNames.has(name);
   }
 
   private async store(name: string, body: Readable, limits: UploadLimits): Promise<MediaItem & { created: boolean }> {
@@ -263,6 +283,9 @@ export class Catalog {
         if (!body.readableEnded) body.resume();
       }
       const { probe } = await this.probe({ path: temp, validate: true });
+      // A record session may have taken the name while the body arrived.
+      const taken = await this.recordingName(name);
+      if (taken !== null) throw conflict(`${taken}: a recording is also media, so an upload may not take its name`);
       // rename keeps the inode, size and mtime: the version is the stored file's.
       const st = await stat(temp);
       const existed = await stat(final).then(

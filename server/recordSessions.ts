@@ -118,6 +118,9 @@ export class RecordSessions {
     return this.sessions.has(id);
   }
 
+  /** An upload of media `name` is in progress (set by the server from the catalog). */
+  mediaUploading: (name: string) => boolean = () => false;
+
   /** A record session is writing (or about to write) recording `name`. */
   isRecording(name: string): boolean {
     if (this.creating.has(name)) return true;
@@ -137,6 +140,7 @@ export class RecordSessions {
   async create(req: RecordRequest, rtcpMux: boolean): Promise<RecordSessionView> {
     const dir = this.store.dir(req.name);
     if (this.isRecording(req.name)) throw conflict(`recording ${req.name} is in progress`);
+    if (this.mediaUploading(req.name)) throw conflict(`media ${req.name} is being uploaded: a recording is also media, so its name must be free`);
     // Taken before the first await, so concurrent creates count.
     const slot = this.slots.take();
     this.creating.add(req.name);

@@ -2,6 +2,7 @@
 // crafted and corrupt media refused at upload (422, nothing stored), media
 // probed off the HTTP thread, reserved names, concurrent uploads of one name,
 // and temp files a crash left behind.
+import net from 'node:net';
 import { readdir, readFile, writeFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -277,4 +278,48 @@ t.test('upload temp files a crash left behind are removed at start', async (t) =
   } finally {
     await s.close();
   }
+});
+
+t.test('media and recordings share one namespace: an upload never shadows a recording, nor a recording an upload (409)', async (t) => {
+  const wav = makeWav(8000, 1, 0.2);
+  const track = { kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 };
+  const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'feed1', tracks: [track] });
+  t.equal(rec.status, 201, `record session created (${rec.text.slice(0, 200)})`);
+  const before = await mediaDir();
+  const during = await server.api('PUT', '/v1/media/feed1', wav);
+  isRefused(t, during, 409, 'OFFCAST_CONFLICT', 'upload while the name is being recorded');
+  t.match(during.body?.message, /recording feed1 is in progress/);
+  t.same(await mediaDir(), before, 'nothing stored');
+
+  const stop = await server.api('DELETE', `/v1/sessions/${rec.body.id}`);
+  t.equal(stop.status, 200, 'recording stopped');
+  const after = await server.api('PUT', '/v1/media/feed1', wav);
+  isRefused(t, after, 409, 'OFFCAST_CONFLICT', 'upload over a finished recording');
+  t.match(after.body?.message, /a recording named feed1 exists/);
+  t.same(await mediaDir(), before, 'nothing stored');
+
+  // An upload in progress (headers and part of the body sent) holds its name against record sessions.
+  const u = new URL(server.url);
+  const socket = net.connect(Number(u.port), u.hostname);
+  t.teardown(() => socket.destroy());
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  socket.write(`PUT /v1/media/incoming HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\nContent-Length: ${wav.length}\r\n\r\n`);
+  socket.write(wav.subarray(0, 100));
+  const deadline = performance.now() + 10000;
+  while (!(await mediaDir()).some((n) => n.startsWith('.upload-'))) {
+    if (performance.now() > deadline) throw new Error('the upload never started');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const clash = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'incoming', tracks: [track] });
+  isRefused(t, clash, 409, 'OFFCAST_CONFLICT', 'record session named like an upload in progress');
+  t.match(clash.body?.message, /being uploaded/);
+  const answer = new Promise<string>((resolve) => {
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.on('close', () => resolve(text));
+  });
+  socket.write(wav.subarray(100));
+  const text = await answer;
+  t.match(text, /^HTTP\/1\.1 201/, `the upload completes (${text.split('\r\n')[0]})`);
 });
