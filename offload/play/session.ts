@@ -105,7 +105,8 @@ export class PlayTrack implements WheelItem, BatchOwner {
     let burst = 0;
     for (;;) {
       if (this.idx >= p.count) {
-        if (!s.loop) {
+        // The end, unless looping over something (an empty track has nothing to loop).
+        if (!s.loop || p.count === 0) {
           this.done = true;
           s.trackDone();
           return -1;
@@ -114,7 +115,6 @@ export class PlayTrack implements WheelItem, BatchOwner {
         this.byteOff = 0;
         this.loops++;
         s.noteLoop(this.loops);
-        if (p.count === 0) return -1;
       }
       const due = this.dueOf(this.idx);
       if (due > now) return due;
@@ -345,7 +345,8 @@ export class PlaySession {
       t.loops = 0;
       t.idx = idx;
       t.byteOff = idx < p.count ? p.offsetOf(idx) : p.payloadBytes;
-      t.done = false;
+      // A track without packets is over before it starts, loop or not: never spin on it.
+      t.done = p.count === 0;
     }
     this.loopsDone = 0;
     this.pausedPos = landPos;
@@ -367,7 +368,8 @@ export class PlaySession {
       }
       this.hooks.wheel.schedule(t, t.idx < t.packets.count ? t.dueOf(t.idx) : now);
     }
-    if (this.tracks.every((t) => t.done)) queueMicrotask(() => this.trackDone());
+    // Nothing left to send: end after the create (or resume) has been answered.
+    if (this.tracks.every((t) => t.done)) setImmediate(() => this.trackDone());
   }
 
   /** "speed": "max": as fast as the sockets take packets, yielding to the event loop between bursts. */
@@ -380,7 +382,7 @@ export class PlaySession {
       active++;
       for (let n = 0; n < MAX_BURST; n++) {
         if (t.idx >= t.packets.count) {
-          if (!this.loop) {
+          if (!this.loop || t.packets.count === 0) {
             t.done = true;
             break;
           }
@@ -388,7 +390,6 @@ export class PlaySession {
           t.byteOff = 0;
           t.loops++;
           this.noteLoop(t.loops);
-          if (t.packets.count === 0) break;
         }
         if (!t.sendOne(0)) break;
       }
