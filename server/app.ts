@@ -16,6 +16,7 @@ import { Catalog } from './catalog.js';
 import { HttpError, unauthorized } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { isDocsPath, registerDocs } from './docs.js';
+import { isDashboardPath, registerDashboard } from './dashboardRoutes.js';
 import { packageVersion } from './assets.js';
 import { OffloadClient } from './offload.js';
 import { PortAllocator } from './ports.js';
@@ -103,7 +104,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   const token = config.api.token;
   if (token !== undefined) {
     app.addHook('onRequest', async (req, reply) => {
-      if (req.url === '/healthz' || req.url.startsWith('/healthz?') || isDocsPath(req.url)) return;
+      if (req.url === '/healthz' || req.url.startsWith('/healthz?') || isDocsPath(req.url) || isDashboardPath(req.url)) return;
       if (!tokenMatches(req.headers.authorization, token)) {
         reply.header('www-authenticate', 'Bearer realm="offcast"');
         throw unauthorized();
@@ -153,6 +154,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   });
   // Before every route, so that each one is in the document (a test checks it).
   await registerDocs(app, { version: packageVersion() });
+  await registerDashboard(app);
   app.get('/healthz', async () => ({ status: 'ok', workers: offload.size }));
   app.get('/metrics', async (_req, reply) => {
     await metrics.refresh();
