@@ -64,9 +64,8 @@ export class RtpSink {
     rtcp.on('message', (msg, rinfo) => this.rtcpPackets.push({ at: performance.now(), msg: Buffer.from(msg), from: { address: rinfo.address, port: rinfo.port } }));
   }
 
-  /** A sink on 127.0.0.1, or on ::1 with `family` 6. */
-  static async open(family: 4 | 6 = 4): Promise<RtpSink> {
-    const host = family === 6 ? '::1' : '127.0.0.1';
+  /** A sink on 127.0.0.1, or on ::1 with `family` 6 (or on `host`, another loopback address). */
+  static async open(family: 4 | 6 = 4, host = family === 6 ? '::1' : '127.0.0.1'): Promise<RtpSink> {
     for (let attempt = 0; attempt < 50; attempt++) {
       const port = 40000 + 2 * Math.floor(Math.random() * 9000);
       const rtp = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
