@@ -265,6 +265,29 @@ export class SenderClock {
 }
 
 /**
+ * Whether `msg` is a well-formed compound RTCP packet (RFC 3550 6.1): one or
+ * more packets of version 2 with RTCP packet types (192–223), whose lengths
+ * add up to the datagram exactly, and report blocks that fit their packet.
+ */
+export function isWellFormedRtcp(msg: Uint8Array): boolean {
+  if (msg.length < 8) return false;
+  let off = 0;
+  while (off < msg.length) {
+    if (off + 4 > msg.length) return false;
+    const b0 = msg[off]!;
+    const pt = msg[off + 1]!;
+    if (b0 >> 6 !== 2 || pt < 192 || pt > 223) return false;
+    const len = (((msg[off + 2]! << 8) | msg[off + 3]!) + 1) * 4;
+    if (off + len > msg.length) return false;
+    // SR (200): 28 bytes before its report blocks, RR (201): 8; 24 bytes a block.
+    const head = pt === 200 ? 28 : pt === 201 ? 8 : -1;
+    if (head >= 0 && head + 24 * (b0 & 0x1f) > len) return false;
+    off += len;
+  }
+  return true;
+}
+
+/**
  * The report block about `ssrc` in a compound RTCP packet from a receiver (in an
  * RR, or an SR if the client also sends), or null; anything that isn't
  * well-formed RTCP returns null. Report blocks are read from the bytes: rtp.js

@@ -192,7 +192,7 @@ export class RecordSessions {
           if (f !== '') v.fmtp = f;
           return v;
         }),
-        sdp: this.senderSdp(id, req, ports),
+        sdp: this.senderSdp(id, req, ports, rtcpMux),
       };
       const warnings = requestWarnings(req.tracks);
       if (warnings.length > 0) view.warnings = warnings;
@@ -211,7 +211,7 @@ export class RecordSessions {
   }
 
   /** An SDP a sender can use: where to send each track. */
-  private senderSdp(id: string, req: RecordRequest, ports: number[]): string {
+  private senderSdp(id: string, req: RecordRequest, ports: number[], rtcpMux: boolean): string {
     const host = this.cfg.http.host === '0.0.0.0' ? '127.0.0.1' : this.cfg.http.host;
     return buildSdp({
       id,
@@ -219,6 +219,7 @@ export class RecordSessions {
       destination: { address: host, family: host.includes(':') ? 6 : 4 },
       origin: host,
       tracks: sdpTracks(req.tracks, (i) => ports[i]!),
+      rtcpMux,
     });
   }
 

@@ -28,6 +28,8 @@ export interface SdpSession {
   /** Our address for o= (the sender). */
   origin: string;
   tracks: SdpTrack[];
+  /** RTCP on the RTP port (RFC 5761): `a=rtcp-mux` instead of `a=rtcp:port+1`. */
+  rtcpMux?: boolean;
 }
 
 /** rtpmap encoding/clock[/channels] parameters as RFC 3551 / 7587 / 6184 / 3640 want them. */
@@ -88,8 +90,9 @@ export function buildSdp(s: SdpSession): string {
       payloads: String(t.payloadType),
       rtp: [rtpmap(t)],
       fmtp: [],
-      rtcp: { port: t.port + 1 },
     };
+    if (s.rtcpMux === true) m.rtcpMux = 'rtcp-mux';
+    else m.rtcp = { port: t.port + 1 };
     const f = fmtp(t);
     if (f !== null) m.fmtp = [{ payload: t.payloadType, config: f }];
     return m;

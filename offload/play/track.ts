@@ -7,12 +7,13 @@
  * destination itself: its address and its RTCP port (destination port + 1) on
  * our RTCP socket, or its RTP port on our RTP socket (RTCP multiplexed,
  * RFC 5761; the connected socket lets nothing else in). Anything else on
- * those ports is counted as `rtcpRejected`, never read into the stats.
+ * those ports, and malformed RTCP from the destination, is counted as
+ * `rtcpRejected`, never read into the stats.
  */
 import type dgram from 'node:dgram';
 import type { PlayTrackParams, TrackStats } from '../channel.js';
 import { bindPortPair, closePortPair, connect, type PortPair } from '../sockets.js';
-import { readReceptionReport } from '../rtcp.js';
+import { isWellFormedRtcp, readReceptionReport } from '../rtcp.js';
 
 /** A sending track's sockets and the destination as the kernel writes it (for comparing with senders). */
 export interface SendSockets extends PortPair {
@@ -50,6 +51,11 @@ export async function openSendSockets(params: PlayTrackParams, bindHost: string,
 }
 
 function readReport(msg: Buffer, params: PlayTrackParams, stats: TrackStats): void {
+  // Malformed RTCP from the destination is refused and counted like RTCP from elsewhere.
+  if (!isWellFormedRtcp(msg)) {
+    stats.rtcpRejected++;
+    return;
+  }
   const rr = readReceptionReport(msg, params.ssrc, params.clockRate, performance.now());
   if (rr === null) return;
   stats.rr = rr;
