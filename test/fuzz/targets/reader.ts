@@ -38,6 +38,9 @@ export function readerTarget(name: string, ext: string, open: (path: string) => 
       return bytes;
     },
     expected: (err) => isA(err, 'MediaError'),
+    // Samples are streamed, not held: this bounds the work per input byte (a
+    // 1-byte sample costs its object, counted as 32 bytes).
+    outputRatio: 40,
     concurrency: 4,
     ...rest,
   };
