@@ -2,7 +2,7 @@
  * Cache misses: read a media file from storage once, packetize each planned
  * track with its codec's payloader and put the packets in one shared buffer.
  */
-import { openMedia } from '../storage/library.js';
+import { openMedia } from '../storage/open.js';
 import { MediaError } from '../storage/errors.js';
 import type { MediaReader } from '../storage/types.js';
 import type { CacheLoadParams } from './channel.js';

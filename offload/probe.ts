@@ -8,7 +8,7 @@
  * a few seconds, so the cache load that follows on this worker reads the file
  * without parsing it again.
  */
-import { openMedia } from '../storage/library.js';
+import { openMedia } from '../storage/open.js';
 import { CorruptMediaError } from '../storage/errors.js';
 import type { MediaReader, Probe, TrackInfo } from '../storage/types.js';
 import type { Encoding, MediaProbeParams } from './channel.js';

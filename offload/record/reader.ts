@@ -12,7 +12,7 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { registerReader } from '../../storage/library.js';
+import { registerReader } from '../../storage/open.js';
 import { CorruptMediaError } from '../../storage/errors.js';
 import { readManifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 import { recordingProbe, recordingTrackInfo } from '../../storage/recording/probe.js';

@@ -4,19 +4,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { CorruptMediaError, UnsupportedMediaError } from '../../storage/errors.js';
-import {
-  detectFormat,
-  isTempMediaName,
-  isValidMediaName,
-  listMedia,
-  MEDIA_NAME_RE,
-  openMedia,
-  probeMedia,
-  registerReader,
-  resolveExistingMediaPath,
-  resolveMediaPath,
-  type OpenOptions,
-} from '../../storage/library.js';
+import { isTempMediaName, isValidMediaName, listMedia, MEDIA_NAME_RE, resolveExistingMediaPath, resolveMediaPath } from '../../storage/library.js';
+import { detectFormat, openMedia, probeMedia, registerReader, type OpenOptions } from '../../storage/open.js';
 import type { MediaReader } from '../../storage/types.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/audio/', import.meta.url));
