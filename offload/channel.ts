@@ -237,6 +237,9 @@ export interface RecordingTrackSummary {
   reordered: number;
   late: number;
   durationMs: number;
+  /** False when no player can decode the file (H.264 without any SPS/PPS), with the reason. */
+  playable?: boolean;
+  unplayableReason?: string;
 }
 
 export interface RecordingSummary {

@@ -116,6 +116,11 @@ export class FrameOutput {
     return { tail: [...head, ...tail], patches };
   }
 
+  /** Why the playable file cannot be decoded (H.264 without SPS/PPS), or null. */
+  unplayable(): string | null {
+    return this.container.unplayable?.() ?? null;
+  }
+
   /** Media time covered, ms. */
   durationMs(clockRate: number): number {
     if (Number.isNaN(this.firstTs)) return 0;

@@ -61,6 +61,8 @@ async function recoverOne(dir: string, m: Manifest): Promise<RecordingSummary> {
     reason: 'recovered',
     durationMs,
     tracks: tracks.map((t) => ({
+      ...(t.playable === undefined ? {} : { playable: t.playable }),
+      ...(t.unplayableReason === undefined ? {} : { unplayableReason: t.unplayableReason }),
       index: t.index,
       kind: t.kind,
       codec: t.codec,
@@ -135,5 +137,10 @@ async function recoverTrack(dir: string, t: ManifestTrack): Promise<ManifestTrac
   }
   await rename(dumpPart, dumpFinal);
   await syncDir(dir);
-  return { ...t, packets, bytes, lost, durationMs: Math.round(out.durationMs(t.clockRate)) };
+  const recovered: ManifestTrack = { ...t, packets, bytes, lost, durationMs: Math.round(out.durationMs(t.clockRate)) };
+  const why = out.unplayable();
+  recovered.playable = why === null;
+  if (why === null) delete recovered.unplayableReason;
+  else recovered.unplayableReason = why;
+  return recovered;
 }

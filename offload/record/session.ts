@@ -15,6 +15,7 @@ import type {
   FlowHeader,
   RecordCreateParams,
   RecordingSummary,
+  RecordingTrackSummary,
   RecordStats,
   RecordTrackParams,
   RecordTrackStats,
@@ -476,7 +477,8 @@ export class RecordTrack {
     };
   }
 
-  manifestTrack(): ManifestTrack {
+  /** The track in the manifest; `final` (the recording ended) adds whether its file is playable. */
+  manifestTrack(final = false): ManifestTrack {
     const t: ManifestTrack = {
       index: this.index,
       kind: this.params.kind,
@@ -496,6 +498,11 @@ export class RecordTrack {
       durationMs: Math.round(this.output.durationMs(this.params.clockRate)),
     };
     if (this.params.channels !== undefined) t.channels = this.params.channels;
+    if (final) {
+      const why = this.output.unplayable();
+      t.playable = why === null;
+      if (why !== null) t.unplayableReason = why;
+    }
     return t;
   }
 }
@@ -611,8 +618,8 @@ export class RecordSession {
         reason: failure === undefined ? reason : 'failed',
         durationMs: this.durationMs(),
         tracks: this.tracks.map((t) => {
-          const m = t.manifestTrack();
-          return {
+          const m = t.manifestTrack(true);
+          const s: RecordingTrackSummary = {
             index: m.index,
             kind: m.kind,
             codec: m.codec,
@@ -627,6 +634,9 @@ export class RecordSession {
             late: m.late,
             durationMs: m.durationMs,
           };
+          if (m.playable !== undefined) s.playable = m.playable;
+          if (m.unplayableReason !== undefined) s.unplayableReason = m.unplayableReason;
+          return s;
         }),
       };
       if (failure !== undefined) summary.error = failure;
@@ -657,7 +667,7 @@ export class RecordSession {
       state,
       createdAt: this.createdIso,
       durationMs: this.durationMs(),
-      tracks: this.tracks.map((t) => t.manifestTrack()),
+      tracks: this.tracks.map((t) => t.manifestTrack(state !== 'recording')),
     };
     if (state !== 'recording') m.finishedAt = new Date().toISOString();
     if (reason !== undefined) m.reason = reason;

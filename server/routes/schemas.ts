@@ -149,6 +149,8 @@ export const recordingTrackSchema = {
     reordered: { type: 'integer' },
     late: { type: 'integer' },
     durationMs: { type: 'number' },
+    playable: { type: 'boolean' },
+    unplayableReason: { type: 'string' },
   },
 } as const;
 

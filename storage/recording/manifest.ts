@@ -30,6 +30,9 @@ export interface ManifestTrack {
   late: number;
   /** Media time covered by the track's timestamps, ms. */
   durationMs: number;
+  /** Set when the recording ends: false when no player can decode the file, with the reason. */
+  playable?: boolean;
+  unplayableReason?: string;
 }
 
 export interface Manifest {

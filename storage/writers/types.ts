@@ -36,4 +36,6 @@ export interface ContainerWriter {
   flush(): Uint8Array[];
   /** End of recording: last bytes, and patches to bytes written earlier (sizes in headers). */
   end(): { tail: Uint8Array[]; patches: FilePatch[] };
+  /** Why no player can decode what was written (e.g. H.264 without SPS/PPS), or null. */
+  unplayable?(): string | null;
 }

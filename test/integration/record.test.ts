@@ -384,3 +384,38 @@ for (const rtcpMux of [false, true]) {
     t.equal(body.reason, 'bye');
   });
 }
+
+t.test('H.264 without sprop-parameter-sets: in-band SPS/PPS are written, and a file without any says it is unplayable', async (t) => {
+  const sps = Buffer.from('Z0IAHpWoKA9k', 'base64');
+  const pps = Buffer.from('aM48gA==', 'base64');
+  const idr = Buffer.concat([Buffer.from([0x65]), Buffer.alloc(300, 7)]);
+  const p1 = Buffer.concat([Buffer.from([0x41]), Buffer.alloc(100, 9)]);
+  const stapA = Buffer.concat([Buffer.from([0x78]), Buffer.from([0, sps.length]), sps, Buffer.from([0, pps.length]), pps]);
+  const sc = Buffer.from([0, 0, 0, 1]);
+  const cases = [
+    // SPS/PPS in their own access unit (marker set) ahead of the keyframe, as some encoders send them.
+    { name: 'h264inband', payloads: [stapA, idr, p1], expected: Buffer.concat([sc, sps, sc, pps, sc, idr, sc, p1]), playable: true },
+    { name: 'h264nosets', payloads: [idr, p1], expected: Buffer.concat([sc, idr, sc, p1]), playable: false },
+  ];
+  for (const c of cases) {
+    const res = await server.api('POST', '/v1/sessions', { mode: 'record', name: c.name, tracks: [{ kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000, fmtp: 'packetization-mode=1' }] });
+    t.equal(res.status, 201, res.text);
+    const tx = await TestSender.open();
+    for (const [i, p] of c.payloads.entries()) await tx.send(rtpPacket(96, 500 + i, 3000 * (i + 1), 77, p, true), res.body.tracks[0].port);
+    await recordStats(res.body.id, (b) => b.tracks[0].stats.packets >= c.payloads.length);
+    tx.close();
+    const del = await server.api('DELETE', `/v1/sessions/${res.body.id}`);
+    t.equal(del.status, 200, del.text);
+    const summary = del.body.recording.tracks[0];
+    const manifest = (await server.api('GET', `/v1/recordings/${c.name}`)).body.tracks[0];
+    const file = await readFile(path.join(server.dir, 'recordings', c.name, 'track0.h264'));
+    t.ok(file.equals(c.expected), `${c.name}: the file holds ${c.playable ? 'the in-band SPS/PPS, then' : 'only'} the frames`);
+    t.equal(summary.playable, c.playable, `${c.name}: summary playable ${c.playable}`);
+    t.equal(manifest.playable, c.playable, `${c.name}: manifest playable ${c.playable}`);
+    if (c.playable) t.equal(summary.unplayableReason, undefined);
+    else {
+      t.match(summary.unplayableReason, /no SPS\/PPS/, 'the summary says why');
+      t.match(manifest.unplayableReason, /no SPS\/PPS/, 'so does the manifest');
+    }
+  }
+});
