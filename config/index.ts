@@ -107,7 +107,7 @@ function readConfigFile(file: string): Record<string, unknown> {
   }
   if (!isPlainObject(doc)) throw new ConfigError('--config', `${file} must hold a JSON object`);
   // No prototype: a "__proto__" key must be an own key like any other.
-  const flat: Record<string, unknown> = Object.create(null);
+  const flat = Object.create(null) as Record<string, unknown>;
   const walk = (obj: Record<string, unknown>, prefix: string): void => {
     for (const [k, v] of Object.entries(obj)) {
       const path = prefix === '' ? k : `${prefix}.${k}`;

@@ -11,6 +11,9 @@ import type { ReceiverReportStats } from './channel.js';
 import { NTP_UNIX_OFFSET, ntpMiddle, ntpTime } from './rtp.js';
 
 const { CompoundPacket, ReceiverReportPacket, ReceptionReport, SenderReportPacket, SdesPacket, SdesChunk, ByePacket, isRtcp } = packets;
+/** SDES item CNAME (RFC 3550 6.5.1); rtp.js exports its SdesItemType enum as a type only. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- the enum's value is not exported
+const SDES_CNAME = 1 as packets.SdesItemType;
 type Compound = InstanceType<typeof CompoundPacket>;
 
 const TWO_32 = 0x100000000;
@@ -61,7 +64,7 @@ function sdes(ssrc: number, cname: string): InstanceType<typeof SdesPacket> {
   const s = new SdesPacket();
   const chunk = new SdesChunk();
   chunk.setSsrc(ssrc >>> 0);
-  chunk.addItem(1, cname);
+  chunk.addItem(SDES_CNAME, cname);
   s.addChunk(chunk);
   return s;
 }
@@ -166,7 +169,7 @@ export function parseRtcp(msg: Uint8Array): Compound | null {
 }
 
 function compoundOf(msg: Uint8Array | Compound): Compound | null {
-  return msg instanceof CompoundPacket ? msg : parseRtcp(msg as Uint8Array);
+  return msg instanceof CompoundPacket ? msg : parseRtcp(msg);
 }
 
 /** The sender info of every SR in a compound packet (raw bytes or parsed once with `parseRtcp`). */

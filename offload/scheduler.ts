@@ -29,7 +29,7 @@ export interface WheelStats {
 }
 
 export class TimingWheel {
-  private readonly heads: (WheelItem | null)[] = new Array(SLOTS).fill(null);
+  private readonly heads: (WheelItem | null)[] = new Array<WheelItem | null>(SLOTS).fill(null);
   private readonly now: () => number;
   /** Absolute ms slot last processed. */
   private cursor: number;

@@ -103,7 +103,7 @@ export class Catalog {
     const files: { name: string; bytes: number; mtimeMs: number; recording?: boolean }[] = await listMedia(this.root);
     if (this.recordingsRoot === null) return files;
     const taken = new Set(files.map((f) => f.name));
-    let names: string[] = [];
+    let names: string[];
     try {
       names = await readdir(this.recordingsRoot);
     } catch {

@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-main().catch((err) => {
-  process.stderr.write(`offcast: ${(err as Error).stack ?? err}\n`);
+main().catch((err: unknown) => {
+  process.stderr.write(`offcast: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });

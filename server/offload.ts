@@ -155,7 +155,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
       peers[i] = ch.port1;
       w.postMessage({ kind: 'peer', index, port: ch.port2 } satisfies PeerPortMessage, [ch.port2]);
     });
-    this.spawn(index, peers).catch((e: Error) => this.emit('worker.exit', index, e));
+    this.spawn(index, peers).catch((e: unknown) => this.emit('worker.exit', index, e as Error));
   }
 
   request<M extends Method>(worker: number, method: M, params: Requests[M]['params'], timeoutMs?: number): Promise<Requests[M]['result']> {
@@ -170,7 +170,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
         this.pending.delete(id);
         reject(new OffloadError('OFFCAST_OFFLOAD_TIMEOUT', `offload did not answer ${method} in time`, 503));
       }, timeoutMs ?? this.opts.timeoutMs ?? 10000);
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer, worker });
+      this.pending.set(id, { resolve, reject, timer, worker });
       w.postMessage(msg);
     });
   }
@@ -220,7 +220,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
       p.reject(new OffloadError('OFFCAST_OFFLOAD_DOWN', 'the server is shutting down', 503));
     }
     this.pending.clear();
-    await Promise.all(this.workers.map((w) => w?.terminate()));
+    await Promise.all(this.workers.filter((w) => w !== null).map((w) => w.terminate()));
     this.workers.fill(null);
   }
 }

@@ -76,7 +76,7 @@ export function checkTrack(t: { kind: string; codec: string; payloadType: number
   switch (encoding) {
     case 'H264':
       want(90000);
-      if (fmtp['packetization-mode'] !== undefined && !['0', '1'].includes(fmtp['packetization-mode']!)) {
+      if (fmtp['packetization-mode'] !== undefined && !['0', '1'].includes(fmtp['packetization-mode'])) {
         throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: H.264 packetization-mode ${fmtp['packetization-mode']} is not supported (0 and 1 are)`);
       }
       break;
@@ -123,6 +123,8 @@ export function fromSdp(name: string, text: string): RecordRequest {
   const tracks: RecordTrackSpec[] = [];
   doc.media.forEach((m, i) => {
     if (m.type !== 'audio' && m.type !== 'video') throw badRequest(`m= line ${i}: media type ${m.type} cannot be recorded`);
+    // sdp-transform turns numeric fields into numbers ("m=audio 5004 RTP/AVP 0" gives payloads 0), whatever its types say.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
     const pts = String(m.payloads ?? '')
       .split(/\s+/)
       .filter((s) => s !== '')
@@ -138,6 +140,7 @@ export function fromSdp(name: string, text: string): RecordRequest {
       // sdp-transform turns numeric-looking fields into numbers ("a=rtpmap:97 2" gives codec 2).
       codec = String(map.codec);
       clockRate = map.rate ?? 0;
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- typed a number, but parsed text: keep it a number
       if (map.encoding !== undefined) channels = Number(map.encoding);
     } else if (pt === 0 || pt === 8) {
       // Static payload types need no rtpmap (RFC 3551).
@@ -156,7 +159,6 @@ export function fromSdp(name: string, text: string): RecordRequest {
     tracks.push(checkTrack(spec, i));
   });
   const req: RecordRequest = { name, tracks };
-  const conn = doc.connection?.ip;
-  void conn; // the SDP's address is the sender's idea of where to send; sources are policed by sources.allow
+  // The SDP's c= address is not used: it is the sender's idea of where to send; sources are policed by sources.allow.
   return req;
 }

@@ -574,7 +574,7 @@ function classify(
     try {
       asc = parseAudioSpecificConfig(config.dsi);
     } catch (err) {
-      throw new RangeError(`track ${trackId}: ${(err as Error).message}`);
+      throw new RangeError(`track ${trackId}: ${(err as Error).message}`, { cause: err });
     }
     if (asc.objectType === AOT_SBR || asc.objectType === AOT_PS) {
       return unsupported(`mp4a.40.${asc.objectType}`, `audio, HE-AAC${asc.objectType === AOT_PS ? ' v2' : ''}`);

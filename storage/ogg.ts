@@ -389,7 +389,7 @@ export class OggOpusDemuxer {
         try {
           duration = opusPacketDuration(packet.data);
         } catch (err) {
-          throw new RangeError(`${where}: audio packet ${index - 2}: ${(err as Error).message}`);
+          throw new RangeError(`${where}: audio packet ${index - 2}: ${(err as Error).message}`, { cause: err });
         }
         out.push({ data: packet.data, pts: this.samplesDone, duration });
         this.samplesDone += duration;
@@ -542,7 +542,7 @@ export async function findLastGranule(handle: FileHandle, fileSize: number, seri
         try {
           parseOggPage(buf, validEnd, start + validEnd);
         } catch (err) {
-          throw new RangeError(`last page: ${(err as Error).message}`);
+          throw new RangeError(`last page: ${(err as Error).message}`, { cause: err });
         }
         throw new RangeError(`unexpected bytes at offset ${start + validEnd}`);
       }

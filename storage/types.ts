@@ -48,6 +48,7 @@ export interface TrackInfo {
   index: number;
   kind: TrackKind;
   /** Source codec; for an unsupported track the container's codec name (e.g. "hvc1"). */
+  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents -- names the codecs offcast knows, for readers
   codec: SourceCodec | string;
   /** false for tracks listed in the probe that offcast cannot stream. */
   supported: boolean;

@@ -36,7 +36,7 @@ if (args.length === 0) {
 async function files(dir, suffix) {
   /** @type {string[]} */
   const out = [];
-  let entries = [];
+  let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch {

@@ -18,7 +18,7 @@ import { replayRtpdump } from './replay.js';
 export async function recoverRecordings(root: string): Promise<{ recovered: RecordingSummary[]; errors: { name: string; error: string }[] }> {
   const recovered: RecordingSummary[] = [];
   const errors: { name: string; error: string }[] = [];
-  let names: string[] = [];
+  let names: string[];
   try {
     names = await readdir(root);
   } catch {

@@ -578,8 +578,8 @@ export class RecordSession {
       this.nextFlush = now + this.params.flushMs;
       this.flushing = Promise.all(this.tracks.map((t) => t.flushFiles()))
         .then(() => undefined)
-        .catch((err: Error) => {
-          void this.end('failed', `disk error: ${err.message}`);
+        .catch((err: unknown) => {
+          void this.end('failed', `disk error: ${(err as Error).message}`);
         })
         .finally(() => {
           this.flushing = null;
@@ -605,7 +605,7 @@ export class RecordSession {
       let failure = error;
       if (failure === undefined) {
         const results = await Promise.allSettled(this.tracks.map((t) => t.finish()));
-        const bad = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+        const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (bad !== undefined) failure = `disk error: ${(bad.reason as Error).message}`;
       } else {
         // A disk error: keep what reached the disk (.part files) for recovery, don't finalize.

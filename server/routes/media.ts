@@ -73,7 +73,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
         throw tooLarge(uploadBytes);
       }
       const body = req.body as Readable | undefined;
-      if (body === undefined || typeof (body as Readable).pipe !== 'function') {
+      if (body === undefined || typeof body.pipe !== 'function') {
         return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: 'the request needs a body: the media file' });
       }
       const item = await catalog.put(req.params.name, body, upload).catch((err: { statusCode?: number }) => {

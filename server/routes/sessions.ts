@@ -121,11 +121,11 @@ export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (ap
         const mux = req.query.rtcpMux === 'true' || req.query.rtcpMux === '1' || /^a=rtcp-mux\s*$/m.test(body);
         view = await sessions.recordings.create(request, mux);
       } else if (body.mode === 'record') {
-        const rec = body as RecordJsonBody & { rtcpMux?: boolean };
+        const rec = body;
         if (!isValidMediaName(rec.name)) throw invalidName('recording', rec.name);
         view = await sessions.recordings.create(fromJson(rec), rec.rtcpMux ?? false);
       } else {
-        view = await sessions.createPlay(body as PlayRequest);
+        view = await sessions.createPlay(body);
       }
       return reply.code(201).header('location', `/v1/sessions/${view.id}`).send(view);
     },

@@ -145,15 +145,15 @@ export class DurableFile {
    * writes after it that cover their bytes. Rejects with the file's error.
    */
   async flush(): Promise<void> {
-    if (this.failure !== null) throw this.failure;
+    this.throwIfFailed();
     const target = this.written + this.inFlightBytes + this.buffered;
     while (this.written < target) {
-      if (this.failure !== null) throw this.failure;
+      this.throwIfFailed();
       if (this.state !== 'open' && this.state !== 'finalizing') throw invalidState(`DurableFile ${this.partPath} was ${this.state}`);
       if (this.inFlight === null) this.inFlight = this.writeBuffered();
       await this.inFlight;
     }
-    if (this.failure !== null) throw this.failure;
+    this.throwIfFailed();
     if (this.state !== 'open' && this.state !== 'finalizing') throw invalidState(`DurableFile ${this.partPath} was ${this.state}`);
   }
 
@@ -234,7 +234,7 @@ export class DurableFile {
       // Closed and left as .part (if the rename did not happen): recovery's business.
       await this.closeHandle();
       this.state = 'aborted';
-      throw this.failure;
+      throw this.failure!; // fail() has just set it
     }
   }
 
@@ -261,6 +261,11 @@ export class DurableFile {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+  }
+
+  /** A method rather than an inline check: the compiler would assume `failure` unchanged across an await. */
+  private throwIfFailed(): void {
+    if (this.failure !== null) throw this.failure;
   }
 
   private fail(err: unknown): void {

@@ -293,7 +293,7 @@ export async function udpSocketDrops(pid) {
   let sockets = 0;
   let drops = 0;
   for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text = '';
+    let text;
     try {
       text = await readFile(table, 'utf8');
     } catch {

@@ -1,0 +1,40 @@
+// ESLint (flat config): typescript-eslint's strict, type-checked rules over the
+// TypeScript sources, ESLint's recommended rules over the JavaScript tools.
+// Rules turned off or relaxed below say why, in one line each.
+import js from '@eslint/js';
+import globals from 'globals';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'dist/', '.tap/', 'offload/native/build/', 'bench-results/', 'test/**/*.ts'] },
+  js.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    extends: [tseslint.configs.strictTypeChecked],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      // With noUncheckedIndexedAccess, `!` marks a read the loop bound or a length check guarantees (typed-array hot paths).
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      // Numbers and booleans in messages are meant to print as String() prints them.
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+      // `(x) => f(x)` shorthands and `return f()` in a void function are idiomatic, not confusing.
+      '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true, ignoreVoidReturningFunctions: true }],
+      // Underscore-prefixed parameters are required by an interface and unused on purpose (tsc's noUnused* agree).
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' }],
+      // Async functions without await implement Promise-returning contracts (Fastify plugins, close()): a throw stays a rejection.
+      '@typescript-eslint/require-await': 'off',
+      // It trusts static types over run time: it flags re-checks of a field after an await ("closed while reading")
+      // and validation of values whose type is only asserted (channel messages, parsed JSON and SDP, options from JS).
+      '@typescript-eslint/no-unnecessary-condition': 'off',
+    },
+  },
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: { globals: { ...globals.node } },
+  },
+);
