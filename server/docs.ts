@@ -179,7 +179,7 @@ export async function registerDocs(app: FastifyInstance, opts: { version: string
   registered.set(app, list);
   app.addHook('onRoute', (route: RouteOptions) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    const hidden = (route.schema as { hide?: boolean } | undefined)?.hide === true;
+    const hidden = route.schema?.hide === true;
     for (const method of methods) list.push({ method, url: route.url, hidden });
   });
   await app.register(swagger, {
@@ -200,6 +200,7 @@ export async function registerDocs(app: FastifyInstance, opts: { version: string
       ],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'api.token' } } },
     },
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- tsc needs it: route.method may be an array
     transform: ({ schema, url, route }) => ({ schema: documentRoute(route.method as string, url, schema as Schema | undefined) as never, url }),
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true, persistAuthorization: false } });

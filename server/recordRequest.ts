@@ -124,7 +124,6 @@ export function fromSdp(name: string, text: string): RecordRequest {
   doc.media.forEach((m, i) => {
     if (m.type !== 'audio' && m.type !== 'video') throw badRequest(`m= line ${i}: media type ${m.type} cannot be recorded`);
     // sdp-transform turns numeric fields into numbers ("m=audio 5004 RTP/AVP 0" gives payloads 0), whatever its types say.
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion
     const pts = String(m.payloads ?? '')
       .split(/\s+/)
       .filter((s) => s !== '')
@@ -140,7 +139,6 @@ export function fromSdp(name: string, text: string): RecordRequest {
       // sdp-transform turns numeric-looking fields into numbers ("a=rtpmap:97 2" gives codec 2).
       codec = String(map.codec);
       clockRate = map.rate ?? 0;
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-conversion -- typed a number, but parsed text: keep it a number
       if (map.encoding !== undefined) channels = Number(map.encoding);
     } else if (pt === 0 || pt === 8) {
       // Static payload types need no rtpmap (RFC 3551).

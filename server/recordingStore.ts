@@ -31,7 +31,7 @@ export class RecordingStore {
   }
 
   async list(): Promise<Manifest[]> {
-    let names: string[] = [];
+    let names: string[];
     try {
       names = await readdir(this.root);
     } catch {
