@@ -27,7 +27,7 @@ function mtime(p) {
 /** Newest mtime of the .ts files under dir. @param {string} dir */
 function newest(dir) {
   let t = -1;
-  let entries = [];
+  let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -8,6 +8,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ApiClient, CliError } from './client.js';
 import { bitrate, bytes, clock, table } from './format.js';
 import { delta, parseHistogram, quantile, type Histogram } from './metrics.js';
@@ -203,7 +204,8 @@ export function program(version: string): Command {
       const api = client(cmd);
       const size = await stat(file).then(
         (s) => s.size,
-        (err: NodeJS.ErrnoException) => {
+        (e: unknown) => {
+          const err = e as NodeJS.ErrnoException;
           throw new CliError(`cannot read ${file}: ${err.code ?? err.message}`);
         },
       );
@@ -297,7 +299,8 @@ export function program(version: string): Command {
       let s: Session;
       if (o.sdp !== undefined) {
         if (o.source !== undefined) throw new CliError('--source goes with --track (with --sdp, the SDP names the source)', 2);
-        const sdp = await readFile(o.sdp, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        const sdp = await readFile(o.sdp, 'utf8').catch((e: unknown) => {
+          const err = e as NodeJS.ErrnoException;
           throw new CliError(`cannot read ${o.sdp}: ${err.code ?? err.message}`);
         });
         s = await api.json<Session>('POST', '/v1/sessions', { body: sdp, headers: { 'content-type': 'application/sdp' }, query: { name } });
@@ -412,7 +415,7 @@ export function program(version: string): Command {
       const res = await api.request('GET', `/v1/recordings/${encodeURIComponent(name)}/tracks/${track}${o.rtpdump ? '/rtpdump' : ''}`);
       const served = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1];
       const file = o.output ?? path.basename(served ?? `${name}-${track}`);
-      const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+      const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
       if (file === '-') await pipeline(body, process.stdout);
       else {
         await pipeline(body, createWriteStream(file));

@@ -76,7 +76,8 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
       if (body === undefined || typeof body.pipe !== 'function') {
         return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: 'the request needs a body: the media file' });
       }
-      const item = await catalog.put(req.params.name, body, upload).catch((err: { statusCode?: number }) => {
+      const item = await catalog.put(req.params.name, body, upload).catch((e: unknown) => {
+        const err = e as { statusCode?: number };
         // The rest of an oversized or too slow body is not read: close the connection after the answer.
         if (err.statusCode === 413 || err.statusCode === 408) reply.header('connection', 'close');
         else if (err.statusCode === 503) {
@@ -91,7 +92,7 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
             }, BUSY_LINGER_MS).unref();
           });
         }
-        throw err;
+        throw e;
       });
       cache.forgetMedia(`${item.name}|`);
       return reply.code(item.created ? 201 : 200).send(probeView(item.name, item.bytes, item.mtimeMs, item.probe));
