@@ -9,6 +9,12 @@ export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', '.tap/', 'offload/native/build/', 'bench-results/', 'test/**/*.ts'] },
   js.configs.recommended,
   {
+    rules: {
+      // `catch {}` says plainly that the failure is ignored.
+      'no-empty': ['error', { allowEmptyCatch: true }],
+    },
+  },
+  {
     files: ['**/*.ts'],
     extends: [tseslint.configs.strictTypeChecked],
     languageOptions: {
@@ -40,6 +46,11 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs'],
+    ignores: ['server/dashboard/**'],
     languageOptions: { globals: { ...globals.node } },
+  },
+  {
+    files: ['server/dashboard/**/*.js'],
+    languageOptions: { globals: { ...globals.browser } },
   },
 );

@@ -3,7 +3,7 @@
  * served as they are — no build step. The page uses the public API only, with
  * the bearer token the operator types in, so the files themselves need no token.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { projectRoot } from './assets.js';
@@ -24,7 +24,7 @@ export async function registerDashboard(app: FastifyInstance): Promise<void> {
   const dir = path.join(projectRoot(), 'server', 'dashboard');
   const bodies = new Map<string, Buffer>();
   for (const name of Object.keys(FILES)) bodies.set(name, await readFile(path.join(dir, name)));
-  const send = (name: string) => async (_req: unknown, reply: import('fastify').FastifyReply) =>
+  const send = (name: string) => async (_req: unknown, reply: FastifyReply) =>
     reply
       .type(FILES[name]!)
       .header('cache-control', 'no-cache')
