@@ -49,6 +49,8 @@ export interface BuildOptions {
   bindHost?: string;
   /** How long, and how many, ended sessions stay listed (per kind; tests shrink it). */
   retention?: Retention;
+  /** Old-generation heap cap of each offload worker, MB (V8's default when unset; tests shrink it). */
+  offloadHeapMb?: number;
 }
 
 export async function buildServer(config: Config, opts: BuildOptions = {}): Promise<Server> {
@@ -77,6 +79,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     nativeSend: config.offload.nativeSend,
     bindHost: opts.bindHost ?? '0.0.0.0',
     rtcpIntervalMs: config.rtp.rtcpIntervalMs,
+    ...(opts.offloadHeapMb === undefined ? {} : { maxOldGenerationMb: opts.offloadHeapMb }),
   });
   await offload.start();
   const catalog = new Catalog(config.mediaRoot, offload);

@@ -33,6 +33,8 @@ export interface OffloadOptions {
   rtcpIntervalMs: number;
   /** Default timeout of a request (ms); cache loads get longer. */
   timeoutMs?: number;
+  /** Old-generation heap cap per worker, MB (V8's default when unset). A worker over it dies and is replaced. */
+  maxOldGenerationMb?: number;
 }
 
 interface Pending {
@@ -98,7 +100,10 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
       transferList: peers.filter((p): p is MessagePort => p !== null),
       execArgv: process.execArgv,
       name: `offload-${index}`,
-      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+      resourceLimits: {
+        maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB,
+        ...(this.opts.maxOldGenerationMb === undefined ? {} : { maxOldGenerationSizeMb: this.opts.maxOldGenerationMb }),
+      },
     });
     this.workers[index] = w;
     return new Promise<void>((resolve, reject) => {

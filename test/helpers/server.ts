@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../config/index.js';
-import { buildServer, type Server } from '../../server/app.js';
+import { buildServer, type BuildOptions, type Server } from '../../server/app.js';
 
 export interface TestServer extends Server {
   url: string;
@@ -25,7 +25,7 @@ export function randomPortBlock(span: number): number {
   return lo + 2 * Math.floor((Math.random() * (hi - lo)) / 2);
 }
 
-export async function startServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
+export async function startServer(overrides: Record<string, unknown> = {}, build: BuildOptions = {}): Promise<TestServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offcast-test-'));
   const base = randomPortBlock(400);
   const config = loadConfig({
@@ -41,7 +41,7 @@ export async function startServer(overrides: Record<string, unknown> = {}): Prom
       ...overrides,
     },
   });
-  const server = await buildServer(config, { logger: false });
+  const server = await buildServer(config, { logger: false, ...build });
   await server.app.listen({ host: '127.0.0.1', port: 0 });
   const addr = server.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
