@@ -4,8 +4,9 @@
  * and stamps 90 kHz timestamps: dts from the frame rate, pts from picture order
  * count so B-frames keep their presentation order.
  *
- * open scans the whole file once (frame count, reorder depth, parameter sets);
- * samples() scans it again. Any structural problem -> CorruptMediaError (422)
+ * open scans the whole file once (frame count, reorder depth, parameter sets)
+ * and keeps an index of its pictures (byte range, POC; ~30 bytes a frame), so
+ * samples() reads each picture's bytes without parsing the stream again. Any structural problem -> CorruptMediaError (422)
  * naming the byte offset. A file cut inside slice data cannot be told from a
  * complete one without decoding: its last access unit is yielded as it is (the
  * decoder conceals the damage); a cut inside a NAL or slice header, or right after a
@@ -146,6 +147,8 @@ interface AccessUnit {
   bytes: number;
   /** File offset of the first NAL unit. */
   offset: number;
+  /** File offset just past the last NAL unit (its NAL units lie back to back in between). */
+  end: number;
   /** First slice header of the primary picture (of the first field of a pair). */
   slice: SliceHeader;
   /** Slice header of the second field when a field pair was merged. */
@@ -184,6 +187,7 @@ interface Building {
   nals: Uint8Array[];
   bytes: number;
   offset: number;
+  end: number;
   first?: SliceHeader;
   last?: SliceHeader;
   sps?: Sps;
@@ -193,7 +197,7 @@ interface Building {
 }
 
 function newBuilding(): Building {
-  return { nals: [], bytes: 0, offset: -1, idr: false, mmco5: false };
+  return { nals: [], bytes: 0, offset: -1, end: -1, idr: false, mmco5: false };
 }
 
 /**
@@ -234,6 +238,7 @@ class AccessUnitSplitter {
     if (b.offset < 0) b.offset = offset;
     b.nals.push(nal);
     b.bytes += nal.length;
+    b.end = offset + nal.length;
     if (type === NalType.idrSlice) b.idr = true;
     if (b.bytes > MAX_ACCESS_UNIT_BYTES) {
       throw new CorruptMediaError(`access unit at byte ${b.offset} is larger than ${MAX_ACCESS_UNIT_BYTES} bytes`);
@@ -250,6 +255,7 @@ class AccessUnitSplitter {
       // Trailing non-VCL NAL units (SEI, end of stream...) stay with the last picture.
       for (const nal of b.nals) this.held.nals.push(nal);
       this.held.bytes += b.bytes;
+      if (b.nals.length > 0) this.held.end = b.end;
       this.release(out);
     } else {
       throw new CorruptMediaError(this.sps.length === 0 ? 'no SPS/PPS and no slices in the stream' : 'no slices in the stream');
@@ -265,7 +271,7 @@ class AccessUnitSplitter {
     const h = this.held;
     if (!h) return;
     this.held = undefined;
-    out.push({ nals: h.nals, bytes: h.bytes, offset: h.offset, slice: h.first!, sps: h.sps!, pps: h.pps!, idr: h.idr, mmco5: h.mmco5 });
+    out.push({ nals: h.nals, bytes: h.bytes, offset: h.offset, end: h.end, slice: h.first!, sps: h.sps!, pps: h.pps!, idr: h.idr, mmco5: h.mmco5 });
   }
 
   private addSlice(slice: SliceHeader, out: AccessUnit[]): void {
@@ -348,6 +354,7 @@ class FieldPairer {
       ) {
         for (const nal of au.nals) p.nals.push(nal);
         p.bytes += au.bytes;
+        p.end = au.end;
         p.secondField = au.slice;
         if (p.bytes > MAX_ACCESS_UNIT_BYTES) {
           throw new CorruptMediaError(`field pair at byte ${p.offset} is larger than ${MAX_ACCESS_UNIT_BYTES} bytes`);
@@ -445,7 +452,7 @@ class ReorderDepth {
 }
 
 interface Ordered {
-  au: AccessUnit;
+  au: { nals: Uint8Array[]; idr: boolean };
   decodeIndex: number;
   poc: number;
   slot: number;
@@ -469,7 +476,7 @@ class PresentationOrder {
     this.reorder = reorder;
   }
 
-  push(au: AccessUnit, poc: number, periodStart: boolean, out: Ordered[]): void {
+  push(au: Ordered['au'], poc: number, periodStart: boolean, out: Ordered[]): void {
     if (periodStart) this.bump(0);
     const o: Ordered = { au, decodeIndex: this.decodeIndex++, poc, slot: -1 };
     let at = this.waiting.length;
@@ -520,6 +527,77 @@ async function* readPictures(handle: FileHandle, splitter: AccessUnitSplitter): 
   for (const au of pictures) yield { au, ...poc.next(au) };
 }
 
+/**
+ * The pictures of a stream in decode order, as open's scan found them: byte range
+ * (first NAL header to the end of the last NAL), POC, period start, IDR.
+ */
+class PictureIndex {
+  count = 0;
+  start = new Float64Array(256);
+  end = new Float64Array(256);
+  poc = new Float64Array(256);
+  periodStart = new Uint8Array(256);
+  idr = new Uint8Array(256);
+
+  push(p: Picture): void {
+    if (this.count === this.start.length) this.grow();
+    const i = this.count++;
+    this.start[i] = p.au.offset;
+    this.end[i] = p.au.end;
+    this.poc[i] = p.poc;
+    this.periodStart[i] = p.periodStart ? 1 : 0;
+    this.idr[i] = p.au.idr ? 1 : 0;
+  }
+
+  private grow(): void {
+    const n = this.start.length * 2;
+    const start = new Float64Array(n);
+    start.set(this.start);
+    this.start = start;
+    const end = new Float64Array(n);
+    end.set(this.end);
+    this.end = end;
+    const poc = new Float64Array(n);
+    poc.set(this.poc);
+    this.poc = poc;
+    const periodStart = new Uint8Array(n);
+    periodStart.set(this.periodStart);
+    this.periodStart = periodStart;
+    const idr = new Uint8Array(n);
+    idr.set(this.idr);
+    this.idr = idr;
+  }
+}
+
+/** Reads into `buf` from `position` until it is full or the file ends; returns the bytes read. */
+async function readFully(handle: FileHandle, buf: Uint8Array, position: number): Promise<number> {
+  let got = 0;
+  while (got < buf.length) {
+    const { bytesRead } = await handle.read(buf, got, buf.length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
+
+/**
+ * The NAL units of one picture's bytes `buf[from, to)` (from its first NAL header
+ * to the end of its last NAL), as views: split at start codes, trailing zero bytes
+ * dropped, as readNalUnits split them when the file was scanned.
+ */
+function splitNals(buf: Uint8Array, from: number, to: number): Uint8Array[] {
+  const nals: Uint8Array[] = [];
+  let nalStart = from;
+  for (;;) {
+    const sc = findStartCode(buf, nalStart, to);
+    if (sc < 0) break;
+    nals.push(buf.subarray(nalStart, trimTrailingZeros(buf, nalStart, sc)));
+    nalStart = sc + 3;
+  }
+  nals.push(buf.subarray(nalStart, to));
+  return nals;
+}
+
 /** Frame rate as a fraction from a caller's number: exact for integers and the NTSC family (N*1000/1001). */
 function frameRateFromNumber(fps: number): FrameRate {
   if (!Number.isFinite(fps) || fps < MIN_FRAME_RATE || fps > MAX_FRAME_RATE) {
@@ -546,13 +624,15 @@ class AnnexBReader implements MediaReader {
   private readonly path: string;
   private readonly rate: FrameRate;
   private readonly reorder: number;
+  private readonly index: PictureIndex;
   private closed = false;
 
-  constructor(path: string, probe: Probe, rate: FrameRate, reorder: number) {
+  constructor(path: string, probe: Probe, rate: FrameRate, reorder: number, index: PictureIndex) {
     this.path = path;
     this.probe = probe;
     this.rate = rate;
     this.reorder = reorder;
+    this.index = index;
   }
 
   async *samples(opts?: SampleOptions): AsyncIterable<Sample> {
@@ -562,9 +642,24 @@ class AnnexBReader implements MediaReader {
     try {
       const order = new PresentationOrder(this.reorder);
       const ready: Ordered[] = [];
-      const splitter = new AccessUnitSplitter();
-      for await (const { au, poc, periodStart } of readPictures(handle, splitter)) {
-        order.push(au, poc, periodStart, ready);
+      const index = this.index;
+      // Pictures lie back to back in decode order: read them a block at a time. A
+      // window is never reused (samples keep views of it).
+      let window = NO_DATA;
+      let windowStart = 0;
+      for (let i = 0; i < index.count; i++) {
+        const start = index.start[i]!;
+        const end = index.end[i]!;
+        if (start < windowStart || end > windowStart + window.length) {
+          window = new Uint8Array(Math.max(end - start, Math.min(BLOCK_BYTES, this.probe.bytes - start)));
+          windowStart = start;
+          const got = await readFully(handle, window, start);
+          if (got < end - start) {
+            throw new CorruptMediaError(`truncated: picture ${i + 1} lies past byte ${start + got}, the file changed since it was opened`);
+          }
+        }
+        const au = { nals: splitNals(window, start - windowStart, end - windowStart), idr: index.idr[i] === 1 };
+        order.push(au, index.poc[i]!, index.periodStart[i] === 1, ready);
         for (const o of ready) {
           if (this.closed) return;
           yield this.sample(o);
@@ -615,11 +710,13 @@ export async function openAnnexB(path: string, opts?: AnnexBOptions): Promise<Me
   let frames = 0;
   const depth = new ReorderDepth();
   const splitter = new AccessUnitSplitter();
+  const index = new PictureIndex();
   let bytes: number;
   try {
     bytes = (await handle.stat()).size;
-    for await (const { au, poc, periodStart } of readPictures(handle, splitter)) {
-      depth.push(poc, periodStart, au.offset);
+    for await (const picture of readPictures(handle, splitter)) {
+      depth.push(picture.poc, picture.periodStart, picture.au.offset);
+      index.push(picture);
       frames++;
     }
   } finally {
@@ -644,5 +741,5 @@ export async function openAnnexB(path: string, opts?: AnnexBOptions): Promise<Me
     durationMs,
     tracks: [{ index: 0, kind: 'video', codec: 'h264', supported: true, clockRate: H264_CLOCK_RATE, durationMs, h264: params }],
   };
-  return new AnnexBReader(path, probe, rate, reorder);
+  return new AnnexBReader(path, probe, rate, reorder, index);
 }
