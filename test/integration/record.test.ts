@@ -419,3 +419,19 @@ t.test('H.264 without sprop-parameter-sets: in-band SPS/PPS are written, and a f
     }
   }
 });
+
+t.test('a recording ended on request is reported once: by the record.end answer, with no record.ended', async (t) => {
+  const s = await createPcmu('endonce');
+  const notified: string[] = [];
+  const onEnded = (_worker: number, data: { sessionId: string }): void => {
+    notified.push(data.sessionId);
+  };
+  server.offload.on('record.ended', onEnded);
+  t.teardown(() => server.offload.off('record.ended', onEnded));
+  const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
+  t.equal(del.status, 200, del.text);
+  t.equal(del.body.recording.name, 'endonce', 'the answer carries the summary');
+  // The worker sends a notification ahead of its answer on one ordered port: had there been one, it is here.
+  await server.offload.request(0, 'worker.stats', {});
+  t.same(notified, [], 'no record.ended for it');
+});
