@@ -13,7 +13,7 @@ import { MediaError } from '../storage/errors.js';
 import { tokenMatches } from './auth.js';
 import { CacheDirectory } from './cache.js';
 import { Catalog } from './catalog.js';
-import { HttpError, unauthorized } from './errors.js';
+import { crossOrigin, HttpError, unauthorized } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { isDocsPath, registerDocs } from './docs.js';
 import { isDashboardPath, registerDashboard } from './dashboardRoutes.js';
@@ -104,6 +104,15 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   for (const e of recovery.errors) app.log.error({ recording: e.name, error: e.error }, 'could not recover a recording');
   offload.on('worker.exit', (worker, err) => app.log.error({ worker, err: err.message }, 'offload worker stopped'));
 
+  // Cross-site requests (CSRF, DNS rebinding aside): a browser sends Origin with
+  // every cross-origin request and every non-GET; one that is not this server's
+  // own origin is refused before anything else runs. Clients that are not
+  // browsers send no Origin and are not affected.
+  app.addHook('onRequest', async (req) => {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !sameOrigin(origin, req.headers.host, req.protocol)) throw crossOrigin(origin);
+  });
+
   const token = config.api.token;
   if (token !== undefined) {
     app.addHook('onRequest', async (req, reply) => {
@@ -119,7 +128,8 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     const e = err as FastifyError & { statusCode?: number; code?: string };
     if (err instanceof HttpError || err instanceof MediaError || err instanceof OffloadError) {
       const status = err.statusCode;
-      if (status >= 500) req.log.warn({ code: err.code, msg: err.message }, 'request failed');
+      // The cause under its own key: pino's `msg` would be replaced by the message argument.
+      if (status >= 500) req.log.warn({ code: err.code, cause: err.message }, 'request failed');
       // Offload and storage 500s carry raw causes (paths, errno): keep them in the log only.
       const message = status === 500 && !(err instanceof HttpError) ? 'internal server error' : err.message;
       return reply.code(status).send({ statusCode: status, code: err.code, message });
@@ -196,4 +206,18 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
       await offload.close();
     },
   };
+}
+
+/** Whether a request's Origin header names the host it was sent to (scheme's default port ignored). */
+export function sameOrigin(origin: string, host: string | undefined, protocol: string): boolean {
+  if (host === undefined) return false;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // "null" (sandboxed pages, file:) and garbage
+  }
+  if (url.protocol !== `${protocol}:`) return false;
+  const strip = (h: string): string => h.toLowerCase().replace(protocol === 'https' ? /:443$/ : /:80$/, '');
+  return strip(url.host) === strip(host);
 }

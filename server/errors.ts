@@ -20,6 +20,8 @@ export const forbiddenDestination = (host: string): HttpError =>
   new HttpError(403, 'OFFCAST_DESTINATION_FORBIDDEN', `destination ${host} is outside destinations.allow`);
 export const forbiddenSource = (host: string): HttpError =>
   new HttpError(403, 'OFFCAST_SOURCE_FORBIDDEN', `source ${host} is outside sources.allow`);
+export const crossOrigin = (origin: string): HttpError =>
+  new HttpError(403, 'OFFCAST_CROSS_ORIGIN', `requests from origin ${JSON.stringify(origin.slice(0, 200))} are refused: only this server's own origin may call the API`);
 export const mediaNotFound = (name: string): HttpError => new HttpError(404, 'OFFCAST_MEDIA_NOT_FOUND', `no media named ${JSON.stringify(name)}`);
 export const sessionNotFound = (id: string): HttpError => new HttpError(404, 'OFFCAST_SESSION_NOT_FOUND', `no session ${JSON.stringify(id)}`);
 export const recordingNotFound = (name: string): HttpError =>

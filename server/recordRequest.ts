@@ -6,7 +6,11 @@
  */
 import sdpTransform from 'sdp-transform';
 import type { Encoding } from '../offload/channel.js';
+import { adtsHeader, parseAudioSpecificConfig } from '../storage/aac.js';
 import { badRequest, HttpError } from './errors.js';
+
+/** Tracks one record session may have, from JSON or SDP (each takes two ports and two files). */
+export const MAX_RECORD_TRACKS = 8;
 
 export interface RecordTrackSpec {
   kind: 'audio' | 'video';
@@ -94,14 +98,37 @@ export function checkTrack(t: { kind: string; codec: string; payloadType: number
       break;
     case 'MPEG4-GENERIC':
       if ((fmtp.mode ?? '').toLowerCase() !== 'aac-hbr') throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: mpeg4-generic needs fmtp mode=AAC-hbr`);
-      if (!/^[0-9a-f]{4,}$/i.test(fmtp.config ?? '')) throw badRequest(`track ${i}: mpeg4-generic needs fmtp config=<AudioSpecificConfig hex>`);
-      if (fmtp.sizelength !== undefined && fmtp.sizelength !== '13') throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: AAC sizelength must be 13`);
+      if (!/^(?:[0-9a-f]{2}){2,}$/i.test(fmtp.config ?? '')) throw badRequest(`track ${i}: mpeg4-generic needs fmtp config=<AudioSpecificConfig hex>`);
+      checkAudioSpecificConfig(fmtp.config!, i);
+      // AAC-hbr fixes the AU-header layout (RFC 3640 3.3.6): 13-bit sizes, 3-bit indexes.
+      for (const [key, want] of [['sizelength', '13'], ['indexlength', '3'], ['indexdeltalength', '3']] as const) {
+        if (fmtp[key] !== undefined && fmtp[key] !== want) throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: AAC ${key} must be ${want} (AAC-hbr), not ${fmtp[key]}`);
+      }
       if (t.clockRate < 7350 || t.clockRate > 96000) throw badRequest(`track ${i}: AAC clock rate out of range`);
       break;
   }
   const out: RecordTrackSpec = { kind, encoding, payloadType: t.payloadType, clockRate: t.clockRate, fmtp };
   if (kind === 'audio') out.channels = encoding === 'opus' ? (fmtp['sprop-stereo'] === '1' || channels === 2 ? 2 : 1) : channels;
   return out;
+}
+
+/**
+ * The AAC config must be one the recorder can write as ADTS: the same checks
+ * the ADTS writer makes, here, so a bad fmtp is the client's 400/415 and not
+ * the offload's 500.
+ */
+function checkAudioSpecificConfig(hex: string, i: number): void {
+  let config;
+  try {
+    config = parseAudioSpecificConfig(new Uint8Array(Buffer.from(hex, 'hex')));
+  } catch (err) {
+    throw badRequest(`track ${i}: fmtp config ${hex} is not an AudioSpecificConfig (${(err as Error).message})`);
+  }
+  try {
+    adtsHeader(config, 0);
+  } catch (err) {
+    throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: AAC config ${hex} cannot be recorded as ADTS (${(err as Error).message})`);
+  }
 }
 
 export function fromJson(body: RecordJsonBody): RecordRequest {
@@ -120,6 +147,7 @@ export function fromSdp(name: string, text: string): RecordRequest {
     throw badRequest(`the SDP does not parse: ${(err as Error).message}`);
   }
   if (!Array.isArray(doc.media) || doc.media.length === 0) throw badRequest('the SDP has no m= lines');
+  if (doc.media.length > MAX_RECORD_TRACKS) throw badRequest(`the SDP has ${doc.media.length} m= lines; a record session takes at most ${MAX_RECORD_TRACKS}`);
   const tracks: RecordTrackSpec[] = [];
   doc.media.forEach((m, i) => {
     if (m.type !== 'audio' && m.type !== 'video') throw badRequest(`m= line ${i}: media type ${m.type} cannot be recorded`);
@@ -129,7 +157,10 @@ export function fromSdp(name: string, text: string): RecordRequest {
       .filter((s) => s !== '')
       .map(Number);
     if (pts.length === 0) throw badRequest(`m= line ${i} lists no payload type`);
+    if (new Set(pts).size !== pts.length) throw badRequest(`m= line ${i} lists a payload type twice`);
     const pt = pts[0]!;
+    if (!Number.isInteger(pt) || pt < 0 || pt > 127) throw badRequest(`m= line ${i}: payload type ${String(pt)} is not 0-127`);
+    if ((m.rtp ?? []).filter((r) => r.payload === pt).length > 1) throw badRequest(`m= line ${i}: payload type ${pt} has two rtpmap lines`);
     const map = (m.rtp ?? []).find((r) => r.payload === pt);
     const fmtp = (m.fmtp ?? []).find((f) => f.payload === pt)?.config;
     let codec: string;

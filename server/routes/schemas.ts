@@ -126,6 +126,7 @@ export const sessionSchema = {
     sdp: { type: 'string' },
     error: { type: 'string' },
     reason: { type: 'string' },
+    warnings: { type: 'array', items: { type: 'string' } },
     recording: { type: 'object', additionalProperties: true },
   },
 } as const;

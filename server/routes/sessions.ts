@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { SessionManager, PlayRequest } from '../sessions.js';
 import { badRequest, invalidName } from '../errors.js';
-import { fromJson, fromSdp, type RecordJsonBody } from '../recordRequest.js';
+import { fromJson, fromSdp, MAX_RECORD_TRACKS, type RecordJsonBody } from '../recordRequest.js';
 import { isValidMediaName } from '../../storage/library.js';
 import { errors, idParams, recordingResultSchema, sessionSchema } from './schemas.js';
 
@@ -44,7 +44,7 @@ export const recordBodySchema = {
     tracks: {
       type: 'array',
       minItems: 1,
-      maxItems: 8,
+      maxItems: MAX_RECORD_TRACKS,
       items: {
         type: 'object',
         properties: {
@@ -90,7 +90,10 @@ export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (ap
   const { sessions } = opts;
 
   // A sender's SDP (e.g. ffmpeg's -sdp_file) creates a record session.
-  app.addContentTypeParser(['application/sdp', 'text/plain'], { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
+  // Only as application/sdp, which a browser cannot send cross-origin without a preflight (text/plain it can):
+  // Fastify's own text/plain parser goes too, so such a body is 415.
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('application/sdp', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => done(null, body));
 
   app.post<{ Body: PlayRequest | (RecordJsonBody & { rtcpMux?: boolean }) | string; Querystring: { name?: string; rtcpMux?: string } }>(
     '/v1/sessions',
@@ -100,7 +103,6 @@ export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (ap
           content: {
             'application/json': { schema: createBodySchema },
             'application/sdp': { schema: { type: 'string', minLength: 1 } },
-            'text/plain': { schema: { type: 'string', minLength: 1 } },
           },
         },
         querystring: {
