@@ -61,10 +61,7 @@ function descriptor(tag: number, body: Buffer): Buffer {
  */
 function makeM4a(o: { count: number; sampleSize: number; sizes?: number[]; mdatBytes: number }): Buffer {
   const asc = Buffer.from([0x12, 0x10]); // AAC-LC, 44100 Hz, 2 channels
-  const dcd = descriptor(
-    4,
-    Buffer.concat([Buffer.from([0x40, 0x15, 0, 0, 0]), u32be(128000), u32be(128000), descriptor(5, asc)]),
-  );
+  const dcd = descriptor(4, Buffer.concat([Buffer.from([0x40, 0x15, 0, 0, 0]), u32be(128000), u32be(128000), descriptor(5, asc)]));
   const esd = descriptor(3, Buffer.concat([Buffer.from([0, 1, 0]), dcd, descriptor(6, Buffer.from([2]))]));
   const esds = fullBox('esds', 0, 0, esd);
   const mp4a = box(
@@ -90,9 +87,38 @@ function makeM4a(o: { count: number; sampleSize: number; sizes?: number[]; mdatB
     const mdhd = fullBox('mdhd', 0, 0, u32be(0), u32be(0), u32be(44100), u32be(o.count * 1024), Buffer.from([0x55, 0xc4, 0, 0]));
     const hdlr = fullBox('hdlr', 0, 0, u32be(0), Buffer.from('soun'), Buffer.alloc(12), Buffer.from('sound\0'));
     const mdia = box('mdia', mdhd, hdlr, minf);
-    const tkhd = fullBox('tkhd', 0, 7, u32be(0), u32be(0), u32be(1), u32be(0), u32be(0), Buffer.alloc(8), Buffer.alloc(4), Buffer.from([1, 0, 0, 0]), Buffer.alloc(36), u32be(0), u32be(0));
+    const tkhd = fullBox(
+      'tkhd',
+      0,
+      7,
+      u32be(0),
+      u32be(0),
+      u32be(1),
+      u32be(0),
+      u32be(0),
+      Buffer.alloc(8),
+      Buffer.alloc(4),
+      Buffer.from([1, 0, 0, 0]),
+      Buffer.alloc(36),
+      u32be(0),
+      u32be(0),
+    );
     const trak = box('trak', tkhd, mdia);
-    const mvhd = fullBox('mvhd', 0, 0, u32be(0), u32be(0), u32be(1000), u32be(0), u32be(0x10000), Buffer.from([1, 0]), Buffer.alloc(10), Buffer.alloc(36), Buffer.alloc(24), u32be(2));
+    const mvhd = fullBox(
+      'mvhd',
+      0,
+      0,
+      u32be(0),
+      u32be(0),
+      u32be(1000),
+      u32be(0),
+      u32be(0x10000),
+      Buffer.from([1, 0]),
+      Buffer.alloc(10),
+      Buffer.alloc(36),
+      Buffer.alloc(24),
+      u32be(2),
+    );
     return box('moov', mvhd, trak);
   };
   const moovSize = build(0).length;
@@ -175,7 +201,11 @@ t.test('a well-formed m4a made by the same builder is accepted (the builder is s
   const frame = Buffer.from([0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]);
   const count = 20;
   const m4a = makeM4a({ count, sampleSize: 0, sizes: new Array<number>(count).fill(frame.length), mdatBytes: 0 });
-  const withData = Buffer.concat([m4a.subarray(0, m4a.length - 8), Buffer.concat([u32be(8 + count * frame.length), Buffer.from('mdat')]), ...new Array<Buffer>(count).fill(frame)]);
+  const withData = Buffer.concat([
+    m4a.subarray(0, m4a.length - 8),
+    Buffer.concat([u32be(8 + count * frame.length), Buffer.from('mdat')]),
+    ...new Array<Buffer>(count).fill(frame),
+  ]);
   const res = await server.api('PUT', '/v1/media/small.m4a', withData);
   t.equal(res.status, 201, `stored (${res.text.slice(0, 300)})`);
   t.match(res.body, { format: 'mp4', tracks: [{ kind: 'audio', codec: 'aac', supported: true }] });
@@ -258,8 +288,14 @@ t.test('concurrent uploads of one name: each answer is that upload’s own probe
     });
   }
   const stored = await readFile(path.join(server.mediaRoot, 'race.wav'));
-  t.ok(bodies.some((b) => b.equals(stored)), 'the stored file is one of the uploads, whole');
-  t.notOk((await mediaDir()).some((n) => n.startsWith('.upload-')), 'no temp files left');
+  t.ok(
+    bodies.some((b) => b.equals(stored)),
+    'the stored file is one of the uploads, whole',
+  );
+  t.notOk(
+    (await mediaDir()).some((n) => n.startsWith('.upload-')),
+    'no temp files left',
+  );
 });
 
 t.test('upload temp files a crash left behind are removed at start', async (t) => {
@@ -271,7 +307,11 @@ t.test('upload temp files a crash left behind are removed at start', async (t) =
   await writeFile(path.join(mediaRoot, '.upload-deadbeef0000'), Buffer.alloc(10));
   await writeFile(path.join(mediaRoot, 'keep.wav'), makeWav(8000, 1, 0.1));
   await writeFile(path.join(mediaRoot, '.hidden'), 'not ours');
-  const config = loadConfig({ argv: [], env: {}, overrides: { 'http.port': 0, mediaRoot, recordingsRoot: path.join(dir, 'recordings'), 'log.level': 'silent' } });
+  const config = loadConfig({
+    argv: [],
+    env: {},
+    overrides: { 'http.port': 0, mediaRoot, recordingsRoot: path.join(dir, 'recordings'), 'log.level': 'silent' },
+  });
   const s = await buildServer(config, { logger: false });
   try {
     t.same((await readdir(mediaRoot)).sort(), ['.hidden', 'keep.wav'], 'the temp files are gone, everything else stays');
