@@ -1,7 +1,9 @@
-// Media with nothing to send (here a WAV whose data chunk is empty) must end a session, never spin a worker: with loop and "speed": "max" the
+// Media with nothing to send (a WAV whose data chunk is empty, an Ogg Opus file with its
+// headers only) must end a session, never spin a worker: with loop and "speed": "max" the
 // pump looped over zero packets forever, and a paced loop stayed "playing".
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { RtpSink } from '../helpers/rtp.js';
@@ -15,6 +17,7 @@ t.before(async () => {
   const wav = makeWav(8000, 1, 0);
   t.equal(wav.length, 44, 'a WAV with an empty data chunk');
   await writeFile(path.join(server.dir, 'media', 'empty.wav'), wav);
+  await copyFile(fileURLToPath(new URL('../fixtures/audio/headers-only.opus', import.meta.url)), path.join(server.dir, 'media', 'headers-only.opus'));
 });
 t.teardown(() => server.stop());
 
@@ -33,7 +36,7 @@ async function settle(id: string): Promise<{ state: string; answeredMs: number }
   return { state, answeredMs };
 }
 
-for (const media of ['empty.wav']) {
+for (const media of ['empty.wav', 'headers-only.opus']) {
   for (const speed of ['max', 1] as const) {
     t.test(`${media}, loop, speed ${speed}: the session ends, the worker stays free`, async (t) => {
       const sink = await RtpSink.open();
