@@ -107,6 +107,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
     });
     this.workers[index] = w;
     return new Promise<void>((resolve, reject) => {
+      let died: Error | null = null;
       const onEarlyExit = (code: number): void => reject(new Error(`offload worker ${index} exited with code ${code} while starting`));
       w.once('exit', onEarlyExit);
       w.on('message', (msg: WorkerMessage) => {
@@ -114,7 +115,7 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
         this.payloadBytes += binaryBytes(msg);
         if (msg.kind === 'ready') {
           w.off('exit', onEarlyExit);
-          w.on('exit', (code) => this.onExit(index, new Error(`offload worker ${index} exited with code ${code}`)));
+          w.on('exit', (code) => this.onExit(index, died ?? new Error(`offload worker ${index} exited with code ${code}`)));
           resolve();
         } else if (msg.kind === 'response') {
           const p = this.pending.get(msg.id);
@@ -128,8 +129,9 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
         }
       });
       w.on('error', (err) => {
-        // An uncaught error ends the worker; 'exit' follows and handles the rest.
-        this.emit('worker.exit', index, err);
+        // An uncaught error (or its heap cap) ends the worker; 'exit' follows once its
+        // sockets are closed, and reports it with this error: only then are its ports free.
+        died = err;
       });
     });
   }
