@@ -39,7 +39,10 @@ export async function loadMediaPackets(params: CacheLoadParams, opened?: MediaRe
       if (end > builder.endTs) builder.endTs = end;
     }
     payloaders.forEach((p, i) => p.flush(builders[i]!.emit));
-    return finishMedia(params.key, builders);
+    const media = finishMedia(params.key, builders);
+    // Nothing to send (a file with no samples, put in the library by hand): a loop over it would spin.
+    if (media.tracks.every((t) => t.count === 0)) throw new OffloadError('OFFCAST_CORRUPT_MEDIA', `${probe.format}: the media holds no samples`, 422);
+    return media;
   } catch (err) {
     throw toOffloadError(err);
   } finally {

@@ -363,3 +363,22 @@ t.test('media and recordings share one namespace: an upload never shadows a reco
   const text = await answer;
   t.match(text, /^HTTP\/1\.1 201/, `the upload completes (${text.split('\r\n')[0]})`);
 });
+
+t.test('empty media put in the library by hand (not uploaded) is refused when played: 422, never a session that spins', async (t) => {
+  const wav = makeWav(8000, 1, 0.1).subarray(0, 44);
+  wav.writeUInt32LE(36, 4);
+  wav.writeUInt32LE(0, 40);
+  await writeFile(path.join(server.mediaRoot, 'byhand.wav'), wav);
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'byhand.wav',
+    destination: { host: '127.0.0.1', port: 40000 },
+    loop: true,
+    speed: 'max',
+  });
+  isRefused(t, res, 422, 'OFFCAST_CORRUPT_MEDIA', 'play of an empty WAV');
+  t.match(res.body?.message, /no samples/);
+  const list = await server.api('GET', '/v1/sessions');
+  t.equal(list.status, 200);
+  t.notOk(JSON.stringify(list.body).includes('byhand.wav'), 'no session left running');
+});
