@@ -8,11 +8,8 @@
  * cross, and the control plane exports it as a metric that stays 0.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { Probe } from '../storage/types.js';
+import type { Encoding, Probe, RecordedTrack, TrackSpec } from '../storage/types.js';
 import type { MediaLayout } from './cache.js';
-
-/** RTP encodings offcast sends and records (SDP rtpmap encoding names). */
-export type Encoding = 'L16' | 'PCMU' | 'PCMA' | 'opus' | 'H264' | 'MPEG4-GENERIC';
 
 export interface TrackPlan {
   /** Index of the track in the probe. */
@@ -157,14 +154,7 @@ export interface HistogramSnapshot {
   count: number;
 }
 
-export interface RecordTrackParams {
-  kind: 'audio' | 'video';
-  encoding: Encoding;
-  payloadType: number;
-  clockRate: number;
-  channels?: number;
-  /** fmtp parameters, names lower-cased (H.264 parameter sets stay base64 text). */
-  fmtp: Record<string, string>;
+export interface RecordTrackParams extends TrackSpec {
   localPort: number;
   /** Our SSRC for receiver reports. */
   ssrc: number;
@@ -223,32 +213,13 @@ export interface RecordTrackStats {
   frames: number;
 }
 
-export interface RecordingTrackSummary {
-  index: number;
-  kind: 'audio' | 'video';
-  codec: Encoding;
-  file: string;
-  rtpdump: string;
-  contentType: string;
-  packets: number;
-  bytes: number;
-  lost: number;
-  duplicates: number;
-  reordered: number;
-  late: number;
-  durationMs: number;
-  /** False when no player can decode the file (H.264 without any SPS/PPS), with the reason. */
-  playable?: boolean;
-  unplayableReason?: string;
-}
-
 export interface RecordingSummary {
   name: string;
   state: 'finished' | 'failed';
   reason: string;
   error?: string;
   durationMs: number;
-  tracks: RecordingTrackSummary[];
+  tracks: RecordedTrack[];
 }
 
 export interface RecordStats {

@@ -11,7 +11,8 @@
 import { openMedia } from '../storage/open.js';
 import { CorruptMediaError } from '../storage/errors.js';
 import type { MediaReader, Probe, TrackInfo } from '../storage/types.js';
-import type { Encoding, MediaProbeParams } from './channel.js';
+import type { MediaProbeParams } from './channel.js';
+import type { Encoding } from '../storage/types.js';
 import { checkPacket } from './cache.js';
 import { createPayloader } from './codecs/index.js';
 import { toOffloadError } from './load.js';

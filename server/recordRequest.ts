@@ -5,26 +5,16 @@
  * anything reaches the offload.
  */
 import sdpTransform from 'sdp-transform';
-import type { Encoding } from '../offload/channel.js';
+import type { Encoding, TrackSpec } from '../storage/types.js';
 import { adtsHeader, parseAudioSpecificConfig } from '../storage/aac.js';
 import { badRequest, HttpError } from './errors.js';
 
 /** Tracks one record session may have, from JSON or SDP (each takes two ports and two files). */
 export const MAX_RECORD_TRACKS = 8;
 
-export interface RecordTrackSpec {
-  kind: 'audio' | 'video';
-  encoding: Encoding;
-  payloadType: number;
-  clockRate: number;
-  channels?: number;
-  /** fmtp parameters (names lower-cased). */
-  fmtp: Record<string, string>;
-}
-
 export interface RecordRequest {
   name: string;
-  tracks: RecordTrackSpec[];
+  tracks: TrackSpec[];
   source?: { host: string; port?: number };
 }
 
@@ -63,7 +53,7 @@ export function parseFmtp(fmtp: string | Record<string, string | number> | undef
 }
 
 /** Checks one track; returns it normalized or throws 400/415 naming the problem. */
-export function checkTrack(t: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string | Record<string, string | number> }, i: number): RecordTrackSpec {
+export function checkTrack(t: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string | Record<string, string | number> }, i: number): TrackSpec {
   const encoding = CODECS[t.codec.toLowerCase()];
   if (encoding === undefined) {
     throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: codec ${JSON.stringify(t.codec)} cannot be recorded (H264, opus, PCMU, PCMA, L16, AAC/mpeg4-generic can)`);
@@ -107,7 +97,7 @@ export function checkTrack(t: { kind: string; codec: string; payloadType: number
       if (t.clockRate < 7350 || t.clockRate > 96000) throw badRequest(`track ${i}: AAC clock rate out of range`);
       break;
   }
-  const out: RecordTrackSpec = { kind, encoding, payloadType: t.payloadType, clockRate: t.clockRate, fmtp };
+  const out: TrackSpec = { kind, encoding, payloadType: t.payloadType, clockRate: t.clockRate, fmtp };
   if (kind === 'audio') out.channels = encoding === 'opus' ? (fmtp['sprop-stereo'] === '1' || channels === 2 ? 2 : 1) : channels;
   return out;
 }
@@ -148,7 +138,7 @@ export function fromSdp(name: string, text: string): RecordRequest {
   }
   if (!Array.isArray(doc.media) || doc.media.length === 0) throw badRequest('the SDP has no m= lines');
   if (doc.media.length > MAX_RECORD_TRACKS) throw badRequest(`the SDP has ${doc.media.length} m= lines; a record session takes at most ${MAX_RECORD_TRACKS}`);
-  const tracks: RecordTrackSpec[] = [];
+  const tracks: TrackSpec[] = [];
   doc.media.forEach((m, i) => {
     if (m.type !== 'audio' && m.type !== 'video') throw badRequest(`m= line ${i}: media type ${m.type} cannot be recorded`);
     // sdp-transform turns numeric fields into numbers ("m=audio 5004 RTP/AVP 0" gives payloads 0), whatever its types say.

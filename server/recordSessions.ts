@@ -10,14 +10,14 @@ import path from 'node:path';
 import type { Config } from '../config/index.js';
 import type { FlowHeader, RecordingSummary, RecordStats, RecordTrackParams } from '../offload/channel.js';
 import { resolveMediaPath } from '../storage/library.js';
-import type { ManifestTrack } from '../storage/recording/manifest.js';
+import type { TrackSpec } from '../storage/types.js';
 import { recordingTrackInfo } from '../storage/recording/probe.js';
 import { badRequest, conflict, forbiddenSource, sessionNotFound, HttpError } from './errors.js';
 import { decideFlow, type FlowDecisionReason } from './flowPolicy.js';
 import { AllowList, resolveHost } from './net.js';
 import type { OffloadClient } from './offload.js';
 import type { PortAllocator } from './ports.js';
-import type { RecordRequest, RecordTrackSpec } from './recordRequest.js';
+import type { RecordRequest } from './recordRequest.js';
 import { exists, type RecordingStore } from './recordingStore.js';
 import { buildSdp, type SdpTrack } from './sdp.js';
 import { EndedSessions, random32, withPortPairs, type Retention, type SessionSlot, type SessionSlots } from './sessionSupport.js';
@@ -54,7 +54,7 @@ interface RecordEntry {
   worker: number;
   ports: number[];
   slot: SessionSlot;
-  specs: RecordTrackSpec[];
+  specs: TrackSpec[];
   expected?: { host: string; port?: number };
   last: RecordStats | null;
   summary: RecordingSummary | null;
@@ -67,7 +67,7 @@ interface RecordEntry {
 export interface LiveSource {
   worker: number;
   name: string;
-  specs: readonly RecordTrackSpec[];
+  specs: readonly TrackSpec[];
 }
 
 export class RecordSessions {
@@ -372,9 +372,9 @@ export class RecordSessions {
 }
 
 /** SDP tracks for recorded specs (a sender's SDP, or a live relay's), the RTP port of track i from `port(i)`. */
-export function sdpTracks(specs: readonly RecordTrackSpec[], port: (i: number) => number): SdpTrack[] {
+export function sdpTracks(specs: readonly TrackSpec[], port: (i: number) => number): SdpTrack[] {
   return specs.map((t, i) => {
-    const info = recordingTrackInfo(asManifestTrack(t, i));
+    const info = recordingTrackInfo(t, i, 0);
     const s: SdpTrack = { kind: t.kind, encoding: t.encoding, payloadType: t.payloadType, clockRate: t.clockRate, port: port(i), info };
     if (t.channels !== undefined) s.channels = t.channels;
     return s;
@@ -382,7 +382,7 @@ export function sdpTracks(specs: readonly RecordTrackSpec[], port: (i: number) =
 }
 
 /** Problems a request carries that do not stop the recording but make its file less useful. */
-function requestWarnings(specs: readonly RecordTrackSpec[]): string[] {
+function requestWarnings(specs: readonly TrackSpec[]): string[] {
   const out: string[] = [];
   specs.forEach((t, i) => {
     if (t.encoding === 'H264' && (t.fmtp['sprop-parameter-sets'] ?? '') === '') {
@@ -398,27 +398,4 @@ function fmtpText(fmtp: Record<string, string>): string {
   return Object.entries(fmtp)
     .map(([k, v]) => (v === '' ? k : `${k}=${v}`))
     .join(';');
-}
-
-function asManifestTrack(t: RecordTrackSpec, i: number): ManifestTrack {
-  const m: ManifestTrack = {
-    index: i,
-    kind: t.kind,
-    codec: t.encoding,
-    payloadType: t.payloadType,
-    clockRate: t.clockRate,
-    fmtp: t.fmtp,
-    file: '',
-    contentType: '',
-    rtpdump: '',
-    packets: 0,
-    bytes: 0,
-    lost: 0,
-    duplicates: 0,
-    reordered: 0,
-    late: 0,
-    durationMs: 0,
-  };
-  if (t.channels !== undefined) m.channels = t.channels;
-  return m;
 }

@@ -5,15 +5,10 @@
  */
 import sdpTransform from 'sdp-transform';
 import type { MediaDescription, SessionDescription } from 'sdp-transform';
-import type { Encoding } from '../offload/channel.js';
-import type { TrackInfo } from '../storage/types.js';
+import type { Encoding, TrackInfo, TrackSpec } from '../storage/types.js';
 
-export interface SdpTrack {
-  kind: 'audio' | 'video';
-  encoding: Encoding;
-  payloadType: number;
-  clockRate: number;
-  channels?: number;
+/** A track as an SDP describes it: the spec (its fmtp comes from `info`), where it goes. */
+export interface SdpTrack extends Omit<TrackSpec, 'fmtp'> {
   /** Destination RTP port of this track. */
   port: number;
   /** The probe's description, for fmtp parameters. */

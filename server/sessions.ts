@@ -9,8 +9,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/index.js';
-import type { CacheLoadParams, Encoding, PlayTrackParams, SessionStats, TrackPlan } from '../offload/channel.js';
-import type { Probe, TrackInfo } from '../storage/types.js';
+import type { CacheLoadParams, PlayTrackParams, SessionStats, TrackPlan } from '../offload/channel.js';
+import type { Encoding, Probe, TrackInfo } from '../storage/types.js';
 import type { CacheDirectory } from './cache.js';
 import type { Catalog, MediaItem } from './catalog.js';
 import { badRequest, HttpError, sessionNotFound } from './errors.js';

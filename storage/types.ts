@@ -5,6 +5,50 @@
 
 export type TrackKind = 'audio' | 'video';
 
+/** RTP encodings offcast sends and records (SDP rtpmap encoding names). */
+export type Encoding = 'L16' | 'PCMU' | 'PCMA' | 'opus' | 'H264' | 'MPEG4-GENERIC';
+
+/**
+ * One RTP track as negotiated: what a record session is asked to receive (JSON
+ * or SDP), what the offload depacketizes and writes, what a recording's
+ * manifest keeps, what an SDP describes. Declared once, here, the lowest layer
+ * that needs it.
+ */
+export interface TrackSpec {
+  kind: TrackKind;
+  encoding: Encoding;
+  payloadType: number;
+  clockRate: number;
+  channels?: number;
+  /** fmtp parameters, names lower-cased (H.264 parameter sets stay base64 text). */
+  fmtp: Record<string, string>;
+}
+
+/**
+ * A recorded track's result: its files and counts. A record session answers
+ * with these; the manifest keeps them with the track's spec (ManifestTrack).
+ */
+export interface RecordedTrack {
+  index: number;
+  kind: TrackKind;
+  codec: Encoding;
+  /** Playable file name in the folder (e.g. track0.h264). */
+  file: string;
+  rtpdump: string;
+  contentType: string;
+  packets: number;
+  bytes: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  late: number;
+  /** Media time covered by the track's timestamps, ms. */
+  durationMs: number;
+  /** Set when the recording ends: false when no player can decode the file (H.264 without any SPS/PPS), with the reason. */
+  playable?: boolean;
+  unplayableReason?: string;
+}
+
 /** Source codecs the readers know. RTP encodings are chosen later (offload/codecs). */
 export type SourceCodec =
   | 'pcm_s16le' // WAV PCM, little-endian

@@ -1,6 +1,6 @@
 /** The codec layer's entry points: a payloader for the cache, a depacketizer for the record path. */
 import type { TrackInfo } from '../../storage/types.js';
-import type { Encoding } from '../channel.js';
+import type { Encoding } from '../../storage/types.js';
 import type { PayloaderOptions, RtpDepacketizer, RtpPayloader } from './types.js';
 import { AacDepacketizer } from './aac/depacketizer.js';
 import { AacPayloader } from './aac/payloader.js';

@@ -4,7 +4,7 @@
  * frames go to the playable file's container writer. The same code rebuilds
  * a playable file from an rtpdump when a crashed recording is recovered.
  */
-import type { Encoding } from '../channel.js';
+import type { TrackSpec } from '../../storage/types.js';
 import type { DepacketizedFrame, RtpDepacketizer } from '../codecs/types.js';
 import { createDepacketizer } from '../codecs/index.js';
 import type { ContainerWriter, RecordedFrame } from '../../storage/writers/types.js';
@@ -13,15 +13,6 @@ import { AnnexBWriter } from '../../storage/writers/annexb.js';
 import { OggOpusWriter } from '../../storage/writers/ogg.js';
 import { WavWriter } from '../../storage/writers/wav.js';
 import { spropParameterSets } from '../../storage/recording/probe.js';
-
-export interface TrackSpec {
-  kind: 'audio' | 'video';
-  encoding: Encoding;
-  payloadType: number;
-  clockRate: number;
-  channels?: number;
-  fmtp: Record<string, string>;
-}
 
 export function createContainer(spec: TrackSpec): ContainerWriter {
   switch (spec.encoding) {

@@ -14,11 +14,11 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { registerReader } from '../../storage/open.js';
 import { CorruptMediaError } from '../../storage/errors.js';
-import { readManifest, type ManifestTrack } from '../../storage/recording/manifest.js';
+import { readManifest, trackSpecOf, type ManifestTrack } from '../../storage/recording/manifest.js';
 import { recordingProbe, recordingTrackInfo } from '../../storage/recording/probe.js';
 import type { MediaReader, Probe, Sample, SampleOptions } from '../../storage/types.js';
 import { createDepacketizer } from '../codecs/index.js';
-import { TimestampUnwrapper, type TrackSpec } from './output.js';
+import { TimestampUnwrapper } from './output.js';
 import { openRtpdump, replayRtpdump } from './replay.js';
 import { SenderClock } from '../rtcp.js';
 
@@ -31,12 +31,6 @@ interface TrackTiming {
   /** Earliest wall time of any packet's timestamp. */
   minWall: number;
   inband?: { sps: Uint8Array[]; pps: Uint8Array[] };
-}
-
-function specOf(t: ManifestTrack): TrackSpec {
-  const s: TrackSpec = { kind: t.kind, encoding: t.codec, payloadType: t.payloadType, clockRate: t.clockRate, fmtp: t.fmtp };
-  if (t.channels !== undefined) s.channels = t.channels;
-  return s;
 }
 
 /** Pass 1 over a track: the sender clock, first arrival and earliest presentation wall time. */
@@ -101,7 +95,7 @@ export async function openRecording(dir: string): Promise<MediaReader> {
   for (const t of used) bytes += (await stat(path.join(dir, t.rtpdump))).size;
   const timings = await Promise.all(used.map((t) => timeTrack(dir, t)));
   const probe: Probe = recordingProbe(manifest, bytes);
-  probe.tracks = used.map((t, i) => recordingTrackInfo({ ...t, index: i }, timings[i]!.inband));
+  probe.tracks = used.map((t, i) => recordingTrackInfo(trackSpecOf(t), i, t.durationMs, timings[i]!.inband));
   const zeroWall = Math.min(...timings.map((t) => t.minWall));
   const zeroArrival = Math.min(...timings.map((t) => t.firstArrival));
   let closed = false;
@@ -110,7 +104,7 @@ export async function openRecording(dir: string): Promise<MediaReader> {
     const timing = timings[i]!;
     const t = timing.track;
     const clock = t.clockRate;
-    const dep = createDepacketizer(specOf(t));
+    const dep = createDepacketizer(trackSpecOf(t));
     const unwrap = new TimestampUnwrapper();
     const file = await openRtpdump(path.join(dir, t.rtpdump));
     let pending: Sample | null = null;

@@ -11,8 +11,8 @@ import path from 'node:path';
 import type { RecordingSummary } from '../channel.js';
 import { DurableFile } from '../../storage/recording/file.js';
 import { openRtpdump, rtpdumpHeader } from '../../storage/rtpdump.js';
-import { readManifest, syncDir, writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
-import { FrameOutput, type TrackSpec } from './output.js';
+import { readManifest, recordedTrackOf, syncDir, trackSpecOf, writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
+import { FrameOutput } from './output.js';
 import { replayRtpdump } from './replay.js';
 
 export async function recoverRecordings(root: string): Promise<{ recovered: RecordingSummary[]; errors: { name: string; error: string }[] }> {
@@ -60,23 +60,7 @@ async function recoverOne(dir: string, m: Manifest): Promise<RecordingSummary> {
     state: 'finished',
     reason: 'recovered',
     durationMs,
-    tracks: tracks.map((t) => ({
-      ...(t.playable === undefined ? {} : { playable: t.playable }),
-      ...(t.unplayableReason === undefined ? {} : { unplayableReason: t.unplayableReason }),
-      index: t.index,
-      kind: t.kind,
-      codec: t.codec,
-      file: t.file,
-      rtpdump: t.rtpdump,
-      contentType: t.contentType,
-      packets: t.packets,
-      bytes: t.bytes,
-      lost: t.lost,
-      duplicates: t.duplicates,
-      reordered: t.reordered,
-      late: t.late,
-      durationMs: t.durationMs,
-    })),
+    tracks: tracks.map(recordedTrackOf),
   };
 }
 
@@ -88,8 +72,7 @@ async function recoverTrack(dir: string, t: ManifestTrack): Promise<ManifestTrac
     // Finished before the crash, or never started: nothing to rebuild.
     return t;
   }
-  const spec: TrackSpec = { kind: t.kind, encoding: t.codec, payloadType: t.payloadType, clockRate: t.clockRate, fmtp: t.fmtp };
-  if (t.channels !== undefined) spec.channels = t.channels;
+  const spec = trackSpecOf(t);
   await rm(`${fileFinal}.part`, { force: true });
   const out = new FrameOutput(spec);
   const playable = await DurableFile.create(fileFinal);

@@ -15,7 +15,6 @@ import type {
   FlowHeader,
   RecordCreateParams,
   RecordingSummary,
-  RecordingTrackSummary,
   RecordStats,
   RecordTrackParams,
   RecordTrackStats,
@@ -29,8 +28,9 @@ import { FlowResult, FLOW_RESULT_NAMES, FlowTable } from './flows.js';
 import { SequenceTracker, SeqResult } from './sequence.js';
 import { ReorderBuffer, ReorderResult } from './reorder.js';
 import { buildReceiverReport, parseRtcp, readBye, readSenderInfo, SenderClock } from '../rtcp.js';
-import { containerInfo, FrameOutput, type TrackSpec } from './output.js';
-import { writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
+import type { TrackSpec } from '../../storage/types.js';
+import { containerInfo, FrameOutput } from './output.js';
+import { recordedTrackOf, writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 
 /** RTCP packets a track keeps until its recording starts (its flow latched, its first packet in order). */
 const EARLY_RTCP_MAX = 4;
@@ -617,27 +617,7 @@ export class RecordSession {
         state: failure === undefined ? 'finished' : 'failed',
         reason: failure === undefined ? reason : 'failed',
         durationMs: this.durationMs(),
-        tracks: this.tracks.map((t) => {
-          const m = t.manifestTrack(true);
-          const s: RecordingTrackSummary = {
-            index: m.index,
-            kind: m.kind,
-            codec: m.codec,
-            file: m.file,
-            rtpdump: m.rtpdump,
-            contentType: m.contentType,
-            packets: m.packets,
-            bytes: m.bytes,
-            lost: m.lost,
-            duplicates: m.duplicates,
-            reordered: m.reordered,
-            late: m.late,
-            durationMs: m.durationMs,
-          };
-          if (m.playable !== undefined) s.playable = m.playable;
-          if (m.unplayableReason !== undefined) s.unplayableReason = m.unplayableReason;
-          return s;
-        }),
+        tracks: this.tracks.map((t) => recordedTrackOf(t.manifestTrack(true))),
       };
       if (failure !== undefined) summary.error = failure;
       try {

@@ -6,33 +6,40 @@
  */
 import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import type { Encoding } from '../../offload/channel.js';
+import type { RecordedTrack, TrackSpec } from '../types.js';
 
 export const MANIFEST = 'recording.json';
 
-export interface ManifestTrack {
-  index: number;
-  kind: 'audio' | 'video';
-  codec: Encoding;
-  payloadType: number;
-  clockRate: number;
-  channels?: number;
-  fmtp: Record<string, string>;
-  /** Playable file name in the folder (e.g. track0.h264). */
-  file: string;
-  contentType: string;
-  rtpdump: string;
-  packets: number;
-  bytes: number;
-  lost: number;
-  duplicates: number;
-  reordered: number;
-  late: number;
-  /** Media time covered by the track's timestamps, ms. */
-  durationMs: number;
-  /** Set when the recording ends: false when no player can decode the file, with the reason. */
-  playable?: boolean;
-  unplayableReason?: string;
+/** A track in the manifest: its result and, but for the encoding's name (`codec`), its spec. */
+export interface ManifestTrack extends RecordedTrack, Omit<TrackSpec, 'encoding' | 'kind'> {}
+
+/** The spec a manifest track was recorded with. */
+export function trackSpecOf(t: ManifestTrack): TrackSpec {
+  const s: TrackSpec = { kind: t.kind, encoding: t.codec, payloadType: t.payloadType, clockRate: t.clockRate, fmtp: t.fmtp };
+  if (t.channels !== undefined) s.channels = t.channels;
+  return s;
+}
+
+/** A manifest track without its spec: the result a record session answers with. */
+export function recordedTrackOf(t: ManifestTrack): RecordedTrack {
+  const r: RecordedTrack = {
+    index: t.index,
+    kind: t.kind,
+    codec: t.codec,
+    file: t.file,
+    rtpdump: t.rtpdump,
+    contentType: t.contentType,
+    packets: t.packets,
+    bytes: t.bytes,
+    lost: t.lost,
+    duplicates: t.duplicates,
+    reordered: t.reordered,
+    late: t.late,
+    durationMs: t.durationMs,
+  };
+  if (t.playable !== undefined) r.playable = t.playable;
+  if (t.unplayableReason !== undefined) r.unplayableReason = t.unplayableReason;
+  return r;
 }
 
 export interface Manifest {

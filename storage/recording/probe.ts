@@ -5,8 +5,8 @@
  */
 import { parseAudioSpecificConfig } from '../aac.js';
 import { h264ParamsFromParameterSets } from '../h264/sps.js';
-import type { Probe, SourceCodec, TrackInfo } from '../types.js';
-import type { Manifest, ManifestTrack } from './manifest.js';
+import type { Encoding, Probe, SourceCodec, TrackInfo, TrackSpec } from '../types.js';
+import { trackSpecOf, type Manifest } from './manifest.js';
 
 /** SPS and PPS from an H.264 fmtp sprop-parameter-sets (base64, comma-separated). */
 export function spropParameterSets(fmtp: Record<string, string>): { sps: Uint8Array[]; pps: Uint8Array[] } {
@@ -23,7 +23,7 @@ export function spropParameterSets(fmtp: Record<string, string>): { sps: Uint8Ar
   return { sps, pps };
 }
 
-const SOURCE: Record<ManifestTrack['codec'], SourceCodec> = {
+const SOURCE: Record<Encoding, SourceCodec> = {
   H264: 'h264',
   opus: 'opus',
   PCMU: 'pcm_mulaw',
@@ -33,17 +33,17 @@ const SOURCE: Record<ManifestTrack['codec'], SourceCodec> = {
 };
 
 /** The track as storage describes media; `inband` supplies H.264 parameter sets when the SDP had none. */
-export function recordingTrackInfo(t: ManifestTrack, inband?: { sps: Uint8Array[]; pps: Uint8Array[] }): TrackInfo {
+export function recordingTrackInfo(t: TrackSpec, index: number, durationMs: number, inband?: { sps: Uint8Array[]; pps: Uint8Array[] }): TrackInfo {
   const info: TrackInfo = {
-    index: t.index,
+    index,
     kind: t.kind,
-    codec: SOURCE[t.codec],
+    codec: SOURCE[t.encoding],
     supported: true,
     clockRate: t.clockRate,
-    durationMs: t.durationMs,
+    durationMs,
   };
   if (t.kind === 'audio') info.channels = t.channels ?? 1;
-  if (t.codec === 'H264') {
+  if (t.encoding === 'H264') {
     let sets = spropParameterSets(t.fmtp);
     if ((sets.sps.length === 0 || sets.pps.length === 0) && inband !== undefined) sets = inband;
     if (sets.sps.length > 0 && sets.pps.length > 0) {
@@ -54,10 +54,10 @@ export function recordingTrackInfo(t: ManifestTrack, inband?: { sps: Uint8Array[
       }
     } else info.supported = false;
   }
-  if (t.codec === 'opus') {
+  if (t.encoding === 'opus') {
     info.opus = { channels: t.channels ?? 1, preSkip: 0, inputSampleRate: 48000, outputGain: 0, channelMappingFamily: 0 };
   }
-  if (t.codec === 'MPEG4-GENERIC') {
+  if (t.encoding === 'MPEG4-GENERIC') {
     const asc = new Uint8Array(Buffer.from(t.fmtp.config ?? '', 'hex'));
     try {
       const c = parseAudioSpecificConfig(asc);
@@ -71,6 +71,6 @@ export function recordingTrackInfo(t: ManifestTrack, inband?: { sps: Uint8Array[
 }
 
 export function recordingProbe(m: Manifest, bytes: number): Probe {
-  const tracks = m.tracks.filter((t) => t.packets > 0).map((t, i) => recordingTrackInfo({ ...t, index: i }));
+  const tracks = m.tracks.filter((t) => t.packets > 0).map((t, i) => recordingTrackInfo(trackSpecOf(t), i, t.durationMs));
   return { format: 'recording', bytes, durationMs: m.durationMs, tracks };
 }

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import sdpTransform from 'sdp-transform';
-import type { Encoding } from '../../offload/channel.js';
+import type { Encoding } from '../../storage/types.js';
 import type { TrackInfo } from '../../storage/types.js';
 import { buildSdp, fmtp, rtpmap, staticPayloadType, type SdpTrack } from '../../server/sdp.js';
 import { startServer, type TestServer } from '../helpers/server.js';
