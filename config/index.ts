@@ -33,7 +33,7 @@ export interface Config {
     readonly reorderMs: number;
     readonly flushMs: number;
   };
-  readonly log: { readonly level: string };
+  readonly log: { readonly level: string; readonly format: 'auto' | 'pretty' | 'json' };
 }
 
 export class ConfigError extends Error {

@@ -45,6 +45,7 @@ export const SCHEMA = {
   'record.reorderMs': { type: 'int', default: 100, min: 0, max: 5000, doc: 'longest a packet waits for a gap before it' },
   'record.flushMs': { type: 'int', default: 500, min: 50, max: 1000, doc: 'interval at which recordings are flushed to disk' },
   'log.level': { type: 'string', default: 'info', oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'log level' },
+  'log.format': { type: 'string', default: 'auto', oneOf: ['auto', 'pretty', 'json'], doc: 'log lines: pretty (pino-pretty) for people, json for collectors; auto = pretty when stdout is a terminal' },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;

@@ -18,6 +18,7 @@ import { createMetrics } from './metrics.js';
 import { isDocsPath, registerDocs } from './docs.js';
 import { isDashboardPath, registerDashboard } from './dashboardRoutes.js';
 import { packageVersion } from './assets.js';
+import { loggerOptions } from './logger.js';
 import { OffloadClient } from './offload.js';
 import { PortAllocator } from './ports.js';
 import { mediaRoutes } from './routes/media.js';
@@ -54,7 +55,7 @@ export interface BuildOptions {
 }
 
 export async function buildServer(config: Config, opts: BuildOptions = {}): Promise<Server> {
-  const logger = opts.logger ?? (config.log.level === 'silent' ? false : { level: config.log.level });
+  const logger = opts.logger ?? loggerOptions(config.log);
   const app = Fastify({
     logger,
     bodyLimit: 1024 * 1024,

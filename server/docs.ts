@@ -11,6 +11,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, RouteOptions } from 'fastify';
+import { errorSchema } from './errors.js';
 
 /** A route as Fastify registered it (HEAD twins included). */
 export interface RegisteredRoute {
@@ -39,6 +40,8 @@ interface Operation {
   /** Answers the route schema does not declare (no body, or not JSON). */
   success?: Record<string, { description: string; content?: Record<string, unknown> }>;
   public?: boolean;
+  /** Error statuses the route answers that its schema does not list. */
+  moreErrors?: number[];
 }
 
 const binary = { schema: { type: 'string', format: 'binary' } };
@@ -65,7 +68,7 @@ const OPERATIONS: Record<string, Operation> = {
     tag: 'service',
     success: { 200: { description: 'metrics', content: { 'text/plain': { schema: { type: 'string' } } } } },
   },
-  'PUT /v1/media/{name}': { summary: 'Upload a media file (the raw body); answers with its probe', tag: 'media' },
+  'PUT /v1/media/{name}': { summary: 'Upload a media file (the raw body); answers with its probe', tag: 'media', moreErrors: [408] },
   'GET /v1/media': { summary: 'List the media library', tag: 'media' },
   'GET /v1/media/{name}': { summary: 'Probe one media file: format, duration, tracks', tag: 'media' },
   'DELETE /v1/media/{name}': { summary: 'Delete a media file', tag: 'media', success: { 204: { description: 'deleted' } } },
@@ -113,6 +116,7 @@ const ERROR_DESCRIPTIONS: Record<string, string> = {
   403: 'destination or source outside the allowed CIDRs',
   404: 'no such media, session, recording or route',
   409: 'conflict with the current state (a name in use, a session ended)',
+  408: 'the upload body paused longer than limits.uploadIdleMs or took longer than limits.uploadTimeoutMs',
   413: 'upload larger than limits.uploadBytes',
   415: 'unsupported media type',
   422: 'the media cannot be played or the tracks cannot be recorded',
@@ -147,6 +151,7 @@ function documentRoute(method: string, url: string, schema: Schema | undefined):
     const desc = ERROR_DESCRIPTIONS[status];
     response[status] = desc === undefined ? s : { ...(s as Schema), description: desc };
   }
+  for (const status of op.moreErrors ?? []) response[status] = { ...errorSchema, description: ERROR_DESCRIPTIONS[status] };
   for (const [status, s] of Object.entries(op.success ?? {})) {
     // A declared JSON schema for a non-JSON answer (the SDP's `type: string`) gives way to the real content type.
     response[status] = { description: s.description, ...(s.content ? { content: s.content } : {}) };

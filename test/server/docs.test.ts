@@ -54,6 +54,7 @@ t.test('the document is valid OpenAPI 3.1 and covers every route, status and bod
   t.match(create['application/sdp'].example, /^v=0\r\n/, 'the SDP body is documented, with an example');
   t.ok(doc.paths['/v1/sessions/{id}'].patch.requestBody.content['application/json'].examples, 'PATCH examples');
   t.ok(doc.paths['/v1/media/{name}'].put.responses['413'], 'upload limit documented');
+  t.same(doc.paths['/v1/media/{name}'].put.responses['408'].content['application/json'].schema.required, ['statusCode', 'code', 'message'], 'the upload timeout documented');
 });
 
 t.test('the examples in the document are accepted by the server', async (t) => {
