@@ -38,6 +38,9 @@ function offcast(args: string[], env: Record<string, string | undefined> = {}, t
   });
 }
 
+// The first run of bin/offcast.mjs may compile the sources (about a minute on a loaded machine): more than tap's default budget.
+t.setTimeout(600_000);
+
 const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> };
 
 t.test('package.json names the binary, and it runs (compiling on first use)', async (t) => {

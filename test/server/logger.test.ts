@@ -13,6 +13,9 @@ import { logFormat, loggerOptions } from '../../server/logger.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(root, 'bin', 'offcast.mjs');
 
+// The first run of bin/offcast.mjs may compile the sources (about a minute on a loaded machine): more than tap's default budget.
+t.setTimeout(600_000);
+
 t.test('the format chosen for each setting and terminal', async (t) => {
   const cases: [('auto' | 'pretty' | 'json'), boolean, 'pretty' | 'json'][] = [
     ['auto', true, 'pretty'],
