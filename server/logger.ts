@@ -13,8 +13,13 @@ export function logFormat(format: Config['log']['format'], stdoutIsTty: boolean)
   return format;
 }
 
+/** Node types isTTY as boolean, but it is undefined on a pipe. */
+function stdoutIsTerminal(): boolean {
+  return (process.stdout as { isTTY?: boolean }).isTTY === true;
+}
+
 /** Fastify's `logger` option for this config (false when silent). */
-export function loggerOptions(log: Config['log'], stdoutIsTty = process.stdout.isTTY === true): false | Record<string, unknown> {
+export function loggerOptions(log: Config['log'], stdoutIsTty = stdoutIsTerminal()): false | Record<string, unknown> {
   if (log.level === 'silent') return false;
   if (logFormat(log.format, stdoutIsTty) === 'json') return { level: log.level };
   return {
