@@ -8,12 +8,13 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { skipFile } from '../helpers/tools.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const missing = ['ffmpeg', 'cc'].filter((cmd) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).error !== undefined);
 
 if (missing.length > 0) {
-  t.skip(`bench --quick needs ${missing.join(' and ')} (not installed here; .ci/run installs them)`);
+  skipFile(`bench --quick needs ${missing.join(' and ')} (not installed here; .ci/run installs them)`);
 } else {
   t.setTimeout(6 * 60_000);
   t.test('bench --quick runs every scenario and writes the report', async (t) => {

@@ -1,11 +1,8 @@
 /** ffmpeg as a real peer in tests: availability, bounded runs, framemd5 parsing. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
-let cached: boolean | undefined;
-export function hasFfmpeg(): boolean {
-  if (cached === undefined) cached = spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
-  return cached;
-}
+/** ffmpeg and ffprobe run (test/helpers/tools.ts: with CI=true a missing tool fails, see skipFile/skipUnless). */
+export { hasFfmpeg } from './tools.js';
 
 export const NO_FFMPEG = 'ffmpeg is not installed (CI installs it with apt-get): skipping';
 

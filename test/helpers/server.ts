@@ -25,6 +25,18 @@ export function randomPortBlock(span: number): number {
   return lo + 2 * Math.floor((Math.random() * (hi - lo)) / 2);
 }
 
+/**
+ * The send path under test: OFFCAST_TEST_SEND=dgram runs the server on the dgram
+ * fallback (offload.nativeSend: false; test/run.mjs runs the play, video and
+ * interop tests a second time so); unset or "native", the default native sender.
+ */
+function sendPath(): Record<string, unknown> {
+  const v = process.env.OFFCAST_TEST_SEND;
+  if (v === undefined || v === '' || v === 'native') return {};
+  if (v === 'dgram') return { 'offload.nativeSend': false };
+  throw new Error(`OFFCAST_TEST_SEND=${v}: use native or dgram`);
+}
+
 export async function startServer(overrides: Record<string, unknown> = {}, build: BuildOptions = {}): Promise<TestServer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offcast-test-'));
   const base = randomPortBlock(400);
@@ -38,6 +50,7 @@ export async function startServer(overrides: Record<string, unknown> = {}, build
       'rtp.portMin': base,
       'rtp.portMax': base + 399,
       'log.level': 'silent',
+      ...sendPath(),
       ...overrides,
     },
   });

@@ -14,10 +14,10 @@ import { decodedFrames, makeRecordSource, UdpTap } from '../helpers/record.js';
 import { readRtpdumpRef, writeRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { udpQueued, waitUntil } from '../helpers/ready.js';
 import { payloadFor, rtpPacket } from '../helpers/sender.js';
+import { skipFile } from '../helpers/tools.js';
 
 if (!hasFfmpeg()) {
-  t.comment(NO_FFMPEG);
-  t.skip(NO_FFMPEG);
+  skipFile(NO_FFMPEG);
 } else {
   const work = await mkdtemp(path.join(tmpdir(), 'offcast-crash-outputs-'));
   t.teardown(() => rm(work, { recursive: true, force: true }));

@@ -10,6 +10,7 @@ import { startServer } from '../helpers/server.js';
 import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { makeWav } from '../helpers/media.js';
+import { skipFile } from '../helpers/tools.js';
 
 async function mountTinyDisk(): Promise<string | null> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offcast-full-'));
@@ -24,9 +25,7 @@ async function mountTinyDisk(): Promise<string | null> {
 
 const disk = await mountTinyDisk();
 if (disk === null) {
-  const why = 'cannot mount a tmpfs (needs root): skipping the disk-full test';
-  t.comment(why);
-  t.skip(why);
+  skipFile('cannot mount a tmpfs (needs root): skipping the disk-full test');
 } else {
   t.teardown(async () => {
     try {

@@ -27,13 +27,13 @@ import {
   type SourcePacket,
   type SourceStream,
 } from '../helpers/video.js';
+import { skipFile } from '../helpers/tools.js';
 
 const AAC_FRAME = 1024;
 const AUDIO_RATE = 48000;
 
 if (!hasFfmpeg()) {
-  t.comment(NO_FFMPEG);
-  t.skip(NO_FFMPEG);
+  skipFile(NO_FFMPEG);
 } else {
   let main: TestServer; // defaults: rtp.payloadBytes 1200, pacing.spread 0.8
   let small: TestServer; // rtp.payloadBytes 500

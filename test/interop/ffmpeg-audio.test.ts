@@ -9,10 +9,10 @@ import { createPaused, waitState, freePortPair } from '../helpers/play.js';
 import { makeWav, wavData } from '../helpers/media.js';
 import { waitUdpBound } from '../helpers/ready.js';
 import { encodeUlaw, encodeAlaw, decodeUlaw, decodeAlaw } from '../../offload/codecs/g711/g711.js';
+import { skipFile } from '../helpers/tools.js';
 
 if (!hasFfmpeg()) {
-  t.comment(NO_FFMPEG);
-  t.skip(NO_FFMPEG);
+  skipFile(NO_FFMPEG);
 } else {
   let server: TestServer;
   t.before(async () => {

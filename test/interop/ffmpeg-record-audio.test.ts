@@ -10,10 +10,10 @@ import { ffmpeg, hasFfmpeg, NO_FFMPEG, parseFrameMd5, startFfmpeg } from '../hel
 import { downloadTrack, senderReports, UdpTap } from '../helpers/record.js';
 import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { waitUntil } from '../helpers/ready.js';
+import { skipFile } from '../helpers/tools.js';
 
 if (!hasFfmpeg()) {
-  t.comment(NO_FFMPEG);
-  t.skip(NO_FFMPEG);
+  skipFile(NO_FFMPEG);
 } else {
   let server: TestServer;
   t.before(async () => {

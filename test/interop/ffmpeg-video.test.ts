@@ -10,10 +10,10 @@ import { hasFfmpeg, NO_FFMPEG, ffmpeg, run, startFfmpeg, parseFrameMd5, type Fra
 import { createPaused, waitState, freePortBlock } from '../helpers/play.js';
 import { waitFor, waitUdpBound } from '../helpers/ready.js';
 import { makeMp4, makeSyncClip, readMetadataPrint, sourcePackets, type SourceStream } from '../helpers/video.js';
+import { skipFile } from '../helpers/tools.js';
 
 if (!hasFfmpeg()) {
-  t.comment(NO_FFMPEG);
-  t.skip(NO_FFMPEG);
+  skipFile(NO_FFMPEG);
 } else {
   let server: TestServer;
   let clipPath: string;

@@ -11,16 +11,15 @@ import { hasFfmpeg, hasGstreamer, NO_FFMPEG, ffmpeg, run, parseFrameMd5 } from '
 import { createPaused, waitState, freePortBlock } from '../helpers/play.js';
 import { fileSizes, waitDrained, waitUdpBound } from '../helpers/ready.js';
 import { hasGstElements, makeMp4, sourcePackets, type SourceStream } from '../helpers/video.js';
+import { skipFile } from '../helpers/tools.js';
 
 const ELEMENTS = ['udpsrc', 'rtph264depay', 'avdec_h264', 'checksumsink', 'rtpmp4gdepay', 'avdec_aac', 'tee', 'queue', 'filesink', 'fakesink', 'filesrc', 'qtdemux', 'h264parse'];
 const NO_GST = 'gst-launch-1.0 or a GStreamer plugin (good, bad, libav) is not installed: skipping';
 
 if (!hasFfmpeg()) {
-  t.comment(NO_FFMPEG);
-  t.skip(NO_FFMPEG);
+  skipFile(NO_FFMPEG);
 } else if (!hasGstreamer() || !hasGstElements(ELEMENTS)) {
-  t.comment(NO_GST);
-  t.skip(NO_GST);
+  skipFile(NO_GST);
 } else {
   let server: TestServer;
   let clipPath: string;

@@ -7,11 +7,11 @@ import { nativeSender, nativeLoadError } from '../../offload/native/index.js';
 import { BatchSender } from '../../offload/batch.js';
 import { socketFd } from '../../offload/sockets.js';
 import { RtpSink } from '../helpers/rtp.js';
+import { skipFile } from '../helpers/tools.js';
 
 const native = nativeSender();
 if (native === null) {
-  t.comment(`native sender not built (${nativeLoadError()}): npm install builds it with node-gyp; skipping`);
-  t.skip('native sender not built');
+  skipFile(`native sender not built (${nativeLoadError()}): npm install builds it with node-gyp; skipping`);
 } else {
   const connected = async (port: number): Promise<dgram.Socket> => {
     const s = dgram.createSocket('udp4');

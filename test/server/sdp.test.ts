@@ -11,6 +11,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
 import { hasFfmpeg, NO_FFMPEG, run } from '../helpers/ffmpeg.js';
 import { freePortPair } from '../helpers/play.js';
+import { skipUnless } from '../helpers/tools.js';
 
 const fixtures = new URL('../fixtures/audio/', import.meta.url);
 
@@ -202,7 +203,7 @@ t.test('GET /v1/sessions/:id/sdp describes the session', async (t) => {
   }
 });
 
-t.test('ffmpeg accepts the SDP and decodes the stream', { skip: hasFfmpeg() ? false : NO_FFMPEG }, async (t) => {
+t.test('ffmpeg accepts the SDP and decodes the stream', { skip: skipUnless(hasFfmpeg(), NO_FFMPEG) }, async (t) => {
   const cases: { media: string; codec?: string; decoder: RegExp }[] = [
     { media: 'tone.wav', decoder: /Audio: pcm_s16be, 16000 Hz, stereo/ },
     { media: 'phone.wav', codec: 'PCMU', decoder: /Audio: pcm_mulaw, 8000 Hz, mono/ },

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +12,9 @@ import {
   type AudioSpecificConfig,
 } from '../../storage/aac.js';
 import { openMp4 } from '../../storage/mp4.js';
+import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../helpers/tools.js';
 
-const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+const hasFfmpeg = hasFfmpegTool();
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
 
 t.test('parseAudioSpecificConfig', async (t) => {
@@ -135,7 +136,7 @@ t.test('parseAdtsFrames / parseAdtsHeader negatives and CRC', async (t) => {
   t.same([...parseAdtsFrames(crc).frames[0]!.data], [0xab, 0xcd]);
 });
 
-t.test('ADTS equals ffmpeg\'s adts muxer for every AU of an MP4', { skip: hasFfmpeg ? false : 'ffmpeg not installed' }, async (t) => {
+t.test('ADTS equals ffmpeg\'s adts muxer for every AU of an MP4', { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed') }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'offcast-aac-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const mp4 = join(dir, 'a.mp4');

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,9 +7,10 @@ import t, { type Test } from 'tap';
 import { CorruptMediaError, MediaError, UnsupportedMediaError } from '../../storage/errors.js';
 import { openMp4, rescale, splitLengthPrefixed } from '../../storage/mp4.js';
 import type { MediaReader, Sample } from '../../storage/types.js';
+import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../helpers/tools.js';
 
-const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0 && spawnSync('ffprobe', ['-version']).status === 0;
-const noFfmpeg = hasFfmpeg ? false : 'ffmpeg/ffprobe not installed: MP4 fixtures cannot be generated';
+const hasFfmpeg = hasFfmpegTool();
+const noFfmpeg = skipUnless(hasFfmpeg, 'ffmpeg/ffprobe not installed: MP4 fixtures cannot be generated');
 const hasX265 = hasFfmpeg && execFileSync('ffmpeg', ['-hide_banner', '-encoders']).toString().includes('libx265');
 const dir = mkdtempSync(join(tmpdir(), 'offcast-mp4-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -15,11 +15,12 @@ import {
 } from '../../storage/ogg.js';
 import type { Probe, Sample } from '../../storage/types.js';
 import { opusPacketDuration } from '../../storage/opus/toc.js';
+import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../helpers/tools.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/audio/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'offcast-ogg-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+const hasFfmpeg = hasFfmpegTool();
 
 // --- an independent Ogg writer (bitwise CRC, not the reader's table) --------------
 
@@ -475,7 +476,7 @@ t.test('streams that are not Opus, or not complete', async (t) => {
 
 const hasLibvorbis = hasFfmpeg && /libvorbis/.test(spawnSync('ffmpeg', ['-hide_banner', '-encoders'], { encoding: 'utf8' }).stdout);
 
-t.test('Vorbis in Ogg made by ffmpeg', { skip: hasLibvorbis ? false : 'ffmpeg with libvorbis not installed' }, async (t) => {
+t.test('Vorbis in Ogg made by ffmpeg', { skip: skipUnless(hasLibvorbis, 'ffmpeg with libvorbis not installed') }, async (t) => {
   const path = join(dir, 'vorbis.ogg');
   execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=duration=0.5', '-c:a', 'libvorbis', path]);
   const err = await readError(path);

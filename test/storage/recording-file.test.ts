@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { DEFAULT_MAX_BUFFERED_BYTES, DiskTooSlowError, DurableFile } from '../../storage/recording/file.js';
+import { missingTool, skipUnless } from '../helpers/tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'offcast-durable-'));
 /** The tmpfs mounted for the ENOSPC test, unmounted before the directory is removed. */
@@ -185,7 +186,7 @@ function tinyTmpfs(): { mnt: string; skip: false } | { skip: string } {
 }
 const tiny = tinyTmpfs();
 
-t.test('disk full (ENOSPC) on a 64 KiB tmpfs', { skip: tiny.skip }, async (t) => {
+t.test('disk full (ENOSPC) on a 64 KiB tmpfs', { skip: tiny.skip === false ? false : missingTool(tiny.skip) }, async (t) => {
   const mnt = (tiny as { mnt: string }).mnt;
   const f = await DurableFile.create(join(mnt, 'rec.wav'));
   const data = bytes(200 * 1024, 1);
@@ -206,7 +207,7 @@ t.test('disk full (ENOSPC) on a 64 KiB tmpfs', { skip: tiny.skip }, async (t) =>
 const loader = process.execArgv.filter((a) => a.includes('typescript'));
 const canLimit = spawnSync('sh', ['-c', 'ulimit -f 128'], { stdio: 'ignore' }).status === 0 && loader.length > 0;
 
-t.test('file size limit (EFBIG, `ulimit -f`): a disk error without root', { skip: canLimit ? false : 'needs sh with ulimit and tap\'s TypeScript loader' }, async (t) => {
+t.test('file size limit (EFBIG, `ulimit -f`): a disk error without root', { skip: skipUnless(canLimit, 'needs sh with ulimit and tap\'s TypeScript loader') }, async (t) => {
   const child = fileURLToPath(new URL('../fixtures/recording/disk-error-child.ts', import.meta.url));
   const path = newPath();
   // `ulimit -f 128`: 128 blocks of 512 bytes in dash, of 1024 in bash; either is < 256 KiB.

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +15,11 @@ import {
   type RtpdumpRecord,
 } from '../../storage/rtpdump.js';
 import { run } from '../helpers/ffmpeg.js';
+import { hasTshark as hasTsharkTool, skipUnless } from '../helpers/tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'offcast-rtpdump-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const hasTshark = spawnSync('tshark', ['--version'], { stdio: 'ignore' }).status === 0;
+const hasTshark = hasTsharkTool();
 
 function concat(parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts));
@@ -285,7 +285,7 @@ function exportedPduPcap(file: Uint8Array): Uint8Array {
   return concat(parts);
 }
 
-t.test('tshark reads the records as the RTP and RTCP packets written', { skip: hasTshark ? false : 'tshark is not installed: skipping' }, async (t) => {
+t.test('tshark reads the records as the RTP and RTCP packets written', { skip: skipUnless(hasTshark, 'tshark is not installed: skipping') }, async (t) => {
   const file = dump(START_MS, '127.0.0.1', 40000, session);
   const path = join(dir, 'session.rtpdump');
   writeFileSync(path, file);

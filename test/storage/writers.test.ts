@@ -15,11 +15,12 @@ import type { ContainerWriter, RecordedFrame } from '../../storage/writers/types
 import { wavHeader, WavWriter, type WavCodec } from '../../storage/writers/wav.js';
 import { ffmpeg, hasFfmpeg, hasGstreamer, NO_FFMPEG, parseFrameMd5, run } from '../helpers/ffmpeg.js';
 import { makeWav, wavData } from '../helpers/media.js';
+import { missingTool, skipUnless } from '../helpers/tools.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/audio/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'offcast-writers-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-const noFfmpeg = hasFfmpeg() ? false : NO_FFMPEG;
+const noFfmpeg = skipUnless(hasFfmpeg(), NO_FFMPEG);
 
 /** An extended RTP timestamp past 2^32, as the recorder hands them after unwrapping. */
 const TS_BASE = 2 ** 32 + 123456;
@@ -208,7 +209,7 @@ t.test('OggOpusWriter: gaps become TOC-only packets, bad and late packets are dr
   await checkOggWithFfmpeg(t, path, expected);
   const pcm = await ffmpeg(['-i', path, '-f', 's16le', '-']);
   t.equal(pcm.length, w.granule * 2 * 2, 'ffmpeg decodes the fillers too (concealment): timing kept');
-  if (!hasGstreamer()) return void t.comment('gst-launch-1.0 is not installed: skipping the libopus check');
+  if (!hasGstreamer()) return void t.comment(missingTool('gst-launch-1.0 is not installed: skipping the libopus check'));
   // A second decoder (oggdemux + libopus), on a file that ends with an empty EOS page.
   const w2 = new OggOpusWriter({ channels: 2 });
   const eosPath = join(dir, 'gaps-empty-eos.opus');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,8 +10,9 @@ import { AacPayloader, aacMaxAusPerPacket, MAX_AU_BYTES } from '../../../offload
 import { AacDepacketizer } from '../../../offload/codecs/aac/depacketizer.js';
 import { openMp4 } from '../../../storage/mp4.js';
 import { udpBound, waitFor } from '../../helpers/ready.js';
+import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../../helpers/tools.js';
 
-const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+const hasFfmpeg = hasFfmpegTool();
 
 const LC_44K_STEREO: AacParams = { audioSpecificConfig: Uint8Array.of(0x12, 0x10), objectType: 2, sampleRate: 44100, channels: 2 };
 const LC_48K_MONO: AacParams = { audioSpecificConfig: Uint8Array.of(0x11, 0x88), objectType: 2, sampleRate: 48000, channels: 1 };
@@ -277,7 +278,7 @@ t.test('depacketizer fuzz: never throws, bounded output', async (t) => {
   t.pass(`20000 rounds, ${frames} frames, no throw`);
 });
 
-t.test('depacketizes ffmpeg\'s RTP (AAC-hbr, several AUs per packet)', { skip: hasFfmpeg ? false : 'ffmpeg not installed' }, async (t) => {
+t.test('depacketizes ffmpeg\'s RTP (AAC-hbr, several AUs per packet)', { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed') }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'offcast-aacrtp-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const mp4 = join(dir, 'a.mp4');
@@ -337,7 +338,7 @@ async function freeEvenPort(): Promise<number> {
 }
 
 t.test('ffmpeg demuxes our packets (aggregated and fragmented) back to the source AUs', {
-  skip: !hasFfmpeg ? 'ffmpeg not installed' : !existsSync('/proc/net/udp') ? 'needs /proc/net/udp to see when ffmpeg listens' : false,
+  skip: skipUnless(hasFfmpeg, 'ffmpeg not installed') || skipUnless(existsSync('/proc/net/udp'), 'needs /proc/net/udp to see when ffmpeg listens'),
 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'offcast-aacff-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

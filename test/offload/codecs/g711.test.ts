@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,9 +22,10 @@ import {
 } from '../../../offload/codecs/g711/g711.js';
 import { checkG711Source, G711Payloader, type G711Encoding, type G711SourceCodec } from '../../../offload/codecs/g711/payloader.js';
 import { G711Depacketizer } from '../../../offload/codecs/g711/depacketizer.js';
+import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../../helpers/tools.js';
 
 const fixtures = fileURLToPath(new URL('../../fixtures/g711/', import.meta.url));
-const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+const hasFfmpeg = hasFfmpegTool();
 const hex = (n: number) => `0x${n.toString(16).padStart(2, '0')}`;
 
 // ---------------------------------------------------------------------------
@@ -224,7 +225,7 @@ t.test('encoders against ffmpeg on all 65536 inputs', async (t) => {
   }
 });
 
-t.test('fixtures are what ffmpeg produces', { skip: hasFfmpeg ? false : 'ffmpeg not installed: fixtures not re-checked' }, async (t) => {
+t.test('fixtures are what ffmpeg produces', { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed: fixtures not re-checked') }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'offcast-g711-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   execFileSync('sh', [join(fixtures, 'make.sh'), dir]);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +18,9 @@ import {
 } from '../../../storage/opus/toc.js';
 import { OpusPayloader } from '../../../offload/codecs/opus/payloader.js';
 import { OpusDepacketizer } from '../../../offload/codecs/opus/depacketizer.js';
+import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../../helpers/tools.js';
 
-const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+const hasFfmpeg = hasFfmpegTool();
 
 // ---------------------------------------------------------------------------
 // TOC byte (RFC 6716 3.1, Table 2).
@@ -325,7 +326,7 @@ function walkOgg(file: Uint8Array): OggWalk {
   return { packets, pages };
 }
 
-t.test('libopus packets: TOC durations match the Ogg granules; payloader -> depacketizer is exact', { skip: hasFfmpeg ? false : 'ffmpeg not installed: no real Opus packets' }, async (t) => {
+t.test('libopus packets: TOC durations match the Ogg granules; payloader -> depacketizer is exact', { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed: no real Opus packets') }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'offcast-opus-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cases = [
