@@ -150,7 +150,7 @@ export function receiverReport(ssrc: number): Uint8Array {
 }
 
 /** Parsed RTCP compound packets (rtp.js). */
-export function parseRtcp(msg: Buffer): InstanceType<typeof packets.RtcpPacket>[] {
+export function parseRtcp(msg: Buffer): packets.RtcpPacket[] {
   const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
   if (!packets.isRtcp(view)) return [];
   return new packets.CompoundPacket(view).getPackets();

@@ -100,7 +100,7 @@ for (const [how, kill] of Object.entries(deaths)) {
       if (again.status === 201) break;
       await sleep(50);
     }
-    t.equal(again?.status, 201, again?.text);
+    t.equal(again?.status, 201, again?.text ?? 'no answer');
     const before = playSink.packets.length;
     await playSink.waitFor(before + 5);
     t.pass('a new session plays on the replacement');

@@ -552,7 +552,7 @@ t.test('errors: a 5xx carries no internals', async (t) => {
     ['CorruptMediaError', () => new CorruptMediaError('truncated: data chunk declares 10 bytes, file holds 4'), 422],
     ['HttpError 503 (a message the control plane wrote)', () => new HttpError(503, 'OFFCAST_SESSION_LIMIT', 'limits.maxSessions (2) sessions are running'), 503],
   ];
-  throwers.forEach(([name, make], i) => own.app.get(`/boom/${i}`, async () => {
+  throwers.forEach(([, make], i) => own.app.get(`/boom/${i}`, async () => {
     throw make();
   }));
   for (const [i, [name, make, status]] of throwers.entries()) {

@@ -111,7 +111,7 @@ t.test('uploads over limits.uploadBytes get 413 and leave nothing', async (t) =>
   const put = async (name: string, body: Buffer, how: 'length' | 'chunked', type?: string): Promise<{ status: number; body: any; text: string }> => {
     const headers: Record<string, string> = type === undefined ? {} : { 'content-type': type };
     // A bound on a hang (no answer at all), not on speed: a healthy server answers in milliseconds.
-    const init: RequestInit & { duplex?: string } = { method: 'PUT', headers, body: how === 'length' ? body : chunked(body), signal: AbortSignal.timeout(10_000) };
+    const init: RequestInit & { duplex?: string } = { method: 'PUT', headers, body: (how === 'length' ? body : chunked(body)) as BodyInit, signal: AbortSignal.timeout(10_000) };
     if (how === 'chunked') init.duplex = 'half';
     let res: Response;
     try {

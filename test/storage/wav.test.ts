@@ -12,11 +12,6 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 // --- a tiny WAV writer ------------------------------------------------------
 
-interface Chunk {
-  id: string;
-  body: Uint8Array;
-}
-
 function chunk(id: string, body: Uint8Array, declaredSize = body.length): Uint8Array {
   const pad = body.length & 1;
   const out = new Uint8Array(8 + body.length + pad);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { FlowTable, FlowResult, FLOW_RESULT_NAMES } from '../../../offload/record/flows.js';
+import { FlowTable, FLOW_RESULT_NAMES } from '../../../offload/record/flows.js';
 
 const name = (r: number) => FLOW_RESULT_NAMES[r];
 const SENDER = ['10.0.0.5', 40000, 0xcafe0001] as const;

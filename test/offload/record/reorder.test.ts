@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ReorderBuffer, ReorderResult, type ReorderBufferOptions } from '../../../offload/record/reorder.js';
+import { ReorderBuffer, type ReorderBufferOptions } from '../../../offload/record/reorder.js';
 
 const RESULT_NAMES = ['ACCEPTED', 'DUPLICATE', 'TOO_LATE', 'DROPPED'];
 
