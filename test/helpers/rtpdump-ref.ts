@@ -10,6 +10,8 @@ export interface RefRecord {
   offsetMs: number;
   /** RTP packet length; 0 marks RTCP. */
   plen: number;
+  /** plen 0: an RTCP packet. */
+  rtcp: boolean;
   data: Buffer;
 }
 
@@ -21,6 +23,8 @@ export interface RefRtpdump {
   validLength: number;
   /** Whether bytes after the last complete record were left (a torn record). */
   torn: boolean;
+  /** The same, named as storage/rtpdump.ts names it. */
+  truncated: boolean;
 }
 
 export function readRtpdumpRef(buf: Buffer): RefRtpdump {
@@ -35,10 +39,11 @@ export function readRtpdumpRef(buf: Buffer): RefRtpdump {
   while (off + 8 <= buf.length) {
     const length = buf.readUInt16BE(off);
     if (length < 8 || off + length > buf.length) break;
-    records.push({ plen: buf.readUInt16BE(off + 2), offsetMs: buf.readUInt32BE(off + 4), data: Buffer.from(buf.subarray(off + 8, off + length)) });
+    const plen = buf.readUInt16BE(off + 2);
+    records.push({ plen, rtcp: plen === 0, offsetMs: buf.readUInt32BE(off + 4), data: Buffer.from(buf.subarray(off + 8, off + length)) });
     off += length;
   }
-  return { address: m[1]!, port: Number(m[2]), records, validLength: off, torn: off !== buf.length };
+  return { address: m[1]!, port: Number(m[2]), records, validLength: off, torn: off !== buf.length, truncated: off !== buf.length };
 }
 
 export function writeRtpdumpRef(address: string, port: number, records: readonly { offsetMs: number; data: Uint8Array; rtcp?: boolean }[]): Buffer {

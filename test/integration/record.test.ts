@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
-import { parseRtpdump } from '../../storage/rtpdump.js';
+import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { openWav } from '../../storage/wav.js';
 import { receiverReport, RtpSink } from '../helpers/rtp.js';
 
@@ -57,7 +57,14 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
     order.push(i);
   }
   let sent = 0;
+  /** A pause in the middle of the stream, measured: the recorded arrival offsets must show it. */
+  let pauseMs = 0;
   for (const i of order) {
+    if (i === 200) {
+      const p0 = performance.now();
+      await sleep(300);
+      pauseMs = performance.now() - p0;
+    }
     if (lostIdx.has(i)) continue;
     await tx.send(pkt(i), port);
     if (dupIdx.has(i)) await tx.send(pkt(i), port);
@@ -93,7 +100,7 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
   t.ok(Math.abs(rec.durationMs - ((N - 1) * 20)) <= 20, `duration ${rec.durationMs} ms`);
   // The rtpdump holds the unique packets in sequence order, byte for byte.
   const dir = path.join(server.dir, 'recordings', 'impaired');
-  const dump = parseRtpdump(new Uint8Array(await readFile(path.join(dir, 'track0.rtpdump'))));
+  const dump = readRtpdumpRef(await readFile(path.join(dir, 'track0.rtpdump')));
   t.equal(dump.truncated, false);
   const rtp = dump.records.filter((r) => !r.rtcp);
   const want = [...Array(N).keys()].filter((i) => !lostIdx.has(i));
@@ -103,6 +110,11 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
     'records equal the packets sent, in sequence order',
   );
   t.ok(rtp.every((r, k) => k === 0 || r.offsetMs >= rtp[k - 1]!.offsetMs - 200), 'arrival offsets recorded');
+  // The packets sent after the pause arrived at least the pause later than those before it (1 ms resolution).
+  const before = Math.max(...rtp.filter((_, k) => want[k]! < 200).map((r) => r.offsetMs));
+  const after = Math.min(...rtp.filter((_, k) => want[k]! >= 200).map((r) => r.offsetMs));
+  t.ok(after - before >= Math.floor(pauseMs) - 1, `arrival offsets differ by the ${pauseMs.toFixed(0)} ms pause in sending (${after - before} ms)`);
+  t.ok(after - before < pauseMs + 250, 'and by not much more');
   // The WAV holds the payloads with silence where packets were lost.
   const pcm = await readAll(path.join(dir, 'track0.wav'));
   const expected = Buffer.concat([...Array(N).keys()].map((i) => (lostIdx.has(i) ? Buffer.alloc(160, 0xff) : payloadFor(seq0 + i, 160))));
@@ -145,7 +157,7 @@ t.test('a spoofed flow never takes over a latched track', async (t) => {
   t.equal(st.slowPath, 1, 'spoofs cost no slow-path query');
   const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
   t.equal(del.body.recording.tracks[0].packets, 20, 'only the real sender is recorded');
-  const dump = parseRtpdump(new Uint8Array(await readFile(path.join(server.dir, 'recordings', 'spoofed', 'track0.rtpdump'))));
+  const dump = readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'spoofed', 'track0.rtpdump')));
   const rtp = dump.records.filter((r) => !r.rtcp);
   t.ok(
     rtp.every((r, i) => Buffer.from(r.data).subarray(12).equals(payloadFor(i, 160))),
