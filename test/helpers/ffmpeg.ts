@@ -96,3 +96,11 @@ export function parseFrameMd5(text: string): FrameMd5[] {
   }
   return out;
 }
+
+/**
+ * A check on a test's own clip or tool (not on offcast): throws when it fails, so the
+ * file fails with the reason, without counting as a product test when it holds.
+ */
+export function requireSetup(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`test setup: ${what}`);
+}

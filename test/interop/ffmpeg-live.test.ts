@@ -13,7 +13,7 @@ import { NAL, payloadNals, sourcePackets, TrackSinks } from '../helpers/video.js
 import type { ReceivedRtp } from '../helpers/rtp.js';
 import { cyclicRun, makeRecordSource, push, reference, reportSkewMs, senderReports, senderSdp, UdpTap, type Reference } from '../helpers/record.js';
 import { waitUdpBound, waitUntil } from '../helpers/ready.js';
-import { startsKeyframe } from '../../offload/codecs/h264/keyframe.js';
+import { startsIdrRef } from '../helpers/h264-ref.js';
 import { skipFile } from '../helpers/tools.js';
 
 if (!hasFfmpeg()) {
@@ -117,7 +117,7 @@ if (!hasFfmpeg()) {
     await probe.until(
       () => {
         const v = probe.rtp[0]!;
-        const keys = v.filter((p) => startsKeyframe(p.payload, 0, p.payload.length) && (p.payload[0]! & 0x1f) !== NAL.STAP_A);
+        const keys = v.filter((p) => startsIdrRef(p.payload) && (p.payload[0]! & 0x1f) !== NAL.STAP_A);
         seenKeys = keys.length;
         const last = keys[keys.length - 1];
         return last !== undefined && last.at - sendStart > 1500 && performance.now() - last.at < 100;
@@ -197,7 +197,7 @@ if (!hasFfmpeg()) {
     t.same(first?.types, [NAL.SPS, NAL.PPS], 'the video subscriber gets the SPS and PPS first (a STAP-A)');
     const sprop = /sprop-parameter-sets=([^;\s]+)/.exec(rec.tracks[0].fmtp)?.[1]?.split(',') ?? [];
     t.same(first?.nals.map((n) => Buffer.from(n).toString('base64')), sprop, 'the ones the sender’s SDP announced');
-    t.ok(pv[1] !== undefined && startsKeyframe(pv[1].payload, 0, pv[1].payload.length), 'then the keyframe');
+    t.ok(pv[1] !== undefined && startsIdrRef(pv[1].payload), 'then the keyframe');
     t.equal(pv[1]?.ts, pv[0]?.ts, 'with the keyframe’s timestamp');
     for (const [label, got, sentPkts] of [
       ['video', pv.slice(1), ingress.rtp(0)],

@@ -7,10 +7,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import sdpTransform from 'sdp-transform';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { hasFfmpeg, NO_FFMPEG, parseFrameMd5, startFfmpeg } from '../helpers/ffmpeg.js';
+import { hasFfmpeg, NO_FFMPEG, parseFrameMd5, requireSetup, startFfmpeg } from '../helpers/ffmpeg.js';
 import { createPaused, freePortBlock, waitState } from '../helpers/play.js';
 import { waitUdpBound, waitUntil } from '../helpers/ready.js';
-import { parseRtpdump } from '../../storage/rtpdump.js';
+import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { audioPackets, commonPrefix, decodedFrames, downloadTrack, hasBye, makeRecordSource, push, reference, senderReports, senderSdp, UdpTap, type Reference } from '../helpers/record.js';
 import { skipFile } from '../helpers/tools.js';
 
@@ -26,6 +26,12 @@ if (!hasFfmpeg()) {
     src = path.join(server.dir, 'src.mp4');
     await makeRecordSource(src, 4);
     ref = await reference(src);
+    // The clip and ffmpeg's SDP for it (not product tests): distinct frames and packets, the payload types used below.
+    requireSetup(ref.frames.length === 100, `the source has ${ref.frames.length} frames, wanted 100 (4 s at 25 fps)`);
+    requireSetup(new Set(ref.frames).size === ref.frames.length, 'the source has repeated frames');
+    requireSetup(ref.opus.length >= 200 && new Set(ref.opus).size === ref.opus.length, `the source has ${ref.opus.length} Opus packets, wanted >= 200 distinct`);
+    const sdp = await senderSdp(src, server.dir);
+    requireSetup(/^m=video \d+ RTP\/AVP 96$/m.test(sdp) && /^a=fmtp:96 .*sprop-parameter-sets=/m.test(sdp) && /^m=audio \d+ RTP\/AVP 97$/m.test(sdp), `ffmpeg's SDP is not H.264 96 with sprop + Opus 97: ${sdp}`);
   });
   t.teardown(() => server.stop());
 
@@ -34,17 +40,6 @@ if (!hasFfmpeg()) {
 
   /** Access units in an H.264 RTP stream: the packets carrying the marker bit (the last of each AU). */
   const markers = (packets: readonly Uint8Array[]): number => packets.filter((p) => (p[1]! & 0x80) !== 0).length;
-
-  t.test('the source: 100 distinct frames with B-frames, distinct Opus packets', async (t) => {
-    t.equal(ref.frames.length, 100, '4 s at 25 fps');
-    t.equal(new Set(ref.frames).size, ref.frames.length, 'every decoded frame differs from the others');
-    t.ok(ref.opus.length >= 200, `${ref.opus.length} Opus packets`);
-    t.equal(new Set(ref.opus).size, ref.opus.length, 'every Opus packet differs from the others');
-    const sdp = await senderSdp(src, server.dir);
-    t.match(sdp, /^m=video \d+ RTP\/AVP 96$/m, 'ffmpeg sends H.264 as payload type 96');
-    t.match(sdp, /^a=fmtp:96 .*sprop-parameter-sets=/m, 'with its parameter sets in the SDP');
-    t.match(sdp, /^m=audio \d+ RTP\/AVP 97$/m, 'and Opus as 97');
-  });
 
   /** The recorded video decodes to the source's frames (a prefix: nearly all); the Opus packets are the source's. */
   async function checkRecording(t: Test, name: string, sent: { frames: number; opus: number }): Promise<void> {
@@ -94,7 +89,7 @@ if (!hasFfmpeg()) {
     const rec = await waitState(server, s.id, 'ended', 10000).then((v) => v.recording);
     t.equal(rec.state, 'finished');
     for (const k of [0, 1]) {
-      const dump = parseRtpdump(new Uint8Array(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump))));
+      const dump = readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump)));
       const rtcp = dump.records.filter((r) => r.rtcp);
       const last = rtcp[rtcp.length - 1];
       t.ok(last !== undefined && hasBye(last.data), `track ${k}: the sender’s BYE is in the rtpdump`);
@@ -106,7 +101,7 @@ if (!hasFfmpeg()) {
       t.equal(rtp.reduce((n, r) => n + r.data.length - 12, 0), sr[0]?.octets, `track ${k}: payload octets equal the sender’s count`);
     }
     // The final SR's packet count (checked equal to the rtpdump's above) says how many packets ffmpeg sent.
-    const dumps = await Promise.all([0, 1].map(async (k) => parseRtpdump(new Uint8Array(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump))))));
+    const dumps = await Promise.all([0, 1].map(async (k) => readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump)))));
     const videoRtp = dumps[0]!.records.filter((r) => !r.rtcp).map((r) => r.data);
     await checkRecording(t, 'fromsdp', { frames: markers(videoRtp), opus: rec.tracks[1].packets });
     const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
@@ -150,7 +145,7 @@ if (!hasFfmpeg()) {
       t.match(rec.tracks[k], { packets: want.length, lost: 0, duplicates: 0, reordered: 0, late: 0 }, `track ${k}: all recorded, none lost`);
       t.match(live.body.tracks[k].stats, { packets: want.length, slowPath: 1, fastPath: want.length }, `track ${k}: one slow-path query, the rest on the fast path`);
       t.same(live.body.tracks[k].stats.drops, {}, `track ${k}: nothing ffmpeg sent was dropped`);
-      const dump = parseRtpdump(new Uint8Array(await readFile(path.join(server.dir, 'recordings', 'fromjson', rec.tracks[k].rtpdump))));
+      const dump = readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'fromjson', rec.tracks[k].rtpdump)));
       const got = dump.records.filter((r) => !r.rtcp);
       const bytes = tap.seen.filter((x) => x.socket === 2 * k).map((x) => x.msg);
       t.equal(got.length, bytes.length, `track ${k}: one rtpdump record per datagram`);
