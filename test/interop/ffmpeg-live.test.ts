@@ -45,7 +45,7 @@ if (!hasFfmpeg()) {
   const RELAY_MS = 200;
   const RELAY_WORST_MS = 1000;
   /** What ffmpeg's H.264 decoder logs when packets of a GOP arrive without its keyframe (see ffmpeg-video.test.ts). */
-  const LATE_JOIN_NOISE = /^\[h264 @ 0x[0-9a-f]+\] (mmco: unref short failure|co located POCs unavailable|reference picture missing during reorder|Missing reference picture, default is \d+)$/;
+  const LATE_JOIN_NOISE = /^\[h264 @ 0x[0-9a-f]+\] (mmco: unref short failure|co located POCs unavailable|reference picture missing during reorder|Missing reference picture, default is \d+)$|^\s*Last message repeated \d+ times$/;
 
   /** Matches a subscriber's packets to the ingress packets they relay: a contiguous run, byte for byte, and each one's delay. */
   function relayed(got: readonly ReceivedRtp[], sent: readonly ReceivedRtp[]): { start: number; contiguous: number; delays: number[] } {
