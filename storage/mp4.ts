@@ -157,6 +157,9 @@ async function walkTopLevel(handle: FileHandle, fileSize: number): Promise<TopLe
 /** Table boxes: bytes per entry and the offset of the entry count after the box header. */
 const TABLE_ENTRY_BYTES: Record<string, number> = { stco: 4, co64: 8, stsc: 12, stts: 8, ctts: 8, stss: 4 };
 const CONTAINERS = new Set(['moov', 'trak', 'mdia', 'minf', 'stbl', 'edts']);
+/** Sample-table boxes the reader does not use (sample groups, sub-samples, aux info, padding, priorities). */
+const UNREAD_TABLES = new Set(['sgpd', 'sbgp', 'subs', 'saiz', 'saio', 'sdtp', 'stsh', 'stdp', 'padb']);
+const FREE = new Uint8Array([0x66, 0x72, 0x65, 0x65]);
 
 /** Samples the size tables of a moov declared so far. */
 interface SampleBudget {
@@ -185,6 +188,10 @@ function checkMoov(b: Uint8Array, start: number, end: number, base: number, file
       checkMoov(b, body, boxEnd, base, fileSize, inner, budget);
     } else if (box.type in TABLE_ENTRY_BYTES || box.type === 'stsz' || box.type === 'stz2' || box.type === 'elst') {
       checkTable(b, box.type, body, boxEnd - body, fileSize, where, budget);
+    } else if (UNREAD_TABLES.has(box.type)) {
+      // Not read by offcast, and mp4box loops on their entry counts (a corrupt sgpd
+      // count held it for minutes): hand them over as 'free' boxes.
+      b.set(FREE, pos + 4);
     }
     pos = boxEnd;
   }
