@@ -31,7 +31,8 @@ function startProcess(env: Record<string, string>): ChildProcess {
 }
 
 async function waitHealthy(url: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 300; i++) {
+  // The child compiles the TypeScript sources as it loads: on a loaded machine that takes well over 30 s.
+  for (const end = Date.now() + 120000; Date.now() < end; ) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
     try {
       const r = await fetch(`${url}/healthz`);
