@@ -1,7 +1,7 @@
 // The `offcast` command as its users run it: the real bin/offcast.mjs in a
 // child process, against a real server, with a real UDP receiver.
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +68,28 @@ t.test('upload, play to a receiver, list, control, stop, delete', async (t) => {
   const named = await offcast(['media', 'put', file, '--name', 'copy.wav', '--json'], env);
   t.equal(named.code, 0, named.stderr);
   t.equal(JSON.parse(named.stdout).bytes, wav.length, 'the whole file arrived');
+
+  if (spawnSync('script', ['--version']).status === 0) {
+    // On a terminal (a pseudo-terminal from util-linux script), the upload shows a progress bar.
+    const cmd = [process.execPath, bin, 'media', 'put', file, '--name', 'tty.wav'].map((a) => JSON.stringify(a)).join(' ');
+    // Not spawnSync: the server runs in this process and must keep answering.
+    const tty = await new Promise<{ status: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], { cwd: root, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+      let stdout = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.on('error', reject);
+      child.on('close', (status) => {
+        clearTimeout(timer);
+        resolve({ status, stdout });
+      });
+    });
+    t.equal(tty.status, 0, tty.stdout);
+    t.match(tty.stdout, /\[#{24}\] 100% 375 KiB \/ 375 KiB  \S+ \S+\/s  ETA 0s/, 'a progress bar with bytes, rate and ETA');
+    t.match(tty.stdout, /\[#*-+\] +\d+% /, 'redrawn while it runs');
+    t.match(tty.stdout, /^tty\.wav: wav, /m, 'then the probe');
+    t.equal((await offcast(['media', 'rm', 'tty.wav'], env)).code, 0);
+  } else t.comment('util-linux script is missing: the progress bar on a terminal is not checked');
 
   const ls = await offcast(['media', 'ls', '--json'], env);
   t.same(JSON.parse(ls.stdout).map((m: { name: string }) => m.name).sort(), ['copy.wav', 'tone.wav']);
