@@ -2,17 +2,6 @@
 // server -> offload -> storage -> config, and the server reaches into the offload only
 // through its channel module (offload/channel.ts) and its public entry (offload/index.ts).
 // cli/ is a client of the HTTP API: no layer may import it.
-//
-// TEMPORARY EXCEPTIONS: each names one import the restructuring (issue 10) is removing.
-// They are listed one by one so that no other violation can hide behind them; the lead
-// removes whatever is left here at the end.
-const temporaryExceptions = [
-  // storage/recording/manifest.ts takes the Encoding type from offload/channel.ts: being
-  // removed by the helper moving the shared track vocabulary (encodings, track spec) down to storage.
-  { from: '^storage/recording/manifest[.]ts$', to: '^offload/channel[.]ts$' },
-];
-
-const exceptFrom = (to) => temporaryExceptions.filter((e) => e.to === to).map((e) => e.from);
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -28,16 +17,9 @@ module.exports = {
       name: 'storage-imports-only-config',
       comment: 'storage/ may import config/ only, never the offload, the server or the CLI.',
       severity: 'error',
-      from: { path: '^storage/', pathNot: exceptFrom('^offload/channel[.]ts$') },
+      from: { path: '^storage/' },
       to: { path: '^(offload|server|cli)/' },
     },
-    ...temporaryExceptions.map((e) => ({
-      name: 'temporary-exception-is-one-import',
-      comment: 'outside its temporary exception, the excepted file imports no other higher-layer module',
-      severity: 'error',
-      from: { path: e.from },
-      to: { path: '^(offload|server|cli)/', pathNot: e.to },
-    })),
     {
       name: 'offload-imports-no-server',
       comment: 'offload/ may import storage/ and config/, never the server or the CLI.',
