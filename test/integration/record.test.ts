@@ -8,6 +8,7 @@ import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
 import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
+import { waitFor } from '../helpers/ready.js';
 import { openWav } from '../../storage/wav.js';
 import { receiverReport, RtpSink } from '../helpers/rtp.js';
 
@@ -22,6 +23,14 @@ async function createPcmu(name: string, extra: Record<string, unknown> = {}): Pr
   if (res.status !== 201) throw new Error(`${res.status} ${res.text}`);
   return res.body;
 }
+
+/** A track's live stats once `ready` holds for them (polled, bounded: the checks after it say what is missing). */
+async function statsWhen(id: string, ready: (st: any) => boolean, ms = 5000): Promise<any> {
+  let st: any;
+  await waitFor(async () => ready((st = (await server.api('GET', `/v1/sessions/${id}`)).body.tracks[0].stats)), ms, 20);
+  return st;
+}
+const dropped = (st: any): number => Object.values((st.drops ?? {}) as Record<string, number>).reduce((n, k) => n + k, 0);
 
 async function readAll(wavPath: string): Promise<Buffer> {
   const r = await openWav(wavPath);
@@ -59,15 +68,24 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
   let sent = 0;
   /** A pause in the middle of the stream, measured: the recorded arrival offsets must show it. */
   let pauseMs = 0;
+  /** Datagrams with a valid RTP header of the flow sent so far (what the slow and fast paths count). */
+  let rtpSent = 0;
   for (const i of order) {
     if (i === 200) {
+      // Once the worker has read everything sent so far (its counts say so), pause: the packets after the pause
+      // cannot be read before it ends, so their arrival offsets are at least the pause later.
+      await statsWhen(s.id, (x) => x.fastPath + x.slowPath >= rtpSent);
       const p0 = performance.now();
       await sleep(300);
       pauseMs = performance.now() - p0;
     }
     if (lostIdx.has(i)) continue;
     await tx.send(pkt(i), port);
-    if (dupIdx.has(i)) await tx.send(pkt(i), port);
+    rtpSent++;
+    if (dupIdx.has(i)) {
+      await tx.send(pkt(i), port);
+      rtpSent++;
+    }
     sent++;
     if (i === 100) {
       // Garbage on the latched port, between media packets.
@@ -79,15 +97,15 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
       const rr = Buffer.from([0x80, 201, 0, 1, 0, 0, 0, 1]);
       for (let k = 0; k < 2; k++) await tx.send(rr, port);
       for (let k = 0; k < 3; k++) await tx.send(rtpPacket(8, 9, 9, ssrc, payloadFor(9, 160)), port);
+      rtpSent += 3;
       const v3 = pkt(7);
       v3[0] = 0xc0;
       for (let k = 0; k < 2; k++) await tx.send(v3, port);
     }
     if (sent % 20 === 0) await sleep(2);
   }
-  await sleep(400);
-  const live = await server.api('GET', `/v1/sessions/${s.id}`);
-  const st = live.body.tracks[0].stats;
+  // Until the session has counted every datagram sent: the unique packets, the duplicates and the 17 drops.
+  const st = await statsWhen(s.id, (x) => x.fastPath + x.slowPath >= N - lostIdx.size + dupIdx.size + 4 && dropped(x) >= 17);
   t.equal(st.slowPath, 1, 'one slow-path query: the first packet of the flow');
   t.equal(st.fastPath, N - lostIdx.size + dupIdx.size + 3, 'every later packet of the flow on the fast path (incl. duplicates and wrong PT)');
   t.same(st.drops, { garbage: 5, stun: 2, rtcp: 2, 'payload-type': 3, version: 2, duplicate: 3 }, 'drops by reason');
@@ -110,7 +128,7 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
     'records equal the packets sent, in sequence order',
   );
   t.ok(rtp.every((r, k) => k === 0 || r.offsetMs >= rtp[k - 1]!.offsetMs - 200), 'arrival offsets recorded');
-  // The packets sent after the pause arrived at least the pause later than those before it (1 ms resolution).
+  // Arrival offsets are stamped when the worker reads a packet (1 ms resolution): across the pause they must differ by it.
   const before = Math.max(...rtp.filter((_, k) => want[k]! < 200).map((r) => r.offsetMs));
   const after = Math.min(...rtp.filter((_, k) => want[k]! >= 200).map((r) => r.offsetMs));
   t.ok(after - before >= Math.floor(pauseMs) - 1, `arrival offsets differ by the ${pauseMs.toFixed(0)} ms pause in sending (${after - before} ms)`);
@@ -145,14 +163,13 @@ t.test('a spoofed flow never takes over a latched track', async (t) => {
     b.close();
   });
   for (let i = 0; i < 10; i++) await a.send(rtpPacket(0, i, i * 160, 111, payloadFor(i, 160)), port);
-  await sleep(100);
+  await statsWhen(s.id, (x) => x.packets >= 10); // latched
   // Another port, with the latched SSRC and with its own; and the latched port's SSRC changed.
   for (let i = 10; i < 20; i++) await b.send(rtpPacket(0, i, i * 160, 111, payloadFor(1000 + i, 160)), port);
   for (let i = 10; i < 20; i++) await b.send(rtpPacket(0, i, i * 160, 222, payloadFor(2000 + i, 160)), port);
   for (let i = 10; i < 20; i++) await a.send(rtpPacket(0, i, i * 160, 333, payloadFor(3000 + i, 160)), port);
   for (let i = 10; i < 20; i++) await a.send(rtpPacket(0, i, i * 160, 111, payloadFor(i, 160)), port);
-  await sleep(300);
-  const st = (await server.api('GET', `/v1/sessions/${s.id}`)).body.tracks[0].stats;
+  const st = await statsWhen(s.id, (x) => x.packets >= 20 && (x.drops.denied ?? 0) >= 30);
   t.equal(st.drops.denied, 30, 'the 30 spoofed packets are dropped and counted');
   t.equal(st.slowPath, 1, 'spoofs cost no slow-path query');
   const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
@@ -175,14 +192,12 @@ t.test('the source policy: an unexpected sender is rejected on the slow path, ne
     right.close();
   });
   for (let i = 0; i < 5; i++) await wrong.send(rtpPacket(0, i, i * 160, 5, payloadFor(i, 160)), port);
-  await sleep(200);
-  let st = (await server.api('GET', `/v1/sessions/${s.id}`)).body.tracks[0].stats;
+  let st = await statsWhen(s.id, (x) => dropped(x) >= 5);
   t.equal(st.packets, 0, 'nothing recorded from the wrong source');
   t.ok(st.drops.rejected >= 1, 'held packets of the rejected flow dropped as rejected');
   t.equal((st.drops.rejected ?? 0) + (st.drops.denied ?? 0) + (st.drops['rate-limited'] ?? 0), 5, 'all five dropped and counted');
   for (let i = 0; i < 5; i++) await right.send(rtpPacket(0, 100 + i, i * 160, 6, payloadFor(i, 160)), port);
-  await sleep(300);
-  st = (await server.api('GET', `/v1/sessions/${s.id}`)).body.tracks[0].stats;
+  st = await statsWhen(s.id, (x) => x.packets >= 5);
   t.equal(st.packets, 5, 'the named source is recorded');
   await server.api('DELETE', `/v1/sessions/${s.id}`);
   const bad = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'far', source: { host: '10.1.2.3' }, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
