@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ApiClient, CliError } from './client.js';
 import { bitrate, bytes, clock, table } from './format.js';
-import { delta, parseHistogram, quantile, type Histogram } from './metrics.js';
+import { delta, latenessText, sessionLateness, type Lateness } from './metrics.js';
 import { ProgressBar } from './progress.js';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
@@ -74,6 +74,7 @@ interface TrackStats {
   lost?: number;
   jitterMs?: number;
   rtcp?: { fractionLost: number; jitterMs: number } | null;
+  lateness?: Lateness;
 }
 
 interface Session {
@@ -131,6 +132,8 @@ interface Sample {
   at: number;
   packets: number;
   bytes: number;
+  /** Cumulative send lateness at that look (play sessions). */
+  late: Lateness | null;
 }
 
 /** One table of sessions; rates over the time since `before` (or over the session's life). */
@@ -138,8 +141,9 @@ function sessionsTable(list: Session[], before: Map<string, Sample>, now: number
   const samples = new Map<string, Sample>();
   const rows = list.map((s) => {
     const t = totals(s);
-    samples.set(s.id, { at: now, packets: t.packets, bytes: t.bytes });
-    const prev = before.get(s.id) ?? { at: Date.parse(s.createdAt), packets: 0, bytes: 0 };
+    const late = sessionLateness(s.tracks);
+    samples.set(s.id, { at: now, packets: t.packets, bytes: t.bytes, late });
+    const prev = before.get(s.id) ?? { at: Date.parse(s.createdAt), packets: 0, bytes: 0, late: null };
     const dt = Math.max(0.001, (now - prev.at) / 1000);
     const live = s.state === 'playing' || s.state === 'recording';
     const pps = live ? (t.packets - prev.packets) / dt : 0;
@@ -155,23 +159,12 @@ function sessionsTable(list: Session[], before: Map<string, Sample>, now: number
       bitrate(Math.max(0, bps)),
       t.loss === null ? '-' : `${(t.loss * 100).toFixed(1)}%`,
       t.jitterMs === null ? '-' : `${t.jitterMs.toFixed(1)} ms`,
+      // This session's sends since the last look (or since it started).
+      late === null ? '-' : latenessText(delta(late, prev.late), 0.99),
     ];
   });
-  const text = table(['ID', 'MODE', 'MEDIA', 'PEER', 'STATE', 'POSITION', 'PKT/S', 'BITRATE', 'LOSS', 'JITTER'], rows);
+  const text = table(['ID', 'MODE', 'MEDIA', 'PEER', 'STATE', 'POSITION', 'PKT/S', 'BITRATE', 'LOSS', 'JITTER', 'LATE P99'], rows);
   return { text, samples };
-}
-
-async function lateness(api: ApiClient, before: Histogram | null): Promise<{ line: string; hist: Histogram | null }> {
-  const text = await (await api.request('GET', '/metrics')).text();
-  const hist = parseHistogram(text, 'offcast_send_lateness_seconds');
-  if (hist === null) return { line: '', hist };
-  const d = delta(hist, before);
-  const ms = (q: number): string => {
-    const v = quantile(d, q);
-    return v === null ? '-' : v === Infinity ? `> ${(d.le[d.le.length - 2]! * 1000).toFixed(0)} ms` : `≤ ${+(v * 1000).toFixed(3)} ms`;
-  };
-  const span = before === null ? 'since start' : 'since the last refresh';
-  return { line: `send lateness (all sessions, ${span}): p50 ${ms(0.5)}, p99 ${ms(0.99)}\n`, hist };
 }
 
 // ---- the program ----------------------------------------------------------------------------
@@ -323,7 +316,6 @@ export function program(version: string): Command {
     .action(async (o: { watch?: boolean; interval: number; count?: number; json?: boolean }, cmd: Command) => {
       const api = client(cmd);
       let samples = new Map<string, Sample>();
-      let hist: Histogram | null = null;
       const clear = process.stdout.isTTY && o.watch && !o.json;
       for (let n = 1; ; n++) {
         const { sessions: list } = await api.json<{ sessions: Session[] }>('GET', '/v1/sessions');
@@ -331,10 +323,8 @@ export function program(version: string): Command {
         else {
           const t = sessionsTable(list, samples, Date.now());
           samples = t.samples;
-          const l = await lateness(api, hist);
-          hist = l.hist;
           if (clear) out('\x1b[H\x1b[2J');
-          out(t.text + l.line + (o.watch && !clear ? '\n' : ''));
+          out(t.text + (o.watch && !clear ? '\n' : ''));
         }
         if (!o.watch || (o.count !== undefined && n >= o.count)) break;
         await new Promise((r) => setTimeout(r, o.interval));

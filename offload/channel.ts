@@ -118,6 +118,8 @@ export interface TrackStats {
   rrCount: number;
   /** RTCP that came from elsewhere than the destination's address and RTCP (or RTP) port: ignored. */
   rtcpRejected: number;
+  /** Play tracks: this track's send lateness (ms buckets, cumulative since the start), one sample per packet sent. */
+  lateness?: HistogramSnapshot;
 }
 
 export interface SessionStats {

@@ -462,6 +462,7 @@ export class SessionManager {
                     rttMs: s.rr.rttMs === null ? null : round3(s.rr.rttMs),
                     highestSeq: s.rr.highestSeq,
                   },
+            ...(s.lateness === undefined ? {} : { lateness: s.lateness }),
           },
         };
       }),

@@ -22,6 +22,7 @@ import type { TimingWheel, WheelItem } from '../scheduler.js';
 import { closePortPair, socketFd } from '../sockets.js';
 import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
 import { openSendSockets, sendRtcp } from './track.js';
+import { Histogram } from '../histogram.js';
 
 /** Most packets one track sends per wheel visit (after a stall, catch up gradually). */
 const BURST = 64;
@@ -73,6 +74,8 @@ export class PlayTrack implements WheelItem, BatchOwner {
 
   readonly stats: TrackStats = { packets: 0, octets: 0, sendErrors: 0, dropped: 0, srSent: 0, rr: null, rrCount: 0, rtcpRejected: 0 };
   nextSrAt = 0;
+  /** This track's send lateness (the worker keeps its own over all sessions): 13 counts, filled without allocation. */
+  readonly lateness = new Histogram();
 
   constructor(session: PlaySession, packets: PacketTrack, params: PlayTrackParams, loopMs: number) {
     this.session = session;
@@ -155,6 +158,7 @@ export class PlayTrack implements WheelItem, BatchOwner {
     this.idx = i + 1;
     this.stats.packets++;
     this.stats.octets += len;
+    this.lateness.observe(lateMs < 0 ? 0 : lateMs);
     this.session.hooks.onSent(lateMs, len);
     return true;
   }
@@ -476,7 +480,7 @@ export class PlaySession {
       state: this.state,
       positionMs: Math.round(this.positionAt(now)),
       loops: !this.loop || this.loopMs <= 0 ? 0 : this.max ? this.loopsDone : Math.floor(this.positionUnboundedAt(now) / this.loopMs),
-      tracks: this.tracks.map((t) => ({ ...t.stats, rr: t.stats.rr === null ? null : { ...t.stats.rr } })),
+      tracks: this.tracks.map((t) => ({ ...t.stats, rr: t.stats.rr === null ? null : { ...t.stats.rr }, lateness: t.lateness.snapshot() })),
     };
   }
 }

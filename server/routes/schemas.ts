@@ -92,6 +92,16 @@ export const sessionTrackSchema = {
         receiverReports: { type: 'integer' },
         rtcpRejected: { type: 'integer' },
         rtcp: rtcpSchema,
+        // play side: send lateness of this track, cumulative (bucket upper bounds in ms; counts per bucket, the last one above them all)
+        lateness: {
+          type: 'object',
+          properties: {
+            buckets: { type: 'array', items: { type: 'number' } },
+            counts: { type: 'array', items: { type: 'number' } },
+            sum: { type: 'number' },
+            count: { type: 'number' },
+          },
+        },
         // record side
         bytes: { type: 'integer' },
         lost: { type: 'integer' },

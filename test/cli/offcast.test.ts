@@ -113,20 +113,34 @@ t.test('upload, play to a receiver, list, control, stop, delete', async (t) => {
   const s = JSON.parse(list.stdout).find((x: { id: string }) => x.id === id);
   t.equal(s.state, 'playing');
   t.ok(s.tracks[0].stats.packets > 0);
+  // Per-session send lateness: one sample per packet this session sent (read in the same snapshot), in the worker's buckets.
+  const late = s.tracks[0].stats.lateness;
+  t.equal(late.count, s.tracks[0].stats.packets, 'one lateness sample per packet sent');
+  t.equal(late.counts.reduce((a: number, b: number) => a + b, 0), late.count, 'the bucket counts add up');
+  t.equal(late.counts.length, late.buckets.length + 1);
+  const again = JSON.parse((await offcast(['sessions', '--json'], env)).stdout).find((x: { id: string }) => x.id === id);
+  t.ok(again.tracks[0].stats.lateness.count > late.count, 'and it rises as the session plays');
+  t.equal(again.tracks[0].stats.lateness.count, again.tracks[0].stats.packets);
   const tableRun = await offcast(['sessions'], env);
-  t.match(tableRun.stdout, /^ID\s+MODE\s+MEDIA\s+PEER\s+STATE\s+POSITION\s+PKT\/S\s+BITRATE\s+LOSS\s+JITTER$/m);
+  t.match(tableRun.stdout, /^ID\s+MODE\s+MEDIA\s+PEER\s+STATE\s+POSITION\s+PKT\/S\s+BITRATE\s+LOSS\s+JITTER\s+LATE P99$/m);
   const row = tableRun.stdout.split('\n').find((l) => l.startsWith(id));
   t.ok(row, 'the session is listed');
   t.match(row!, new RegExp(`^${id}\\s+play\\s+tone\\.wav\\s+127\\.0\\.0\\.1:${sink.port}\\s+playing\\s+\\d+:\\d\\d\\.\\d\\s+(\\d+)\\s+`));
   // 48 kHz stereo L16 in 1200-byte payloads is ~160 packets/s: the lifetime average is in that range.
   const pps = Number(/playing\s+\S+\s+(\d+)/.exec(row!)![1]);
   t.ok(pps > 50 && pps < 400, `packets/s ${pps}`);
-  t.match(tableRun.stdout, /^send lateness \(all sessions, since start\): p50 /m);
+  // This session's p99 send lateness, a bucket bound of its own histogram.
+  const bound = /(≤ (\S+) ms|> 1000 ms)$/.exec(row!);
+  t.ok(bound, `the row ends with this session's lateness p99: ${row}`);
+  if (bound?.[2] !== undefined) t.ok(late.buckets.includes(Number(bound[2])), 'a bucket bound');
 
   const watch = await offcast(['sessions', '--watch', '--count', '2', '--interval', '300'], env);
   t.equal(watch.code, 0, watch.stderr);
   t.equal(watch.stdout.match(/^ID\s+MODE/gm)?.length, 2, 'two refreshes, then it ends');
-  t.match(watch.stdout, /since the last refresh/);
+  // The second refresh shows the sends since the first: still a p99 of this session.
+  const rows = watch.stdout.split('\n').filter((l) => l.startsWith(id));
+  t.equal(rows.length, 2);
+  t.match(rows[1]!, /(≤ \S+ ms|> 1000 ms)$/, 'lateness p99 of the interval');
 
   const pause = await offcast(['pause', id], env);
   t.match(pause.stdout, new RegExp(`^${id} paused`));
