@@ -151,6 +151,51 @@ async function refreshMetrics() {
 
 // ---------- sessions ----------
 const previous = new Map(); // id -> {at, packets, bytes}
+const lateness = new Map(); // id -> {counts, history}: the session's cumulative send-lateness counts at the last poll, and p99 per poll
+
+// A session's send lateness: its play tracks' histograms (ms bounds; counts per bucket, the last above them all) summed.
+function sessionLateness(s) {
+  let out = null;
+  for (const t of s.tracks ?? []) {
+    const h = t.stats?.lateness;
+    if (!h) continue;
+    if (out === null) out = { buckets: h.buckets, counts: [...h.counts] };
+    else if (out.counts.length === h.counts.length) h.counts.forEach((c, i) => (out.counts[i] += c));
+  }
+  return out;
+}
+// p99 (a bucket bound, ms; Infinity above the top) of the sends between two polls, or null without any.
+function latenessP99(h, before) {
+  const same = before && before.length === h.counts.length && h.counts.every((c, i) => c >= before[i]);
+  const d = h.counts.map((c, i) => c - (same ? before[i] : 0));
+  const total = d.reduce((a, b) => a + b, 0);
+  if (total <= 0) return null;
+  let seen = 0;
+  for (let i = 0; i < h.buckets.length; i++) if ((seen += d[i]) >= 0.99 * total) return h.buckets[i];
+  return Infinity;
+}
+function latenessCell(s) {
+  const td = el('td', { class: 'num late' });
+  const h = sessionLateness(s);
+  if (h === null) {
+    td.textContent = '–';
+    return td;
+  }
+  const st = lateness.get(s.id) ?? { counts: null, history: [] };
+  const q = latenessP99(h, st.counts);
+  if (st.counts === null || h.counts.some((c, i) => c !== st.counts[i])) {
+    st.history.push(q === Infinity ? null : q);
+    if (st.history.length > 30) st.history.shift();
+  }
+  st.counts = h.counts;
+  lateness.set(s.id, st);
+  td.innerHTML = '<svg class="spark" width="80" height="20" viewBox="0 0 160 28" preserveAspectRatio="none"><polyline points=""/></svg> <b></b>';
+  drawSpark(td.querySelector('svg'), st.history);
+  const last = st.history[st.history.length - 1];
+  td.querySelector('b').textContent = last === undefined || last === null ? '–' : `≤ ${last} ms`;
+  td.title = 'send lateness p99 of this session, per poll';
+  return td;
+}
 
 function totals(s) {
   let packets = 0;
@@ -188,6 +233,7 @@ async function refreshSessions() {
   const now = performance.now();
   const body = $('sessions').tBodies[0];
   body.replaceChildren();
+  for (const id of lateness.keys()) if (!sessions.some((s) => s.id === id)) lateness.delete(id);
   for (const s of sessions) {
     const t = totals(s);
     const prev = previous.get(s.id);
@@ -238,6 +284,7 @@ async function refreshSessions() {
         el('td', { class: 'num', textContent: bps === null ? '–' : bitrate(bps) }),
         el('td', { class: 'num', textContent: t.loss === null ? '–' : `${(t.loss * 100).toFixed(1)}%` }),
         el('td', { class: 'num', textContent: t.jitter === null ? '–' : `${t.jitter.toFixed(1)} ms` }),
+        latenessCell(s),
         actions,
       ),
     );

@@ -86,6 +86,12 @@ async function run(executablePath: string): Promise<void> {
     }, id);
     await page.waitForFunction(() => (document.getElementById('cache-text')?.textContent ?? '').includes('of 256 MiB'));
     await page.waitForFunction(() => (document.querySelector('#lateness-spark polyline')?.getAttribute('points') ?? '').split(' ').length >= 2);
+    // This session's own lateness sparkline: a point per poll in which it sent, from its own histogram in the API.
+    await page.waitForFunction((sid) => (document.querySelector(`#sessions tbody tr[data-id="${sid}"] td.late polyline`)?.getAttribute('points') ?? '').split(' ').length >= 2, id);
+    const late = (await server.api('GET', `/v1/sessions/${id}`)).body.tracks[0].stats.lateness;
+    t.ok(late.count > 0, `the session's lateness histogram has samples: ${late.count}`);
+    const shown = /^≤ (\S+) ms$/.exec((await page.locator(`#sessions tbody tr[data-id="${id}"] td.late b`).textContent()) ?? '');
+    t.ok(shown !== null && late.buckets.includes(Number(shown[1])), `the row shows a p99 bucket bound of this session: ${shown?.[0]}`);
     await page.screenshot({ path: path.join(artifacts, 'dashboard-playing.png'), fullPage: true });
 
     // Pause and resume from the row.
