@@ -161,7 +161,9 @@ async function run(executablePath: string): Promise<void> {
     await page.close();
   });
 
-  t.test('docs/dashboard.png for the README', { skip: process.env.OFFCAST_UPDATE_SCREENSHOT !== '1' && 'set OFFCAST_UPDATE_SCREENSHOT=1 to rewrite docs/dashboard.png' }, async (t) => {
+  // Not a check but a tool: OFFCAST_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png. Registered only
+  // then, so an ordinary run has no skipped test (with CI=true a skip counts as a failure).
+  if (process.env.OFFCAST_UPDATE_SCREENSHOT === '1') t.test('docs/dashboard.png for the README', async (t) => {
     const server = await startServer({ 'cache.maxBytes': 64 * 1024 * 1024 });
     t.teardown(() => server.stop());
     await server.api('PUT', '/v1/media/sample.wav', makeWav(48000, 2, 8));
