@@ -49,7 +49,15 @@ export function trackSpec(v: string, prev: unknown[] = []): unknown[] {
   const parts = v.split(':');
   const [kind, codec, pt, clockRate, channels] = parts;
   const num = (s: string | undefined): number => (s !== undefined && /^\d+$/.test(s) ? Number(s) : NaN);
-  if (parts.length < 4 || parts.length > 5 || (kind !== 'audio' && kind !== 'video') || !codec || Number.isNaN(num(pt)) || Number.isNaN(num(clockRate)) || (channels !== undefined && Number.isNaN(num(channels)))) {
+  if (
+    parts.length < 4 ||
+    parts.length > 5 ||
+    (kind !== 'audio' && kind !== 'video') ||
+    !codec ||
+    Number.isNaN(num(pt)) ||
+    Number.isNaN(num(clockRate)) ||
+    (channels !== undefined && Number.isNaN(num(channels)))
+  ) {
     throw new CliError(`--track wants kind:codec:pt:clock[:channels] (e.g. audio:opus:97:48000:2), not ${JSON.stringify(v)}`, 2);
   }
   const t: Record<string, unknown> = { kind, codec, payloadType: num(pt), clockRate: num(clockRate) };
@@ -64,7 +72,17 @@ interface Probe {
   format: string;
   bytes: number;
   durationMs: number;
-  tracks: { index: number; kind: string; codec: string; supported: boolean; clockRate: number; channels?: number; width?: number; height?: number; frameRate?: number }[];
+  tracks: {
+    index: number;
+    kind: string;
+    codec: string;
+    supported: boolean;
+    clockRate: number;
+    channels?: number;
+    width?: number;
+    height?: number;
+    frameRate?: number;
+  }[];
 }
 
 interface TrackStats {
@@ -233,7 +251,12 @@ export function program(version: string): Command {
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const { media: list } = await client(cmd).json<{ media: { name: string; bytes: number; modified: string; recording?: boolean }[] }>('GET', '/v1/media');
       if (o.json) return printJson(list);
-      out(table(['NAME', 'SIZE', 'MODIFIED', 'KIND'], list.map((m) => [m.name, bytes(m.bytes), m.modified, m.recording ? 'recording' : 'file'])));
+      out(
+        table(
+          ['NAME', 'SIZE', 'MODIFIED', 'KIND'],
+          list.map((m) => [m.name, bytes(m.bytes), m.modified, m.recording ? 'recording' : 'file']),
+        ),
+      );
     });
   media
     .command('rm')
@@ -265,19 +288,34 @@ export function program(version: string): Command {
     .option('--speed <x>', 'a multiple of real time, or "max"')
     .option('--sdp <file>', 'write the session SDP here (for ffplay, VLC, GStreamer)')
     .option('--json', 'print the session as JSON')
-    .action(async (mediaName: string, o: { to: { host: string; port: number }; loop?: boolean; paused?: boolean; start?: number; codec?: string; speed?: string; sdp?: string; json?: boolean }, cmd: Command) => {
-      const body: Record<string, unknown> = { mode: 'play', media: mediaName, destination: o.to };
-      if (o.loop) body.loop = true;
-      if (o.paused) body.state = 'paused';
-      if (o.start !== undefined) body.startMs = o.start;
-      if (o.codec !== undefined) body.codec = o.codec;
-      if (o.speed !== undefined) body.speed = o.speed === 'max' ? 'max' : Number(o.speed);
-      const s = await client(cmd).json<Session>('POST', '/v1/sessions', { json: body });
-      if (o.sdp !== undefined && s.sdp !== undefined) await writeFile(o.sdp, s.sdp);
-      if (o.json) return printJson(s);
-      out(`${s.id}\n`);
-      process.stderr.write(`playing ${mediaName} to ${o.to.host}:${o.to.port}${o.sdp ? `; SDP in ${o.sdp}` : ''}\n`);
-    });
+    .action(
+      async (
+        mediaName: string,
+        o: {
+          to: { host: string; port: number };
+          loop?: boolean;
+          paused?: boolean;
+          start?: number;
+          codec?: string;
+          speed?: string;
+          sdp?: string;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        const body: Record<string, unknown> = { mode: 'play', media: mediaName, destination: o.to };
+        if (o.loop) body.loop = true;
+        if (o.paused) body.state = 'paused';
+        if (o.start !== undefined) body.startMs = o.start;
+        if (o.codec !== undefined) body.codec = o.codec;
+        if (o.speed !== undefined) body.speed = o.speed === 'max' ? 'max' : Number(o.speed);
+        const s = await client(cmd).json<Session>('POST', '/v1/sessions', { json: body });
+        if (o.sdp !== undefined && s.sdp !== undefined) await writeFile(o.sdp, s.sdp);
+        if (o.json) return printJson(s);
+        out(`${s.id}\n`);
+        process.stderr.write(`playing ${mediaName} to ${o.to.host}:${o.to.port}${o.sdp ? `; SDP in ${o.sdp}` : ''}\n`);
+      },
+    );
 
   p.command('record')
     .description('start a record session; prints where to send each track')
@@ -304,7 +342,12 @@ export function program(version: string): Command {
       }
       if (o.json) return printJson(s);
       out(`${s.id}\n`);
-      out(table(['TRACK', 'KIND', 'CODEC', 'PT', 'SEND TO'], s.tracks.map((t) => [String(t.index), t.kind, t.codec, String(t.payloadType), `${api.host}:${t.port}`])));
+      out(
+        table(
+          ['TRACK', 'KIND', 'CODEC', 'PT', 'SEND TO'],
+          s.tracks.map((t) => [String(t.index), t.kind, t.codec, String(t.payloadType), `${api.host}:${t.port}`]),
+        ),
+      );
     });
 
   p.command('sessions')
@@ -359,15 +402,19 @@ export function program(version: string): Command {
     .argument('<id>')
     .option('--json', 'print the answer as JSON')
     .action(async (id: string, o: { json?: boolean }, cmd: Command) => {
-      const r = await client(cmd).json<Session | { recording: { name: string; durationMs: number; tracks: { index: number; file: string; packets: number }[] } }>(
-        'DELETE',
-        `/v1/sessions/${encodeURIComponent(id)}`,
-      );
+      const r = await client(cmd).json<
+        Session | { recording: { name: string; durationMs: number; tracks: { index: number; file: string; packets: number }[] } }
+      >('DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
       if (o.json) return printJson(r);
       if ('recording' in r && r.recording !== undefined && 'tracks' in (r.recording as object)) {
         const rec = (r as { recording: { name: string; durationMs: number; tracks: { index: number; file: string; packets: number }[] } }).recording;
         out(`stopped ${id}: recording ${rec.name}, ${clock(rec.durationMs)}\n`);
-        out(table(['TRACK', 'FILE', 'PACKETS'], rec.tracks.map((t) => [String(t.index), t.file, String(t.packets)])));
+        out(
+          table(
+            ['TRACK', 'FILE', 'PACKETS'],
+            rec.tracks.map((t) => [String(t.index), t.file, String(t.packets)]),
+          ),
+        );
       } else {
         const s = r as Session;
         out(`stopped ${id}: ${totals(s).packets} packets sent\n`);
@@ -380,9 +427,16 @@ export function program(version: string): Command {
     .description('list recordings')
     .option('--json', 'JSON output')
     .action(async (o: { json?: boolean }, cmd: Command) => {
-      const { recordings: list } = await client(cmd).json<{ recordings: { name: string; state: string; durationMs: number; createdAt: string; tracks: { codec: string }[] }[] }>('GET', '/v1/recordings');
+      const { recordings: list } = await client(cmd).json<{
+        recordings: { name: string; state: string; durationMs: number; createdAt: string; tracks: { codec: string }[] }[];
+      }>('GET', '/v1/recordings');
       if (o.json) return printJson(list);
-      out(table(['NAME', 'STATE', 'DURATION', 'TRACKS', 'CREATED'], list.map((r) => [r.name, r.state, clock(r.durationMs), r.tracks.map((t) => t.codec).join('+'), r.createdAt])));
+      out(
+        table(
+          ['NAME', 'STATE', 'DURATION', 'TRACKS', 'CREATED'],
+          list.map((r) => [r.name, r.state, clock(r.durationMs), r.tracks.map((t) => t.codec).join('+'), r.createdAt]),
+        ),
+      );
     });
   recordings
     .command('get')
@@ -395,10 +449,20 @@ export function program(version: string): Command {
     .action(async (name: string, track: string | undefined, o: { output?: string; rtpdump?: boolean; json?: boolean }, cmd: Command) => {
       const api = client(cmd);
       if (track === undefined) {
-        const m = await api.json<{ name: string; state: string; durationMs: number; tracks: { index: number; kind: string; codec: string; file: string; packets: number; lost: number }[] }>('GET', `/v1/recordings/${encodeURIComponent(name)}`);
+        const m = await api.json<{
+          name: string;
+          state: string;
+          durationMs: number;
+          tracks: { index: number; kind: string; codec: string; file: string; packets: number; lost: number }[];
+        }>('GET', `/v1/recordings/${encodeURIComponent(name)}`);
         if (o.json) return printJson(m);
         out(`${m.name}: ${m.state}, ${clock(m.durationMs)}\n`);
-        out(table(['TRACK', 'KIND', 'CODEC', 'FILE', 'PACKETS', 'LOST'], m.tracks.map((t) => [String(t.index), t.kind, t.codec, t.file, String(t.packets), String(t.lost)])));
+        out(
+          table(
+            ['TRACK', 'KIND', 'CODEC', 'FILE', 'PACKETS', 'LOST'],
+            m.tracks.map((t) => [String(t.index), t.kind, t.codec, t.file, String(t.packets), String(t.lost)]),
+          ),
+        );
         return;
       }
       if (!/^\d+$/.test(track)) throw new CliError(`track must be an index (0, 1, …), not ${JSON.stringify(track)}`, 2);

@@ -137,7 +137,10 @@ function parseEnv(key: string, raw: string): unknown {
       if (/^(0|false|no|off)$/i.test(raw)) return false;
       throw new ConfigError(key, `${name}=${JSON.stringify(raw)} is not a boolean (true/false)`);
     case 'cidrs':
-      return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
     default:
       return raw;
   }
@@ -167,7 +170,13 @@ function checkValue(key: string, value: unknown, source: string): unknown {
       if (typeof value !== 'string') throw new ConfigError(key, `must be a string${from}`);
       return value;
     case 'cidrs': {
-      const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter((s) => s !== '') : value;
+      const list =
+        typeof value === 'string'
+          ? value
+              .split(',')
+              .map((s) => s.trim())
+              .filter((s) => s !== '')
+          : value;
       if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) {
         throw new ConfigError(key, `must be a list of CIDRs${from}`);
       }

@@ -35,7 +35,13 @@ export const SCHEMA = {
   'limits.maxSessions': { type: 'int', default: 1000, min: 1, max: 100000, doc: 'concurrent sessions' },
   'limits.uploadBytes': { type: 'int', default: 1024 * MiB, min: 1024, max: 64 * 1024 * MiB, doc: 'largest media upload' },
   'limits.uploads': { type: 'int', default: 4, min: 1, max: 1000, doc: 'concurrent media uploads (more get 503)' },
-  'limits.uploadTimeoutMs': { type: 'int', default: 10 * 60 * 1000, min: 1000, max: 24 * 3600 * 1000, doc: 'longest an upload’s body may take to arrive (else 408)' },
+  'limits.uploadTimeoutMs': {
+    type: 'int',
+    default: 10 * 60 * 1000,
+    min: 1000,
+    max: 24 * 3600 * 1000,
+    doc: 'longest an upload’s body may take to arrive (else 408)',
+  },
   'limits.uploadIdleMs': { type: 'int', default: 30000, min: 100, max: 3600 * 1000, doc: 'longest pause in an upload’s body (else 408)' },
   'offload.workers': { type: 'int', default: 1, min: 1, max: 64, doc: 'data-plane worker threads' },
   'offload.nativeSend': { type: 'bool', default: true, doc: 'send with the native sendmmsg addon when it is built (else Node dgram)' },
@@ -45,12 +51,23 @@ export const SCHEMA = {
   'record.reorderMs': { type: 'int', default: 100, min: 0, max: 5000, doc: 'longest a packet waits for a gap before it' },
   'record.flushMs': { type: 'int', default: 500, min: 50, max: 1000, doc: 'interval at which recordings are flushed to disk' },
   'log.level': { type: 'string', default: 'info', oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'log level' },
-  'log.format': { type: 'string', default: 'auto', oneOf: ['auto', 'pretty', 'json'], doc: 'log lines: pretty (pino-pretty) for people, json for collectors; auto = pretty when stdout is a terminal' },
+  'log.format': {
+    type: 'string',
+    default: 'auto',
+    oneOf: ['auto', 'pretty', 'json'],
+    doc: 'log lines: pretty (pino-pretty) for people, json for collectors; auto = pretty when stdout is a terminal',
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;
 
 /** `cache.maxBytes` -> `OFFCAST_CACHE_MAX_BYTES`. */
 export function envName(key: string): string {
-  return 'OFFCAST_' + key.split('.').map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+  return (
+    'OFFCAST_' +
+    key
+      .split('.')
+      .map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
+      .join('_')
+  );
 }

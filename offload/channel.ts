@@ -286,9 +286,7 @@ export interface ErrorBody {
   statusCode?: number;
 }
 
-export type ResponseMessage =
-  | { kind: 'response'; id: number; ok: true; result: unknown }
-  | { kind: 'response'; id: number; ok: false; error: ErrorBody };
+export type ResponseMessage = { kind: 'response'; id: number; ok: true; result: unknown } | { kind: 'response'; id: number; ok: false; error: ErrorBody };
 
 export type NotificationMessage = { [E in Event]: { kind: 'notification'; event: E; data: Notifications[E] } }[Event];
 
@@ -318,8 +316,7 @@ export interface PeerPortMessage {
  * (`cache.entry`, null when it no longer holds it).
  */
 export type PeerMessage =
-  | { kind: 'cache.get'; id: number; key: string }
-  | { kind: 'cache.entry'; id: number; sab: SharedArrayBuffer | null; layout: MediaLayout | null };
+  { kind: 'cache.get'; id: number; key: string } | { kind: 'cache.entry'; id: number; sab: SharedArrayBuffer | null; layout: MediaLayout | null };
 
 /** An error the offload reports to the control plane, with an HTTP status to pass on. */
 export class OffloadError extends Error {

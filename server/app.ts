@@ -139,7 +139,8 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
       return reply.code(400).send({ statusCode: 400, code: 'OFFCAST_BAD_REQUEST', message: err.message });
     }
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-      const code = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'OFFCAST_BODY_TOO_LARGE' : e.code?.startsWith('FST_') ? `OFFCAST_${e.code.slice(4)}` : 'OFFCAST_BAD_REQUEST';
+      const code =
+        e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'OFFCAST_BODY_TOO_LARGE' : e.code?.startsWith('FST_') ? `OFFCAST_${e.code.slice(4)}` : 'OFFCAST_BAD_REQUEST';
       return reply.code(e.statusCode).send({ statusCode: e.statusCode, code, message: err.message });
     }
     req.log.error({ err }, 'internal error');

@@ -210,7 +210,11 @@ export class Catalog {
     if (m.state !== 'finished') return null;
     const st = await stat(path.join(dir, MANIFEST));
     let bytes = 0;
-    for (const t of m.tracks) bytes += await stat(path.join(dir, t.rtpdump)).then((s) => s.size, () => 0);
+    for (const t of m.tracks)
+      bytes += await stat(path.join(dir, t.rtpdump)).then(
+        (s) => s.size,
+        () => 0,
+      );
     const probe = recordingProbe(m, bytes);
     if (!probe.tracks.some((t) => t.supported)) return null;
     return { name, path: dir, bytes, mtimeMs: st.mtimeMs, probe, version: `rec-${Math.floor(st.mtimeMs)}-${st.ino}` };
@@ -225,7 +229,11 @@ export class Catalog {
   async put(name: string, body: Readable, limits: UploadLimits): Promise<MediaItem & { created: boolean }> {
     this.checkName(name);
     if (isTempMediaName(name)) {
-      throw new HttpError(400, 'OFFCAST_RESERVED_NAME', `media names ending in .part, .tmp or .temp, or holding .tmp. or .tmp-, are reserved for files being written`);
+      throw new HttpError(
+        400,
+        'OFFCAST_RESERVED_NAME',
+        `media names ending in .part, .tmp or .temp, or holding .tmp. or .tmp-, are reserved for files being written`,
+      );
     }
     const taken = await this.recordingName(name);
     if (taken !== null) throw conflict(`${taken}: a recording is also media, so an upload may not take its name`);

@@ -36,7 +36,13 @@ class MergedHistogram {
     this.snapshot = { buckets: first.buckets, counts, sum, count };
   }
 
-  get(): { name: string; help: string; type: string; aggregator: string; values: { value: number; labels: Record<string, string | number>; metricName: string }[] } {
+  get(): {
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { value: number; labels: Record<string, string | number>; metricName: string }[];
+  } {
     const s = this.snapshot;
     const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = [];
     let cumulative = 0;

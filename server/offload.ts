@@ -173,10 +173,13 @@ export class OffloadClient extends EventEmitter<OffloadEvents> {
     this.messages++;
     this.payloadBytes += binaryBytes(params);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new OffloadError('OFFCAST_OFFLOAD_TIMEOUT', `offload did not answer ${method} in time`, 503));
-      }, timeoutMs ?? this.opts.timeoutMs ?? 10000);
+      const timer = setTimeout(
+        () => {
+          this.pending.delete(id);
+          reject(new OffloadError('OFFCAST_OFFLOAD_TIMEOUT', `offload did not answer ${method} in time`, 503));
+        },
+        timeoutMs ?? this.opts.timeoutMs ?? 10000,
+      );
       this.pending.set(id, { resolve, reject, timer, worker });
       w.postMessage(msg);
     });

@@ -12,7 +12,11 @@ export class PortAllocator {
   private inUse = 0;
 
   /** @param quarantineMs how long a pair another process holds stays out of rotation */
-  constructor(min: number, max: number, private readonly quarantineMs = 60_000) {
+  constructor(
+    min: number,
+    max: number,
+    private readonly quarantineMs = 60_000,
+  ) {
     this.min = min;
     this.max = max;
     this.pairs = Math.floor((max - min + 1) / 2);

@@ -53,10 +53,17 @@ export function parseFmtp(fmtp: string | Record<string, string | number> | undef
 }
 
 /** Checks one track; returns it normalized or throws 400/415 naming the problem. */
-export function checkTrack(t: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string | Record<string, string | number> }, i: number): TrackSpec {
+export function checkTrack(
+  t: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string | Record<string, string | number> },
+  i: number,
+): TrackSpec {
   const encoding = CODECS[t.codec.toLowerCase()];
   if (encoding === undefined) {
-    throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: codec ${JSON.stringify(t.codec)} cannot be recorded (H264, opus, PCMU, PCMA, L16, AAC/mpeg4-generic can)`);
+    throw new HttpError(
+      415,
+      'OFFCAST_UNSUPPORTED_CODEC',
+      `track ${i}: codec ${JSON.stringify(t.codec)} cannot be recorded (H264, opus, PCMU, PCMA, L16, AAC/mpeg4-generic can)`,
+    );
   }
   const kind = encoding === 'H264' ? 'video' : 'audio';
   if (t.kind !== kind) throw badRequest(`track ${i}: ${encoding} is ${kind}, not ${t.kind}`);
@@ -71,7 +78,11 @@ export function checkTrack(t: { kind: string; codec: string; payloadType: number
     case 'H264':
       want(90000);
       if (fmtp['packetization-mode'] !== undefined && !['0', '1'].includes(fmtp['packetization-mode'])) {
-        throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: H.264 packetization-mode ${fmtp['packetization-mode']} is not supported (0 and 1 are)`);
+        throw new HttpError(
+          415,
+          'OFFCAST_UNSUPPORTED_CODEC',
+          `track ${i}: H.264 packetization-mode ${fmtp['packetization-mode']} is not supported (0 and 1 are)`,
+        );
       }
       break;
     case 'opus':
@@ -87,12 +98,18 @@ export function checkTrack(t: { kind: string; codec: string; payloadType: number
       if (channels !== 1 && channels !== 2) throw badRequest(`track ${i}: L16 must be mono or stereo`);
       break;
     case 'MPEG4-GENERIC':
-      if ((fmtp.mode ?? '').toLowerCase() !== 'aac-hbr') throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: mpeg4-generic needs fmtp mode=AAC-hbr`);
+      if ((fmtp.mode ?? '').toLowerCase() !== 'aac-hbr')
+        throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: mpeg4-generic needs fmtp mode=AAC-hbr`);
       if (!/^(?:[0-9a-f]{2}){2,}$/i.test(fmtp.config ?? '')) throw badRequest(`track ${i}: mpeg4-generic needs fmtp config=<AudioSpecificConfig hex>`);
       checkAudioSpecificConfig(fmtp.config!, i);
       // AAC-hbr fixes the AU-header layout (RFC 3640 3.3.6): 13-bit sizes, 3-bit indexes.
-      for (const [key, want] of [['sizelength', '13'], ['indexlength', '3'], ['indexdeltalength', '3']] as const) {
-        if (fmtp[key] !== undefined && fmtp[key] !== want) throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: AAC ${key} must be ${want} (AAC-hbr), not ${fmtp[key]}`);
+      for (const [key, want] of [
+        ['sizelength', '13'],
+        ['indexlength', '3'],
+        ['indexdeltalength', '3'],
+      ] as const) {
+        if (fmtp[key] !== undefined && fmtp[key] !== want)
+          throw new HttpError(415, 'OFFCAST_UNSUPPORTED_CODEC', `track ${i}: AAC ${key} must be ${want} (AAC-hbr), not ${fmtp[key]}`);
       }
       if (t.clockRate < 7350 || t.clockRate > 96000) throw badRequest(`track ${i}: AAC clock rate out of range`);
       break;
@@ -172,7 +189,12 @@ export function fromSdp(name: string, text: string): RecordRequest {
     } else {
       throw badRequest(`m= line ${i}: payload type ${pt} has no rtpmap`);
     }
-    const spec: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string } = { kind: m.type, codec, payloadType: pt, clockRate };
+    const spec: { kind: string; codec: string; payloadType: number; clockRate: number; channels?: number; fmtp?: string } = {
+      kind: m.type,
+      codec,
+      payloadType: pt,
+      clockRate,
+    };
     if (channels !== undefined) spec.channels = codec.toLowerCase() === 'opus' ? 1 : channels;
     if (fmtp !== undefined) spec.fmtp = String(fmtp);
     tracks.push(checkTrack(spec, i));

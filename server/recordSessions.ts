@@ -147,7 +147,8 @@ export class RecordSessions {
     const id = randomUUID();
     try {
       if (await exists(dir)) throw conflict(`recording ${req.name} already exists`);
-      if (await exists(resolveMediaPath(this.mediaRoot, req.name))) throw conflict(`media ${req.name} exists: a recording is also media, so its name must be free`);
+      if (await exists(resolveMediaPath(this.mediaRoot, req.name)))
+        throw conflict(`media ${req.name} exists: a recording is also media, so its name must be free`);
       let expected: { host: string; port?: number } | undefined;
       if (req.source !== undefined) {
         const r = await resolveHost(req.source.host);
@@ -186,7 +187,14 @@ export class RecordSessions {
         createdAt: new Date().toISOString(),
         durationMs: 0,
         tracks: req.tracks.map((t, i) => {
-          const v: RecordSessionView['tracks'][number] = { index: i, kind: t.kind, codec: t.encoding, payloadType: t.payloadType, clockRate: t.clockRate, port: ports[i]! };
+          const v: RecordSessionView['tracks'][number] = {
+            index: i,
+            kind: t.kind,
+            codec: t.encoding,
+            payloadType: t.payloadType,
+            clockRate: t.clockRate,
+            port: ports[i]!,
+          };
           if (t.channels !== undefined) v.channels = t.channels;
           const f = fmtpText(t.fmtp);
           if (f !== '') v.fmtp = f;

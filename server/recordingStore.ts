@@ -66,7 +66,11 @@ export class RecordingStore {
   }
 
   /** A finished track file: a stream, its type and size. */
-  async trackFile(name: string, index: number, which: 'playable' | 'rtpdump'): Promise<{ stream: NodeJS.ReadableStream; contentType: string; bytes: number; fileName: string }> {
+  async trackFile(
+    name: string,
+    index: number,
+    which: 'playable' | 'rtpdump',
+  ): Promise<{ stream: NodeJS.ReadableStream; contentType: string; bytes: number; fileName: string }> {
     const m = await this.manifest(name);
     if (m.state !== 'finished') throw new HttpError(409, 'OFFCAST_RECORDING_UNFINISHED', `recording ${name} is ${m.state}`);
     const t = m.tracks.find((x) => x.index === index);

@@ -28,7 +28,12 @@ export interface SdpSession {
 }
 
 /** rtpmap encoding/clock[/channels] parameters as RFC 3551 / 7587 / 6184 / 3640 want them. */
-export function rtpmap(t: Pick<SdpTrack, 'encoding' | 'clockRate' | 'channels' | 'payloadType'>): { payload: number; codec: string; rate: number; encoding?: number } {
+export function rtpmap(t: Pick<SdpTrack, 'encoding' | 'clockRate' | 'channels' | 'payloadType'>): {
+  payload: number;
+  codec: string;
+  rate: number;
+  encoding?: number;
+} {
   switch (t.encoding) {
     case 'opus':
       // RFC 7587 7: always opus/48000/2, whatever the channel count.

@@ -19,7 +19,16 @@ import type { OffloadClient } from './offload.js';
 import type { PortAllocator } from './ports.js';
 import { sdpTracks, type RecordSessions, type RecordSessionView } from './recordSessions.js';
 import { buildSdp, staticPayloadType } from './sdp.js';
-import { checkDestination, checkPortRoom, EndedSessions, random32, withPortPairs, type Retention, type SessionSlot, type SessionSlots } from './sessionSupport.js';
+import {
+  checkDestination,
+  checkPortRoom,
+  EndedSessions,
+  random32,
+  withPortPairs,
+  type Retention,
+  type SessionSlot,
+  type SessionSlots,
+} from './sessionSupport.js';
 
 export type PlayCodecOption = 'L16' | 'PCMU' | 'PCMA';
 
@@ -92,7 +101,16 @@ export class SessionManager {
 
   readonly recordings: RecordSessions;
 
-  constructor(cfg: Config, offload: OffloadClient, cache: CacheDirectory, catalog: Catalog, ports: PortAllocator, slots: SessionSlots, recordings: RecordSessions, retention: Retention) {
+  constructor(
+    cfg: Config,
+    offload: OffloadClient,
+    cache: CacheDirectory,
+    catalog: Catalog,
+    ports: PortAllocator,
+    slots: SessionSlots,
+    recordings: RecordSessions,
+    retention: Retention,
+  ) {
     this.recordings = recordings;
     this.cfg = cfg;
     this.offload = offload;
@@ -142,7 +160,10 @@ export class SessionManager {
     // Taken before the next await, so concurrent creates count.
     const slot = this.slots.take();
     try {
-      const item = await this.catalog.get(req.media, req.frameRate === undefined ? { recent: true, forLoad: true } : { frameRate: req.frameRate, recent: true, forLoad: true });
+      const item = await this.catalog.get(
+        req.media,
+        req.frameRate === undefined ? { recent: true, forLoad: true } : { frameRate: req.frameRate, recent: true, forLoad: true },
+      );
       const plan = planTracks(item.probe, req.codec);
       checkPortRoom(req.destination.port, plan.length);
       return await this.startPlay(req as PlayRequest & { media: string }, item, plan, dest, speed, slot);
@@ -309,11 +330,25 @@ export class SessionManager {
         positionMs: 0,
         createdAt: new Date().toISOString(),
         tracks: specs.map((t, i) => {
-          const v: SessionTrack = { kind: t.kind, codec: t.encoding, payloadType: t.payloadType, clockRate: t.clockRate, ssrc: tracks[i]!.ssrc, port: req.destination.port + 2 * i, sourcePort: ports[i]! };
+          const v: SessionTrack = {
+            kind: t.kind,
+            codec: t.encoding,
+            payloadType: t.payloadType,
+            clockRate: t.clockRate,
+            ssrc: tracks[i]!.ssrc,
+            port: req.destination.port + 2 * i,
+            sourcePort: ports[i]!,
+          };
           if (t.channels !== undefined) v.channels = t.channels;
           return v;
         }),
-        sdp: buildSdp({ id, name: `live ${source.name}`, destination: dest, origin: dest.family === 6 ? '::1' : '127.0.0.1', tracks: sdpTracks(specs, (i) => req.destination.port + 2 * i) }),
+        sdp: buildSdp({
+          id,
+          name: `live ${source.name}`,
+          destination: dest,
+          origin: dest.family === 6 ? '::1' : '127.0.0.1',
+          tracks: sdpTracks(specs, (i) => req.destination.port + 2 * i),
+        }),
       };
       this.add({ view, worker: source.worker, ports, slot, cacheKey: '', last: null, endedAt: null, closing: null });
       return view;
@@ -491,7 +526,8 @@ export function planTracks(probe: Probe, codec: PlayCodecOption | undefined): Pl
   const supported = probe.tracks.filter((t) => t.supported);
   if (supported.length === 0) throw new HttpError(415, 'OFFCAST_UNSUPPORTED_MEDIA', 'the media has no track offcast can stream');
   const pcm = supported.some((t) => t.codec === 'pcm_s16le' || t.codec === 'pcm_mulaw' || t.codec === 'pcm_alaw');
-  if (codec !== undefined && !pcm) throw badRequest(`codec ${codec} applies to WAV audio; this media is ${probe.format} (${supported.map((t) => t.codec).join(', ')})`);
+  if (codec !== undefined && !pcm)
+    throw badRequest(`codec ${codec} applies to WAV audio; this media is ${probe.format} (${supported.map((t) => t.codec).join(', ')})`);
   let dynamic = 96;
   for (const t of supported) {
     let encoding: Encoding;

@@ -6,9 +6,7 @@
  */
 
 /** samplingFrequencyIndex 0..12 (13, 14 reserved; 15 = explicit 24-bit value). */
-export const AAC_SAMPLE_RATES: readonly number[] = [
-  96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
+export const AAC_SAMPLE_RATES: readonly number[] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
 /** Object types that signal SBR (HE-AAC) or SBR+PS (HE-AAC v2) explicitly. */
 export const AOT_AAC_LC = 2;
@@ -47,13 +45,11 @@ class BitReader {
 
   read(bits: number): number {
     if (this.bitPos + bits > this.bytes.length * 8) {
-      throw new RangeError(
-        `AudioSpecificConfig: needs more than its ${this.bytes.length} bytes (reading ${bits} bits at bit ${this.bitPos})`,
-      );
+      throw new RangeError(`AudioSpecificConfig: needs more than its ${this.bytes.length} bytes (reading ${bits} bits at bit ${this.bitPos})`);
     }
     let value = 0;
     for (let i = 0; i < bits; i++) {
-      const byte = this.bytes[(this.bitPos >> 3)]!;
+      const byte = this.bytes[this.bitPos >> 3]!;
       value = value * 2 + ((byte >> (7 - (this.bitPos & 7))) & 1);
       this.bitPos++;
     }

@@ -18,13 +18,7 @@ export async function readAt(handle: FileHandle, position: number, length: numbe
  * Fills `buf[offset, offset + length)` from the file at `position`, looping over short
  * reads; returns the number of bytes read (less than `length` only at end of file).
  */
-export async function readInto(
-  handle: FileHandle,
-  buf: Uint8Array,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> {
+export async function readInto(handle: FileHandle, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await handle.read(buf, offset + filled, length - filled, position + filled);

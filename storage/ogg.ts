@@ -120,8 +120,7 @@ export function parseOggPage(buf: Uint8Array, offset: number, position = offset)
   const computed = oggCrc32(buf, offset, offset + length, offset + 22);
   if (checksum !== computed) {
     throw new RangeError(
-      `bad CRC in page at offset ${position}: stored 0x${checksum.toString(16).padStart(8, '0')}, ` +
-        `computed 0x${computed.toString(16).padStart(8, '0')}`,
+      `bad CRC in page at offset ${position}: stored 0x${checksum.toString(16).padStart(8, '0')}, ` + `computed 0x${computed.toString(16).padStart(8, '0')}`,
     );
   }
   return {
@@ -189,9 +188,7 @@ export class OggPacketAssembler {
       throw new RangeError(`page ${page.sequence} at offset ${page.position}: continues a packet, but none was started`);
     }
     if (!page.continued && this.open) {
-      throw new RangeError(
-        `page ${page.sequence} at offset ${page.position}: does not continue the packet left open by the previous page`,
-      );
+      throw new RangeError(`page ${page.sequence} at offset ${page.position}: does not continue the packet left open by the previous page`);
     }
     const packets: OggPacket[] = [];
     let at = page.bodyOffset;
@@ -422,9 +419,7 @@ export class OggOpusDemuxer {
       if (granule >= this.samplesDone) this.startGranule = granule - this.samplesDone;
       else if (page.eos) this.startGranule = 0;
       else {
-        throw new RangeError(
-          `${where}: granule position ${granule} is smaller than the ${this.samplesDone} samples of its packets`,
-        );
+        throw new RangeError(`${where}: granule position ${granule} is smaller than the ${this.samplesDone} samples of its packets`);
       }
     } else {
       const expected = this.startGranule + this.samplesDone;
@@ -433,9 +428,7 @@ export class OggOpusDemuxer {
       }
       // The last page may end before its last packet does (RFC 7845 4.4, end trimming).
       if (granule > expected || (granule < expected && !page.eos)) {
-        throw new RangeError(
-          `${where}: granule position ${granule} does not match the end of its last packet (${expected})`,
-        );
+        throw new RangeError(`${where}: granule position ${granule} does not match the end of its last packet (${expected})`);
       }
     }
     this.lastGranule = granule;

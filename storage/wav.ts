@@ -144,9 +144,7 @@ function parseFmt(view: DataView, at: number, size: number): Omit<WavHeader, 'da
   if (blockAlign === 0) throw new RangeError('fmt chunk declares a block align of 0');
   const integerSamples = formatTag === WAVE_FORMAT_PCM || formatTag === WAVE_FORMAT_ALAW || formatTag === WAVE_FORMAT_MULAW;
   if (integerSamples && bitsPerSample % 8 === 0 && bitsPerSample > 0 && blockAlign !== (channels * bitsPerSample) / 8) {
-    throw new RangeError(
-      `fmt block align ${blockAlign} does not match ${channels} channel(s) of ${bitsPerSample} bits`,
-    );
+    throw new RangeError(`fmt block align ${blockAlign} does not match ${channels} channel(s) of ${bitsPerSample} bits`);
   }
   return { formatTag, extensible, channels, sampleRate, bitsPerSample, blockAlign };
 }
@@ -182,16 +180,14 @@ export function wavSourceCodec(h: WavHeader): SourceCodec {
     const name = h.formatTag === WAVE_FORMAT_MULAW ? 'mu-law' : 'A-law';
     if (h.bitsPerSample !== 8 || h.channels !== 1 || h.sampleRate !== 8000) {
       throw new UnsupportedMediaError(
-        `WAV: ${name} with ${h.bitsPerSample}-bit samples, ${h.channels} channel(s), ${h.sampleRate} Hz ` +
-          'is not supported (need 8-bit mono 8000 Hz)',
+        `WAV: ${name} with ${h.bitsPerSample}-bit samples, ${h.channels} channel(s), ${h.sampleRate} Hz ` + 'is not supported (need 8-bit mono 8000 Hz)',
       );
     }
     return h.formatTag === WAVE_FORMAT_MULAW ? 'pcm_mulaw' : 'pcm_alaw';
   }
   const name = FORMAT_NAMES[h.formatTag];
   throw new UnsupportedMediaError(
-    `WAV: format 0x${h.formatTag.toString(16).padStart(4, '0')}${name ? ` (${name})` : ''} is not supported ` +
-      '(need 16-bit PCM, mu-law or A-law)',
+    `WAV: format 0x${h.formatTag.toString(16).padStart(4, '0')}${name ? ` (${name})` : ''} is not supported ` + '(need 16-bit PCM, mu-law or A-law)',
   );
 }
 
@@ -278,9 +274,7 @@ class WavReader implements MediaReader {
         throw err;
       }
       if (got < length) {
-        throw new CorruptMediaError(
-          `WAV: truncated: data chunk declares ${dataBytes} bytes, file now holds ${done + got}`,
-        );
+        throw new CorruptMediaError(`WAV: truncated: data chunk declares ${dataBytes} bytes, file now holds ${done + got}`);
       }
       const frames = length / blockAlign;
       yield { track: 0, data, pts: frame, dts: frame, duration: frames, keyframe: true };

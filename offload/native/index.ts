@@ -20,7 +20,10 @@ export function nativeSender(): NativeSender | null {
   try {
     const require = createRequire(import.meta.url);
     // From offload/native (sources) or dist/offload/native (compiled): the build lives beside the sources.
-    const candidates = [new URL('./build/Release/offcast_native.node', import.meta.url), new URL('../../../offload/native/build/Release/offcast_native.node', import.meta.url)];
+    const candidates = [
+      new URL('./build/Release/offcast_native.node', import.meta.url),
+      new URL('../../../offload/native/build/Release/offcast_native.node', import.meta.url),
+    ];
     let mod: NativeSender | null = null;
     for (const c of candidates) {
       try {

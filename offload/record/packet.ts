@@ -70,20 +70,7 @@ export const Drop = {
 export type Drop = (typeof Drop)[keyof typeof Drop];
 
 /** Names of `Drop` values, indexed by value: one counter per name. */
-export const DROP_REASONS: readonly string[] = [
-  'none',
-  'short',
-  'version',
-  'padding',
-  'csrc',
-  'extension',
-  'rtcp',
-  'stun',
-  'dtls',
-  'zrtp',
-  'turn',
-  'garbage',
-];
+export const DROP_REASONS: readonly string[] = ['none', 'short', 'version', 'padding', 'csrc', 'extension', 'rtcp', 'stun', 'dtls', 'zrtp', 'turn', 'garbage'];
 
 /** The fields of a valid RTP header, filled in place by `validateRtp`. */
 export class RtpHeader {

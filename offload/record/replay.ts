@@ -31,10 +31,7 @@ export interface ReplaySenderReport {
   rtpTs: number;
 }
 
-export async function* replayRtpdump(
-  file: RtpdumpFile,
-  onReport?: (sr: ReplaySenderReport) => void,
-): AsyncGenerator<ReplayPacket> {
+export async function* replayRtpdump(file: RtpdumpFile, onReport?: (sr: ReplaySenderReport) => void): AsyncGenerator<ReplayPacket> {
   const startMs = file.header.start.sec * 1000 + file.header.start.usec / 1000;
   const hdr = new RtpHeader();
   let lastExt = -1;

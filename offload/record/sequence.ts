@@ -57,7 +57,7 @@ export type SeqResult = (typeof SeqResult)[keyof typeof SeqResult];
  * within half the sequence space either way.
  */
 export function extendSeq(refExt: number, seq: number): number {
-  const delta = ((seq - refExt) & 0xffff) << 16 >> 16; // signed 16-bit distance
+  const delta = (((seq - refExt) & 0xffff) << 16) >> 16; // signed 16-bit distance
   return refExt + delta;
 }
 

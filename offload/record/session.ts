@@ -11,14 +11,7 @@
 import type dgram from 'node:dgram';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type {
-  FlowHeader,
-  RecordCreateParams,
-  RecordingSummary,
-  RecordStats,
-  RecordTrackParams,
-  RecordTrackStats,
-} from '../channel.js';
+import type { FlowHeader, RecordCreateParams, RecordingSummary, RecordStats, RecordTrackParams, RecordTrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import { bindPortPair, closePortPair } from '../sockets.js';
 import { DurableFile } from '../../storage/recording/file.js';

@@ -329,7 +329,14 @@ async function refreshMedia() {
       });
       probes.set(key, p);
     }
-    const tracks = p.error ? p.error : (p.tracks ?? []).map((t) => `${t.kind} ${t.codec} ${t.clockRate} Hz${t.channels ? ` ${t.channels} ch` : ''}${t.width ? ` ${t.width}x${t.height}` : ''}${t.supported ? '' : ' (not playable)'}`).join('; ');
+    const tracks = p.error
+      ? p.error
+      : (p.tracks ?? [])
+          .map(
+            (t) =>
+              `${t.kind} ${t.codec} ${t.clockRate} Hz${t.channels ? ` ${t.channels} ch` : ''}${t.width ? ` ${t.width}x${t.height}` : ''}${t.supported ? '' : ' (not playable)'}`,
+          )
+          .join('; ');
     rows.push(
       el(
         'tr',
@@ -339,7 +346,17 @@ async function refreshMedia() {
         el('td', { class: 'num', textContent: bytes(m.bytes) }),
         el('td', { class: 'num', textContent: p.durationMs !== undefined ? clock(p.durationMs) : '' }),
         el('td', { textContent: tracks }),
-        el('td', {}, el('button', { textContent: 'Play', onclick: () => { select.value = m.name; $('play-port').focus(); } })),
+        el(
+          'td',
+          {},
+          el('button', {
+            textContent: 'Play',
+            onclick: () => {
+              select.value = m.name;
+              $('play-port').focus();
+            },
+          }),
+        ),
       ),
     );
   }

@@ -128,22 +128,14 @@ export const mediaRoutes: FastifyPluginAsync<MediaRoutesOptions> = async (app, o
     },
   );
 
-  app.get<{ Params: { name: string } }>(
-    '/v1/media/:name',
-    { schema: { params: nameParams, response: { 200: probeSchema, ...errors } } },
-    async (req) => {
-      const item = await catalog.get(req.params.name);
-      return probeView(item.name, item.bytes, item.mtimeMs, item.probe);
-    },
-  );
+  app.get<{ Params: { name: string } }>('/v1/media/:name', { schema: { params: nameParams, response: { 200: probeSchema, ...errors } } }, async (req) => {
+    const item = await catalog.get(req.params.name);
+    return probeView(item.name, item.bytes, item.mtimeMs, item.probe);
+  });
 
-  app.delete<{ Params: { name: string } }>(
-    '/v1/media/:name',
-    { schema: { params: nameParams, response: { ...errors } } },
-    async (req, reply) => {
-      await catalog.delete(req.params.name);
-      cache.forgetMedia(`${req.params.name}|`);
-      return reply.code(204).send();
-    },
-  );
+  app.delete<{ Params: { name: string } }>('/v1/media/:name', { schema: { params: nameParams, response: { ...errors } } }, async (req, reply) => {
+    await catalog.delete(req.params.name);
+    cache.forgetMedia(`${req.params.name}|`);
+    return reply.code(204).send();
+  });
 };

@@ -48,14 +48,10 @@ export const recordingRoutes: FastifyPluginAsync<RecordingRoutesOptions> = async
     async (req) => view(await store.manifest(req.params.name)),
   );
 
-  app.delete<{ Params: { name: string } }>(
-    '/v1/recordings/:name',
-    { schema: { params: nameParams, response: { ...errors } } },
-    async (req, reply) => {
-      await store.delete(req.params.name);
-      return reply.code(204).send();
-    },
-  );
+  app.delete<{ Params: { name: string } }>('/v1/recordings/:name', { schema: { params: nameParams, response: { ...errors } } }, async (req, reply) => {
+    await store.delete(req.params.name);
+    return reply.code(204).send();
+  });
 
   app.get<{ Params: { name: string; index: number } }>(
     '/v1/recordings/:name/tracks/:index',

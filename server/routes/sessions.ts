@@ -143,10 +143,8 @@ export const sessionRoutes: FastifyPluginAsync<SessionRoutesOptions> = async (ap
     async () => ({ sessions: await sessions.list() }),
   );
 
-  app.get<{ Params: { id: string } }>(
-    '/v1/sessions/:id',
-    { schema: { params: idParams, response: { 200: sessionSchema, ...errors } } },
-    async (req) => sessions.get(req.params.id),
+  app.get<{ Params: { id: string } }>('/v1/sessions/:id', { schema: { params: idParams, response: { 200: sessionSchema, ...errors } } }, async (req) =>
+    sessions.get(req.params.id),
   );
 
   app.get<{ Params: { id: string } }>(

@@ -294,7 +294,9 @@ class AccessUnitSplitter {
     try {
       slice = parseSliceHeader(nal, this, { throughRefPicMarking: true });
     } catch (err) {
-      throw new CorruptMediaError(`bad slice header in NAL unit at byte ${offset} (${nal.length} bytes, truncated or corrupt): ${(err as Error).message}`, { cause: err });
+      throw new CorruptMediaError(`bad slice header in NAL unit at byte ${offset} (${nal.length} bytes, truncated or corrupt): ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     if (!this.seenSlice) {
       this.seenSlice = true;
@@ -345,13 +347,7 @@ class FieldPairer {
     const p = this.pending;
     if (p) {
       this.pending = undefined;
-      if (
-        au.slice.fieldPic &&
-        au.slice.bottomField !== p.slice.bottomField &&
-        au.slice.frameNum === p.slice.frameNum &&
-        (!au.idr || p.idr) &&
-        !au.mmco5
-      ) {
+      if (au.slice.fieldPic && au.slice.bottomField !== p.slice.bottomField && au.slice.frameNum === p.slice.frameNum && (!au.idr || p.idr) && !au.mmco5) {
         for (const nal of au.nals) p.nals.push(nal);
         p.bytes += au.bytes;
         p.end = au.end;

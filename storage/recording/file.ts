@@ -212,9 +212,7 @@ export class DurableFile {
       const handle = this.handle!;
       for (const patch of patches) {
         if (!Number.isSafeInteger(patch.offset) || patch.offset < 0 || patch.offset + patch.bytes.length > this.written) {
-          throw new RangeError(
-            `DurableFile: patch of ${patch.bytes.length} bytes at offset ${patch.offset} is outside the ${this.written} bytes written`,
-          );
+          throw new RangeError(`DurableFile: patch of ${patch.bytes.length} bytes at offset ${patch.offset} is outside the ${this.written} bytes written`);
         }
         let done = 0;
         while (done < patch.bytes.length) {

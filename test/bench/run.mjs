@@ -114,7 +114,12 @@ try {
         title: s.title,
         rows: [{ measure: 'the scenario did not complete', value: e.message.slice(0, 300), verdict: 'error' }],
         tables: [],
-        notes: [String(e.stack ?? e).split('\n').slice(0, 4).join(' ')],
+        notes: [
+          String(e.stack ?? e)
+            .split('\n')
+            .slice(0, 4)
+            .join(' '),
+        ],
         data: { error: String(e.stack ?? e) },
       };
     }

@@ -84,8 +84,17 @@ t.test('rtpsend packets carry the documented header and payload', async (t) => {
     });
   });
   const sent = await runSender({
-    bin: tools.rtpsend, portBase: socket.address().port, count: 1, pps: 1000, packets: 5,
-    size: 300, pt: 111, clock: 8000, ssrcBase: 0x01020304, seqStart: 65534, tsStart: 0xfffffff0,
+    bin: tools.rtpsend,
+    portBase: socket.address().port,
+    count: 1,
+    pps: 1000,
+    packets: 5,
+    size: 300,
+    pt: 111,
+    clock: 8000,
+    ssrcBase: 0x01020304,
+    seqStart: 65534,
+    tsStart: 0xfffffff0,
   });
   await allReceived;
   socket.close();
@@ -151,7 +160,14 @@ for (const c of faultCases) {
   t.test(`injected faults: ${c.name}`, async (t) => {
     const { receiver, portBase } = await receiverOnFreePorts({ count: 4, rcvbuf: 4 << 20, perStream: true, verifyPayload: true });
     const sent = await runSender({
-      bin: tools.rtpsend, portBase, count: 4, pps: 4000, packets: 404, seqStart: 65500, tsStart: 0xffffff00, ...c.flags,
+      bin: tools.rtpsend,
+      portBase,
+      count: 4,
+      pps: 4000,
+      packets: 404,
+      seqStart: 65500,
+      tsStart: 0xffffff00,
+      ...c.flags,
     });
     const report = await receiver.stop();
     const expected = c.perStream;
@@ -215,7 +231,14 @@ t.test('ramp: each step sends its rate for its length', async (t) => {
   const sent = await runSender({ bin: tools.rtpsend, portBase, count: 2, ramp: { start: 800, step: 800, every: 0.125 }, duration: 0.375 });
   const report = await receiver.stop();
   t.equal(sent.mode, 'ramp');
-  t.same(sent.ramp?.map((s) => [s.rate, s.packets]), [[800, 100], [1600, 200], [2400, 300]]);
+  t.same(
+    sent.ramp?.map((s) => [s.rate, s.packets]),
+    [
+      [800, 100],
+      [1600, 200],
+      [2400, 300],
+    ],
+  );
   t.ok(sent.ramp?.every((s) => s.achievedPps > 0));
   t.equal(report.packets, 600);
   t.equal(report.lost, 0);

@@ -49,7 +49,8 @@ t.test('package.json names the binary, and it runs (compiling on first use)', as
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout.trim(), pkg.version);
   const help = await offcast(['--help']);
-  for (const c of ['serve', 'media', 'play', 'record', 'sessions', 'stop', 'seek', 'pause', 'resume', 'recordings']) t.match(help.stdout, new RegExp(`^  ${c}\\b`, 'm'), `help lists ${c}`);
+  for (const c of ['serve', 'media', 'play', 'record', 'sessions', 'stop', 'seek', 'pause', 'resume', 'recordings'])
+    t.match(help.stdout, new RegExp(`^  ${c}\\b`, 'm'), `help lists ${c}`);
 });
 
 t.test('upload, play to a receiver, list, control, stop, delete', async (t) => {
@@ -92,7 +93,12 @@ t.test('upload, play to a receiver, list, control, stop, delete', async (t) => {
   } else t.comment('util-linux script is missing: the progress bar on a terminal is not checked');
 
   const ls = await offcast(['media', 'ls', '--json'], env);
-  t.same(JSON.parse(ls.stdout).map((m: { name: string }) => m.name).sort(), ['copy.wav', 'tone.wav']);
+  t.same(
+    JSON.parse(ls.stdout)
+      .map((m: { name: string }) => m.name)
+      .sort(),
+    ['copy.wav', 'tone.wav'],
+  );
   const lsTable = await offcast(['media', 'ls'], env);
   t.match(lsTable.stdout, /^NAME\s+SIZE\s+MODIFIED/);
   t.match(lsTable.stdout, /^tone\.wav\s+/m);
@@ -116,7 +122,11 @@ t.test('upload, play to a receiver, list, control, stop, delete', async (t) => {
   // Per-session send lateness: one sample per packet this session sent (read in the same snapshot), in the worker's buckets.
   const late = s.tracks[0].stats.lateness;
   t.equal(late.count, s.tracks[0].stats.packets, 'one lateness sample per packet sent');
-  t.equal(late.counts.reduce((a: number, b: number) => a + b, 0), late.count, 'the bucket counts add up');
+  t.equal(
+    late.counts.reduce((a: number, b: number) => a + b, 0),
+    late.count,
+    'the bucket counts add up',
+  );
   t.equal(late.counts.length, late.buckets.length + 1);
   const again = JSON.parse((await offcast(['sessions', '--json'], env)).stdout).find((x: { id: string }) => x.id === id);
   t.ok(again.tracks[0].stats.lateness.count > late.count, 'and it rises as the session plays');
@@ -157,7 +167,10 @@ t.test('upload, play to a receiver, list, control, stop, delete', async (t) => {
 
   const rm = await offcast(['media', 'rm', 'copy.wav'], env);
   t.equal(rm.code, 0, rm.stderr);
-  t.same(JSON.parse((await offcast(['media', 'ls', '--json'], env)).stdout).map((m: { name: string }) => m.name), ['tone.wav']);
+  t.same(
+    JSON.parse((await offcast(['media', 'ls', '--json'], env)).stdout).map((m: { name: string }) => m.name),
+    ['tone.wav'],
+  );
 });
 
 t.test('record from a sender, then list and download the recording', async (t) => {
@@ -220,7 +233,10 @@ t.test('errors are one line with the API message and a non-zero exit', async (t)
   oneLine(await offcast(['media', 'put', big], env), /^offcast: 413 OFFCAST_UPLOAD_TOO_LARGE: upload exceeds limits\.uploadBytes \(4096 bytes\)$/);
   oneLine(await offcast(['media', 'put', path.join(server.dir, 'missing.wav')], env), /^offcast: cannot read .*missing\.wav: ENOENT$/);
   const closed = await closedPort();
-  oneLine(await offcast(['media', 'ls'], { OFFCAST_SERVER: `http://127.0.0.1:${closed}` }), new RegExp(`^offcast: cannot reach http://127\\.0\\.0\\.1:${closed}: ECONNREFUSED$`));
+  oneLine(
+    await offcast(['media', 'ls'], { OFFCAST_SERVER: `http://127.0.0.1:${closed}` }),
+    new RegExp(`^offcast: cannot reach http://127\\.0\\.0\\.1:${closed}: ECONNREFUSED$`),
+  );
   oneLine(await offcast(['media', 'ls', '--server', 'not a url'], env), /^offcast: --server "not a url" is not a URL/, 2);
   const unknown = await offcast(['frobnicate'], env);
   t.not(unknown.code, 0, 'an unknown command fails');
@@ -229,7 +245,7 @@ t.test('errors are one line with the API message and a non-zero exit', async (t)
 });
 
 t.test('offcast serve runs the server as npm start does', async (t) => {
-  const dir = (await startServerDir());
+  const dir = await startServerDir();
   const child = spawn(process.execPath, [bin, 'serve'], {
     cwd: root,
     env: {
@@ -258,7 +274,10 @@ t.test('offcast serve runs the server as npm start does', async (t) => {
     child.stderr.on('data', (d) => (logs += d));
   });
   const ls = await offcast(['media', 'ls', '--json', '--server', url]);
-  t.ok(JSON.parse(ls.stdout).some((m: { name: string }) => m.name === 'sample.wav'), 'the served library has the sample');
+  t.ok(
+    JSON.parse(ls.stdout).some((m: { name: string }) => m.name === 'sample.wav'),
+    'the served library has the sample',
+  );
   const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM stops it cleanly');
@@ -281,4 +300,3 @@ async function startServerDir(): Promise<string> {
   t.teardown(async () => (await import('node:fs/promises')).rm(dir, { recursive: true, force: true }));
   return dir;
 }
-

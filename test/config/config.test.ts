@@ -198,7 +198,11 @@ t.test('environment parsing', async (t) => {
   t.equal(loadConfig({ argv: [], env: { OFFCAST_API_TOKEN: '' } }).api.token, undefined, 'an empty token means none');
   t.same(loadConfig({ argv: [], env: { OFFCAST_DESTINATIONS_ALLOW: '127.0.0.1' } }).destinations.allow, ['127.0.0.1'], 'a bare address is a CIDR');
   t.equal(loadConfig({ argv: [], env: { OFFCAST_RTP_PORT_MIN: '40000', OFFCAST_RTP_PORT_MAX: '40001' } }).rtp.portMax, 40001, 'one pair is enough');
-  t.equal(loadConfig({ argv: [], env: { OFFCAST_HTTP_PORT: '8081', OFFCAST_HTTP_PORTX: 'junk', OFFCAST_NOT_A_KEY: 'x' } }).http.port, 8081, 'unrelated OFFCAST_ variables are ignored');
+  t.equal(
+    loadConfig({ argv: [], env: { OFFCAST_HTTP_PORT: '8081', OFFCAST_HTTP_PORTX: 'junk', OFFCAST_NOT_A_KEY: 'x' } }).http.port,
+    8081,
+    'unrelated OFFCAST_ variables are ignored',
+  );
 });
 
 t.test('validation errors name the key and the reason', async (t) => {
@@ -207,21 +211,71 @@ t.test('validation errors name the key and the reason', async (t) => {
     { name: 'empty number in env', opts: { env: { OFFCAST_RTP_PAYLOAD_BYTES: '' } }, key: 'rtp.payloadBytes', reason: /is not a number/ },
     { name: 'hex is not a number', opts: { env: { OFFCAST_HTTP_PORT: '0x1f90' } }, key: 'http.port', reason: /is not a number/ },
     { name: 'Infinity is not a number', opts: { env: { OFFCAST_PACING_SPREAD: 'Infinity' } }, key: 'pacing.spread', reason: /is not a number/ },
-    { name: 'number as a string in the file', opts: { argv: ['--config', configFile({ http: { port: '8080' } })] }, key: 'http.port', reason: /must be a number/ },
-    { name: 'fraction for an integer', opts: { env: { OFFCAST_HTTP_PORT: '8080.5' } }, key: 'http.port', reason: /must be an integer, got 8080.5 \(from OFFCAST_HTTP_PORT\)/ },
+    {
+      name: 'number as a string in the file',
+      opts: { argv: ['--config', configFile({ http: { port: '8080' } })] },
+      key: 'http.port',
+      reason: /must be a number/,
+    },
+    {
+      name: 'fraction for an integer',
+      opts: { env: { OFFCAST_HTTP_PORT: '8080.5' } },
+      key: 'http.port',
+      reason: /must be an integer, got 8080.5 \(from OFFCAST_HTTP_PORT\)/,
+    },
     { name: 'above max', opts: { env: { OFFCAST_HTTP_PORT: '70000' } }, key: 'http.port', reason: /must be <= 65535, got 70000/ },
-    { name: 'below min', opts: { argv: ['--config', configFile({ cache: { maxBytes: 1000 } })] }, key: 'cache.maxBytes', reason: /must be >= 1048576, got 1000/ },
+    {
+      name: 'below min',
+      opts: { argv: ['--config', configFile({ cache: { maxBytes: 1000 } })] },
+      key: 'cache.maxBytes',
+      reason: /must be >= 1048576, got 1000/,
+    },
     { name: 'spread above 1', opts: { env: { OFFCAST_PACING_SPREAD: '1.5' } }, key: 'pacing.spread', reason: /must be <= 1/ },
     { name: 'zero workers', opts: { env: { OFFCAST_OFFLOAD_WORKERS: '0' } }, key: 'offload.workers', reason: /must be >= 1, got 0/ },
     { name: 'odd portMin', opts: { env: { OFFCAST_RTP_PORT_MIN: '20001' } }, key: 'rtp.portMin', reason: /must be even.*20001/ },
-    { name: 'portMax = portMin', opts: { env: { OFFCAST_RTP_PORT_MIN: '30000', OFFCAST_RTP_PORT_MAX: '30000' } }, key: 'rtp.portMax', reason: /at least rtp.portMin \+ 1 \(30001\), got 30000/ },
-    { name: 'portMax < portMin', opts: { argv: ['--config', configFile({ rtp: { portMin: 40000, portMax: 30000 } })] }, key: 'rtp.portMax', reason: /at least rtp.portMin \+ 1/ },
-    { name: 'CIDR prefix too long', opts: { env: { OFFCAST_DESTINATIONS_ALLOW: '127.0.0.0/8,10.0.0.0/33' } }, key: 'destinations.allow', reason: /"10.0.0.0\/33" has a bad prefix length \(0-32\)/ },
-    { name: 'IPv6 prefix too long', opts: { env: { OFFCAST_SOURCES_ALLOW: '::1/129' } }, key: 'sources.allow', reason: /"::1\/129" has a bad prefix length \(0-128\)/ },
+    {
+      name: 'portMax = portMin',
+      opts: { env: { OFFCAST_RTP_PORT_MIN: '30000', OFFCAST_RTP_PORT_MAX: '30000' } },
+      key: 'rtp.portMax',
+      reason: /at least rtp.portMin \+ 1 \(30001\), got 30000/,
+    },
+    {
+      name: 'portMax < portMin',
+      opts: { argv: ['--config', configFile({ rtp: { portMin: 40000, portMax: 30000 } })] },
+      key: 'rtp.portMax',
+      reason: /at least rtp.portMin \+ 1/,
+    },
+    {
+      name: 'CIDR prefix too long',
+      opts: { env: { OFFCAST_DESTINATIONS_ALLOW: '127.0.0.0/8,10.0.0.0/33' } },
+      key: 'destinations.allow',
+      reason: /"10.0.0.0\/33" has a bad prefix length \(0-32\)/,
+    },
+    {
+      name: 'IPv6 prefix too long',
+      opts: { env: { OFFCAST_SOURCES_ALLOW: '::1/129' } },
+      key: 'sources.allow',
+      reason: /"::1\/129" has a bad prefix length \(0-128\)/,
+    },
     { name: 'CIDR prefix not a number', opts: { env: { OFFCAST_DESTINATIONS_ALLOW: '10.0.0.0/8x' } }, key: 'destinations.allow', reason: /bad prefix length/ },
-    { name: 'not an address', opts: { argv: ['--config', configFile({ destinations: { allow: ['example.com'] } })] }, key: 'destinations.allow', reason: /"example.com" is not an IP address or CIDR/ },
-    { name: 'CIDRs not a list', opts: { argv: ['--config', configFile({ destinations: { allow: 5 } })] }, key: 'destinations.allow', reason: /must be a list of CIDRs/ },
-    { name: 'CIDR list with a number', opts: { argv: ['--config', configFile({ sources: { allow: ['127.0.0.1', 7] } })] }, key: 'sources.allow', reason: /must be a list of CIDRs/ },
+    {
+      name: 'not an address',
+      opts: { argv: ['--config', configFile({ destinations: { allow: ['example.com'] } })] },
+      key: 'destinations.allow',
+      reason: /"example.com" is not an IP address or CIDR/,
+    },
+    {
+      name: 'CIDRs not a list',
+      opts: { argv: ['--config', configFile({ destinations: { allow: 5 } })] },
+      key: 'destinations.allow',
+      reason: /must be a list of CIDRs/,
+    },
+    {
+      name: 'CIDR list with a number',
+      opts: { argv: ['--config', configFile({ sources: { allow: ['127.0.0.1', 7] } })] },
+      key: 'sources.allow',
+      reason: /must be a list of CIDRs/,
+    },
     { name: 'unknown key in file', opts: { argv: ['--config', configFile({ http: { hots: 'x' } })] }, key: 'http.hots', reason: /unknown key in .*\.json/ },
     { name: 'unknown top-level key in file', opts: { argv: ['--config', configFile({ medaRoot: '/x' })] }, key: 'medaRoot', reason: /unknown key/ },
     { name: 'section given a scalar', opts: { argv: ['--config', configFile({ cache: 5 })] }, key: 'cache', reason: /unknown key/ },
@@ -231,9 +285,19 @@ t.test('validation errors name the key and the reason', async (t) => {
     { name: 'null JSON', opts: { argv: ['--config', configFile('null')] }, key: '--config', reason: /must hold a JSON object/ },
     { name: 'string JSON', opts: { argv: ['--config', configFile('"http"')] }, key: '--config', reason: /must hold a JSON object/ },
     { name: 'missing file', opts: { argv: ['--config', path.join(dir, 'nope.json')] }, key: '--config', reason: /cannot read .*nope\.json/ },
-    { name: 'missing file from OFFCAST_CONFIG', opts: { env: { OFFCAST_CONFIG: path.join(dir, 'nope2.json') } }, key: '--config', reason: /cannot read .*nope2\.json/ },
+    {
+      name: 'missing file from OFFCAST_CONFIG',
+      opts: { env: { OFFCAST_CONFIG: path.join(dir, 'nope2.json') } },
+      key: '--config',
+      reason: /cannot read .*nope2\.json/,
+    },
     { name: '--config without a path', opts: { argv: ['--config'] }, key: '--config', reason: /needs a file path/ },
-    { name: 'unknown log level', opts: { env: { OFFCAST_LOG_LEVEL: 'verbose' } }, key: 'log.level', reason: /must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/ },
+    {
+      name: 'unknown log level',
+      opts: { env: { OFFCAST_LOG_LEVEL: 'verbose' } },
+      key: 'log.level',
+      reason: /must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"/,
+    },
     { name: 'empty host', opts: { env: { OFFCAST_HTTP_HOST: '' } }, key: 'http.host', reason: /must be a non-empty string/ },
     { name: 'token not a string', opts: { argv: ['--config', configFile({ api: { token: 1234 } })] }, key: 'api.token', reason: /must be a string/ },
     { name: 'unknown override', opts: { overrides: { 'http.hots': 'x' } }, key: 'http.hots', reason: /unknown key/ },
@@ -281,22 +345,42 @@ t.test('the result is deeply frozen', async (t) => {
   const c = loadConfig({ argv: [], env: { OFFCAST_API_TOKEN: 'tok' } });
   // ESM modules are strict: assignments to frozen objects throw.
   const mutable = c as unknown as Record<string, any>;
-  t.throws(() => {
-    mutable.http.port = 1;
-  }, TypeError, 'nested assignment throws');
-  t.throws(() => {
-    mutable.mediaRoot = '/elsewhere';
-  }, TypeError, 'top-level assignment throws');
-  t.throws(() => {
-    mutable.newKey = 1;
-  }, TypeError, 'adding a key throws');
-  t.throws(() => {
-    delete mutable.api.token;
-  }, TypeError, 'deleting a key throws');
+  t.throws(
+    () => {
+      mutable.http.port = 1;
+    },
+    TypeError,
+    'nested assignment throws',
+  );
+  t.throws(
+    () => {
+      mutable.mediaRoot = '/elsewhere';
+    },
+    TypeError,
+    'top-level assignment throws',
+  );
+  t.throws(
+    () => {
+      mutable.newKey = 1;
+    },
+    TypeError,
+    'adding a key throws',
+  );
+  t.throws(
+    () => {
+      delete mutable.api.token;
+    },
+    TypeError,
+    'deleting a key throws',
+  );
   t.throws(() => mutable.destinations.allow.push('0.0.0.0/0'), TypeError, 'the allow list cannot grow');
-  t.throws(() => {
-    mutable.sources.allow[0] = '0.0.0.0/0';
-  }, TypeError, 'the allow list cannot change');
+  t.throws(
+    () => {
+      mutable.sources.allow[0] = '0.0.0.0/0';
+    },
+    TypeError,
+    'the allow list cannot change',
+  );
   t.equal(c.http.port, 8080, 'values unchanged');
   t.same(c.destinations.allow, ['127.0.0.0/8', '::1/128'], 'allow list unchanged');
   const frozen = (v: unknown): boolean => v === null || typeof v !== 'object' || (Object.isFrozen(v) && Object.values(v).every(frozen));

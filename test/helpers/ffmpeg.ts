@@ -40,7 +40,10 @@ export async function ffmpeg(args: string[], timeoutMs = 60000): Promise<Buffer>
  * the RTCP BYEs a play session sends on every track at its end (ffmpeg's RTP input then reaches
  * its end and flushes everything it holds); stop() sends SIGINT and waits.
  */
-export function startFfmpeg(args: string[], maxMs = 60000): {
+export function startFfmpeg(
+  args: string[],
+  maxMs = 60000,
+): {
   child: ChildProcess;
   done: Promise<{ code: number | null; stderr: string }>;
   exited(ms: number): Promise<boolean>;

@@ -13,7 +13,7 @@ export function startsIdrRef(payload: Uint8Array): boolean {
   if (type === IDR) return true;
   if (type === FU_A) return payload.length >= 2 && (payload[1]! & 0x80) !== 0 && (payload[1]! & 0x1f) === IDR;
   if (type === STAP_A) {
-    for (let o = 1; o + 2 < payload.length; ) {
+    for (let o = 1; o + 2 < payload.length;) {
       const size = (payload[o]! << 8) | payload[o + 1]!;
       if ((payload[o + 2]! & 0x1f) === IDR) return true;
       o += 2 + size;

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 
 /** Polls `check` every `everyMs` until it holds; false if it still doesn't after `ms`. */
 export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, everyMs = 20): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
+  for (const end = Date.now() + ms; Date.now() < end;) {
     if (await check()) return true;
     await new Promise((r) => setTimeout(r, everyMs));
   }
@@ -58,10 +58,14 @@ export function udpBound(port: number): boolean {
 
 /** Waits until every port of `ports` has a socket bound to it (a receiver that is ready to take packets). */
 export async function waitUdpBound(ports: readonly number[], ms = 20000): Promise<void> {
-  await waitUntil(() => {
-    const bound = new Set(udpSockets().map((s) => s.port));
-    return ports.every((p) => bound.has(p));
-  }, ms, `UDP ports ${ports.join(', ')} to be bound`);
+  await waitUntil(
+    () => {
+      const bound = new Set(udpSockets().map((s) => s.port));
+      return ports.every((p) => bound.has(p));
+    },
+    ms,
+    `UDP ports ${ports.join(', ')} to be bound`,
+  );
 }
 
 /** Bytes waiting to be read on the sockets bound to `ports`. */
@@ -114,15 +118,25 @@ export function fileSizes(files: readonly string[]): string {
  * run of polls. Returns false if that never held within `ms` (the caller's
  * later checks say what was missing).
  */
-export async function waitDrained(pid: number | undefined, ports: readonly number[], progress: () => unknown = () => 0, ms = 30000, polls = 8): Promise<boolean> {
+export async function waitDrained(
+  pid: number | undefined,
+  ports: readonly number[],
+  progress: () => unknown = () => 0,
+  ms = 30000,
+  polls = 8,
+): Promise<boolean> {
   if (pid === undefined) return false;
   let quiet = 0;
   let last = progress();
-  return waitFor(() => {
-    const now = progress();
-    if (udpQueued(ports) === 0 && processIdle(pid) && now === last) quiet++;
-    else quiet = 0;
-    last = now;
-    return quiet >= polls;
-  }, ms, 25);
+  return waitFor(
+    () => {
+      const now = progress();
+      if (udpQueued(ports) === 0 && processIdle(pid) && now === last) quiet++;
+      else quiet = 0;
+      last = now;
+      return quiet >= polls;
+    },
+    ms,
+    25,
+  );
 }

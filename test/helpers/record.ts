@@ -19,12 +19,34 @@ import type { TestServer } from './server.js';
  */
 export async function makeRecordSource(file: string, seconds: number): Promise<void> {
   await ffmpeg([
-    '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25',
-    '-f', 'lavfi', '-i', "aevalsrc='0.3*sin(2*PI*(300+150*t)*t)':s=48000",
-    '-t', String(seconds),
-    '-c:v', 'libx264', '-preset', 'veryfast', '-bf', '2', '-g', '25', '-x264-params', 'keyint_min=25:scenecut=0', '-pix_fmt', 'yuv420p',
-    '-c:a', 'libopus', '-b:a', '64k',
-    '-y', file,
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=320x240:rate=25',
+    '-f',
+    'lavfi',
+    '-i',
+    "aevalsrc='0.3*sin(2*PI*(300+150*t)*t)':s=48000",
+    '-t',
+    String(seconds),
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-bf',
+    '2',
+    '-g',
+    '25',
+    '-x264-params',
+    'keyint_min=25:scenecut=0',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'libopus',
+    '-b:a',
+    '64k',
+    '-y',
+    file,
   ]);
 }
 
@@ -38,7 +60,11 @@ export interface Reference {
 
 /** Decoded-frame hashes of the first video stream of `input` (any container ffmpeg reads). */
 export async function decodedFrames(input: string[], timeoutMs = 60000): Promise<{ hashes: string[]; stderr: string }> {
-  const r = await run('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', ...input, '-map', '0:v:0', '-fps_mode', 'passthrough', '-f', 'framemd5', '-'], timeoutMs);
+  const r = await run(
+    'ffmpeg',
+    ['-hide_banner', '-nostdin', '-loglevel', 'error', ...input, '-map', '0:v:0', '-fps_mode', 'passthrough', '-f', 'framemd5', '-'],
+    timeoutMs,
+  );
   if (r.code !== 0) throw new Error(`ffmpeg decode of ${input.join(' ')} failed (${r.code}): ${r.stderr.slice(-2000)}`);
   return { hashes: parseFrameMd5(r.stdout.toString()).map((f) => f.hash), stderr: r.stderr };
 }

@@ -61,7 +61,9 @@ export class RtpSink {
         });
       }
     });
-    rtcp.on('message', (msg, rinfo) => this.rtcpPackets.push({ at: performance.now(), msg: Buffer.from(msg), from: { address: rinfo.address, port: rinfo.port } }));
+    rtcp.on('message', (msg, rinfo) =>
+      this.rtcpPackets.push({ at: performance.now(), msg: Buffer.from(msg), from: { address: rinfo.address, port: rinfo.port } }),
+    );
   }
 
   /** A sink on 127.0.0.1, or on ::1 with `family` 6 (or on `host`, another loopback address). */

@@ -49,10 +49,32 @@ export async function makeMp4(file: string, o: ClipOptions): Promise<void> {
  */
 export async function makeSyncClip(file: string): Promise<void> {
   await ffmpeg([
-    '-f', 'lavfi', '-i', "color=c=black:size=320x180:rate=25,drawbox=c=white:t=fill:enable='between(t,0.99,1.01)+between(t,2.99,3.01)',format=yuv420p",
-    '-f', 'lavfi', '-i', "aevalsrc='if(between(t,1,1.1)+between(t,3,3.1),0.5*sin(2*PI*1000*t),0)':s=48000",
-    '-t', '4', '-c:v', 'libx264', '-preset', 'veryfast', '-bf', '2', '-g', '25', '-x264-params', 'keyint_min=25:scenecut=0',
-    '-c:a', 'aac', '-b:a', '128k', '-y', file,
+    '-f',
+    'lavfi',
+    '-i',
+    "color=c=black:size=320x180:rate=25,drawbox=c=white:t=fill:enable='between(t,0.99,1.01)+between(t,2.99,3.01)',format=yuv420p",
+    '-f',
+    'lavfi',
+    '-i',
+    "aevalsrc='if(between(t,1,1.1)+between(t,3,3.1),0.5*sin(2*PI*1000*t),0)':s=48000",
+    '-t',
+    '4',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-bf',
+    '2',
+    '-g',
+    '25',
+    '-x264-params',
+    'keyint_min=25:scenecut=0',
+    '-c:a',
+    'aac',
+    '-b:a',
+    '128k',
+    '-y',
+    file,
   ]);
 }
 
@@ -62,7 +84,23 @@ export async function makeSyncClip(file: string): Promise<void> {
  * timing_info: the SPS is rewritten without it (the other fields are kept).
  */
 export async function makeAnnexBWithoutTiming(file: string, frames: number): Promise<void> {
-  const raw = await ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=160x90:rate=25', '-frames:v', String(frames), '-c:v', 'libx264', '-bf', '0', '-g', '10', '-f', 'h264', '-']);
+  const raw = await ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=160x90:rate=25',
+    '-frames:v',
+    String(frames),
+    '-c:v',
+    'libx264',
+    '-bf',
+    '0',
+    '-g',
+    '10',
+    '-f',
+    'h264',
+    '-',
+  ]);
   const nals: Uint8Array[] = [];
   for (const nal of splitAnnexB(raw)) {
     if ((nal[0]! & 0x1f) !== 7) {
@@ -117,7 +155,11 @@ export async function sourcePackets(file: string, stream: 'v' | 'a'): Promise<So
   const tbMatch = /#tb 0: (\d+)\/(\d+)/.exec(md5);
   if (tbMatch === null) throw new Error('framemd5 without a time base');
   const probe = await run('ffprobe', ['-v', 'error', '-select_streams', `${stream}:0`, '-show_entries', 'packet=pts,flags', '-of', 'csv=p=0', file]);
-  const flags = probe.stdout.toString().trim().split('\n').map((l) => l.split(','));
+  const flags = probe.stdout
+    .toString()
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
   const packets: SourcePacket[] = [];
   for (const line of md5.split('\n')) {
     if (line.startsWith('#') || line.trim() === '') continue;

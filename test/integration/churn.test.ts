@@ -30,7 +30,7 @@ t.teardown(async () => {
 
 const fds = (): number => readdirSync('/proc/self/fd').length;
 /** Sum of the cache entries' reference counts (a private field: what a leak would leave non-zero). */
-const cacheRefs = (): number => [...((server.cache as unknown as { entries: Map<string, { refs: number }> }).entries.values())].reduce((n, e) => n + e.refs, 0);
+const cacheRefs = (): number => [...(server.cache as unknown as { entries: Map<string, { refs: number }> }).entries.values()].reduce((n, e) => n + e.refs, 0);
 
 async function inject(method: 'POST' | 'DELETE', url: string, payload?: unknown): Promise<{ status: number; body: any }> {
   const res = await server.app.inject({ method, url, payload: payload as object | undefined });
@@ -58,8 +58,19 @@ t.test(`up to ${CYCLES} create/delete cycles leak no descriptor, port or cache r
   // Warm up: the first sessions open what lives as long as the server (the cache entry, lazy modules).
   const warm: (string | null)[] = [];
   for (let i = 0; i < 2 * PARALLEL; i++) warm.push(await cycle(i));
-  t.same(warm.filter((e) => e !== null), [], 'warm-up cycles');
-  const before = { fds: fds(), ports: server.ports.free, refs: cacheRefs(), entries: server.cache.size, heap: process.memoryUsage().heapUsed, rss: process.memoryUsage().rss };
+  t.same(
+    warm.filter((e) => e !== null),
+    [],
+    'warm-up cycles',
+  );
+  const before = {
+    fds: fds(),
+    ports: server.ports.free,
+    refs: cacheRefs(),
+    entries: server.cache.size,
+    heap: process.memoryUsage().heapUsed,
+    rss: process.memoryUsage().rss,
+  };
   t.equal(before.refs, 0, 'no cache reference held between sessions');
   const started = performance.now();
   const errors: string[] = [];
@@ -75,13 +86,15 @@ t.test(`up to ${CYCLES} create/delete cycles leak no descriptor, port or cache r
   const took = performance.now() - started;
   t.same(errors, [], 'every create and delete answered as it should');
   t.ok(next >= MIN_CYCLES, `${next} cycles ran (${CYCLES} wanted, ${MIN_CYCLES} at least within ${MAX_MS / 1000} s)`);
-  t.comment(`${next} cycles in ${(took / 1000).toFixed(1)} s; main-thread heap ${(before.heap / 1e6).toFixed(0)} -> ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB, rss ${(before.rss / 1e6).toFixed(0)} -> ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`);
+  t.comment(
+    `${next} cycles in ${(took / 1000).toFixed(1)} s; main-thread heap ${(before.heap / 1e6).toFixed(0)} -> ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB, rss ${(before.rss / 1e6).toFixed(0)} -> ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`,
+  );
   // Sockets and files close asynchronously after the answers: wait (bounded) for the count to settle.
   await waitFor(() => fds() <= before.fds, 10000, 50);
   t.ok(fds() <= before.fds, `file descriptors: ${before.fds} before, ${fds()} after`);
   t.equal(server.ports.free, before.ports, 'every port back in the pool');
   t.equal(cacheRefs(), 0, 'no cache reference left');
   t.equal(server.cache.size, before.entries, 'no cache entry added');
-  const list = (await inject('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } }));
+  const list = await inject('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } });
   t.equal(list.status, 201, 'and a new session is still accepted');
 });

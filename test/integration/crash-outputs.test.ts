@@ -67,13 +67,33 @@ if (!hasFfmpeg()) {
     const dir = path.join(root, c.name);
     await mkdir(dir, { recursive: true });
     const track: Record<string, unknown> = {
-      index: 0, kind: c.kind, codec: c.codec, payloadType: c.payloadType, clockRate: c.clockRate, fmtp: c.fmtp,
-      file: `track0.${c.ext}`, contentType: c.contentType, rtpdump: 'track0.rtpdump',
-      packets: 0, bytes: 0, lost: 0, duplicates: 0, reordered: 0, late: 0, durationMs: 0,
+      index: 0,
+      kind: c.kind,
+      codec: c.codec,
+      payloadType: c.payloadType,
+      clockRate: c.clockRate,
+      fmtp: c.fmtp,
+      file: `track0.${c.ext}`,
+      contentType: c.contentType,
+      rtpdump: 'track0.rtpdump',
+      packets: 0,
+      bytes: 0,
+      lost: 0,
+      duplicates: 0,
+      reordered: 0,
+      late: 0,
+      durationMs: 0,
     };
     if (c.channels !== undefined) track.channels = c.channels;
-    await writeFile(path.join(dir, 'recording.json'), JSON.stringify({ version: 1, name: c.name, state: 'recording', createdAt: new Date().toISOString(), durationMs: 0, tracks: [track] }));
-    const whole = writeRtpdumpRef('127.0.0.1', 5004, [...c.packets, c.torn].map((data, i) => ({ offsetMs: i * 20, data })));
+    await writeFile(
+      path.join(dir, 'recording.json'),
+      JSON.stringify({ version: 1, name: c.name, state: 'recording', createdAt: new Date().toISOString(), durationMs: 0, tracks: [track] }),
+    );
+    const whole = writeRtpdumpRef(
+      '127.0.0.1',
+      5004,
+      [...c.packets, c.torn].map((data, i) => ({ offsetMs: i * 20, data })),
+    );
     // The torn record: its header and part of its packet reached the disk, the rest did not.
     await writeFile(path.join(dir, 'track0.rtpdump.part'), whole.subarray(0, whole.length - Math.ceil(c.torn.length / 2)));
     await writeFile(path.join(dir, `track0.${c.ext}.part`), Buffer.from('half-written playable file, rebuilt by recovery'));
@@ -89,7 +109,19 @@ if (!hasFfmpeg()) {
     await ffmpeg(['-f', 'lavfi', '-i', "aevalsrc='0.3*sin(2*PI*(300+150*t)*t)':s=48000", '-t', '3', '-c:a', 'libopus', '-b:a', '64k', '-y', opusSrc]);
     const opus = await capture('opus', ['-i', opusSrc, '-c', 'copy']);
     const opusKeep = opus.packets.slice(0, 100);
-    cases.push({ name: 'opus', kind: 'audio', codec: 'opus', payloadType: 97, clockRate: 48000, channels: 1, fmtp: fmtpOf(opus.sdp), ext: 'opus', contentType: 'audio/ogg', packets: opusKeep, torn: opus.packets[100]! });
+    cases.push({
+      name: 'opus',
+      kind: 'audio',
+      codec: 'opus',
+      payloadType: 97,
+      clockRate: 48000,
+      channels: 1,
+      fmtp: fmtpOf(opus.sdp),
+      ext: 'opus',
+      contentType: 'audio/ogg',
+      packets: opusKeep,
+      torn: opus.packets[100]!,
+    });
     const opusWant = parseFrameMd5((await ffmpeg(['-i', opusSrc, '-c:a', 'copy', '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
     checks.push(async (t, dir) => {
       const got = parseFrameMd5((await ffmpeg(['-i', path.join(dir, 'track0.opus'), '-c:a', 'copy', '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
@@ -103,13 +135,27 @@ if (!hasFfmpeg()) {
     const h264 = await capture('h264', ['-i', mp4, '-map', '0:v', '-c', 'copy']);
     const marks = h264.packets.flatMap((p, i) => ((p[1]! & 0x80) !== 0 ? [i] : []));
     const cut = marks[29]! + 1; // 30 access units
-    cases.push({ name: 'h264', kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000, fmtp: fmtpOf(h264.sdp), ext: 'h264', contentType: 'video/h264', packets: h264.packets.slice(0, cut), torn: h264.packets[cut]! });
+    cases.push({
+      name: 'h264',
+      kind: 'video',
+      codec: 'H264',
+      payloadType: 96,
+      clockRate: 90000,
+      fmtp: fmtpOf(h264.sdp),
+      ext: 'h264',
+      contentType: 'video/h264',
+      packets: h264.packets.slice(0, cut),
+      torn: h264.packets[cut]!,
+    });
     const frames = new Set((await decodedFrames(['-i', mp4])).hashes);
     checks.push(async (t, dir) => {
       const v = await decodedFrames(['-f', 'h264', '-i', path.join(dir, 'track0.h264')]);
       t.equal(v.stderr.trim(), '', 'Annex B: decodes without an error');
       t.equal(v.hashes.length, 30, 'Annex B: the 30 complete access units');
-      t.ok(v.hashes.every((h) => frames.has(h)), 'Annex B: every decoded frame is one of the source’s');
+      t.ok(
+        v.hashes.every((h) => frames.has(h)),
+        'Annex B: every decoded frame is one of the source’s',
+      );
     });
 
     // AAC in ADTS.
@@ -118,19 +164,44 @@ if (!hasFfmpeg()) {
     const aac = await capture('aac', ['-i', m4a, '-c', 'copy']);
     const aacKeep = aac.packets.slice(0, 20);
     const aus = aacKeep.reduce((n, p) => n + p.readUInt16BE(12) / 16, 0);
-    cases.push({ name: 'aac', kind: 'audio', codec: 'MPEG4-GENERIC', payloadType: 97, clockRate: 48000, channels: 1, fmtp: fmtpOf(aac.sdp), ext: 'aac', contentType: 'audio/aac', packets: aacKeep, torn: aac.packets[20]! });
+    cases.push({
+      name: 'aac',
+      kind: 'audio',
+      codec: 'MPEG4-GENERIC',
+      payloadType: 97,
+      clockRate: 48000,
+      channels: 1,
+      fmtp: fmtpOf(aac.sdp),
+      ext: 'aac',
+      contentType: 'audio/aac',
+      packets: aacKeep,
+      torn: aac.packets[20]!,
+    });
     const adts = path.join(work, 'src.adts');
     await ffmpeg(['-i', m4a, '-c:a', 'copy', '-f', 'adts', '-y', adts]);
     const aacWant = parseFrameMd5((await ffmpeg(['-f', 'aac', '-i', adts, '-c:a', 'copy', '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
     checks.push(async (t, dir) => {
-      const got = parseFrameMd5((await ffmpeg(['-f', 'aac', '-i', path.join(dir, 'track0.aac'), '-c:a', 'copy', '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
+      const got = parseFrameMd5((await ffmpeg(['-f', 'aac', '-i', path.join(dir, 'track0.aac'), '-c:a', 'copy', '-f', 'framemd5', '-'])).toString()).map(
+        (f) => f.hash,
+      );
       t.equal(got.length, aus, `ADTS: the ${aus} AUs of the complete records`);
       t.same(got, aacWant.slice(0, aus), 'ADTS: each equal to the source’s, in order');
     });
 
     // PCMU in WAV: packets of our own.
     const pcmu = Array.from({ length: 50 }, (_, i) => rtpPacket(0, 7 + i, i * 160, 0x1234, payloadFor(i, 160)));
-    cases.push({ name: 'pcmu', kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000, fmtp: {}, ext: 'wav', contentType: 'audio/wav', packets: pcmu.slice(0, 49), torn: pcmu[49]! });
+    cases.push({
+      name: 'pcmu',
+      kind: 'audio',
+      codec: 'PCMU',
+      payloadType: 0,
+      clockRate: 8000,
+      fmtp: {},
+      ext: 'wav',
+      contentType: 'audio/wav',
+      packets: pcmu.slice(0, 49),
+      torn: pcmu[49]!,
+    });
     const codes = Buffer.concat(pcmu.slice(0, 49).map((p) => p.subarray(12)));
     await writeFile(path.join(work, 'codes.ulaw'), codes);
     const pcmWant = await ffmpeg(['-f', 'mulaw', '-ar', '8000', '-ac', '1', '-i', path.join(work, 'codes.ulaw'), '-f', 's16le', '-']);
@@ -144,7 +215,14 @@ if (!hasFfmpeg()) {
     // A manifest torn mid-write: not an offcast manifest, so recovery must leave the folder alone.
     await mkdir(path.join(root, 'torn-manifest'));
     await writeFile(path.join(root, 'torn-manifest', 'recording.json'), '{"version":1,"name":"torn-manifest","state":"recor');
-    await writeFile(path.join(root, 'torn-manifest', 'track0.rtpdump.part'), writeRtpdumpRef('127.0.0.1', 5004, pcmu.map((data, i) => ({ offsetMs: i * 20, data }))));
+    await writeFile(
+      path.join(root, 'torn-manifest', 'track0.rtpdump.part'),
+      writeRtpdumpRef(
+        '127.0.0.1',
+        5004,
+        pcmu.map((data, i) => ({ offsetMs: i * 20, data })),
+      ),
+    );
     // One recovery cannot finish: its playable file's name is taken by a folder with something in it.
     await leaveCrashed({ ...cases[cases.length - 1]!, name: 'blocked' });
     await mkdir(path.join(root, 'blocked', 'track0.wav', 'inside'), { recursive: true });
@@ -160,10 +238,17 @@ if (!hasFfmpeg()) {
       t.match(m, { state: 'finished', recovered: true, reason: 'recovered' }, `${c.name}: finished, recovered`);
       t.equal(m.tracks?.[0]?.packets, c.packets.length, `${c.name}: the manifest counts the ${c.packets.length} complete records`);
       const files = await readdir(dir);
-      t.notOk(files.some((f) => f.endsWith('.part')), `${c.name}: no temporary names left (${files.join(', ')})`);
+      t.notOk(
+        files.some((f) => f.endsWith('.part')),
+        `${c.name}: no temporary names left (${files.join(', ')})`,
+      );
       const dump = readRtpdumpRef(await readFile(path.join(dir, 'track0.rtpdump')));
       t.notOk(dump.torn, `${c.name}: the rtpdump is cut back to its last complete record`);
-      t.same(dump.records.map((r) => r.data.toString('hex')), c.packets.map((p) => p.toString('hex')), `${c.name}: holding every complete packet, unchanged`);
+      t.same(
+        dump.records.map((r) => r.data.toString('hex')),
+        c.packets.map((p) => p.toString('hex')),
+        `${c.name}: holding every complete packet, unchanged`,
+      );
       await checks[k]!(t, dir);
     }
   });
@@ -189,7 +274,11 @@ if (!hasFfmpeg()) {
     const { recoverRecordings } = await import('../../offload/record/recover.js');
     const again = await recoverRecordings(root);
     t.same(again.recovered, [], 'recovery run again recovers nothing new');
-    t.same(again.errors.map((e) => e.name), ['blocked'], 'and names the one it could not recover');
+    t.same(
+      again.errors.map((e) => e.name),
+      ['blocked'],
+      'and names the one it could not recover',
+    );
     t.match(again.errors[0]?.error ?? '', /track0\.wav|EISDIR|ENOTEMPTY|EEXIST|directory/i, `with the reason (${again.errors[0]?.error})`);
   });
 }

@@ -32,7 +32,7 @@ function startProcess(env: Record<string, string>): ChildProcess {
 
 async function waitHealthy(url: string, child: ChildProcess): Promise<void> {
   // The child compiles the TypeScript sources as it loads: on a loaded machine that takes well over 30 s.
-  for (const end = Date.now() + 120000; Date.now() < end; ) {
+  for (const end = Date.now() + 120000; Date.now() < end;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
     try {
       const r = await fetch(`${url}/healthz`);
@@ -88,7 +88,10 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   const left = await readdir(path.join(dir, 'recordings', 'crashed'));
-  t.ok(left.some((f) => f.endsWith('.part')), `the crash left unfinished files (${left.join(', ')})`);
+  t.ok(
+    left.some((f) => f.endsWith('.part')),
+    `the crash left unfinished files (${left.join(', ')})`,
+  );
 
   child = startProcess(env);
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -98,7 +101,10 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   t.equal(m.recovered, true);
   t.equal(m.reason, 'recovered');
   const files = await readdir(path.join(dir, 'recordings', 'crashed'));
-  t.notOk(files.some((f) => f.endsWith('.part')), `no temporary names left (${files.join(', ')})`);
+  t.notOk(
+    files.some((f) => f.endsWith('.part')),
+    `no temporary names left (${files.join(', ')})`,
+  );
 
   const dump = readRtpdumpRef(await readFile(path.join(dir, 'recordings', 'crashed', 'track0.rtpdump')));
   t.equal(dump.truncated, false, 'the rtpdump parses to its end');

@@ -42,7 +42,11 @@ if (disk === null) {
     const track = { kind: 'audio', codec: 'L16', payloadType: 96, clockRate: 48000, channels: 2 };
     const big = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'filler', tracks: [track] });
     t.equal(big.status, 201, big.text);
-    const quiet = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'quiet', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+    const quiet = await server.api('POST', '/v1/sessions', {
+      mode: 'record',
+      name: 'quiet',
+      tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+    });
     t.equal(quiet.status, 201, quiet.text);
     // A play session keeps streaming through it all.
     t.equal((await server.api('PUT', '/v1/media/tone.wav', makeWav(8000, 1, 2))).status, 201);

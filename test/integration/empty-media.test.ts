@@ -55,7 +55,10 @@ for (const media of ['empty.wav', 'headers-only.opus']) {
       const stats = await server.api('GET', '/v1/sessions');
       t.equal(stats.status, 200);
       t.ok(performance.now() - started < 1000, 'the worker answers at once');
-      t.notOk((stats.body.sessions as { state: string }[]).some((s) => s.state === 'playing'), 'no session left playing');
+      t.notOk(
+        (stats.body.sessions as { state: string }[]).some((s) => s.state === 'playing'),
+        'no session left playing',
+      );
     });
   }
 }

@@ -44,14 +44,32 @@ t.test('L16 session: headers, continuity, content, pacing, sender reports and BY
   }
   const pkts = sink.packets;
   t.equal(pkts.length, expected, 'every packet arrived, no more');
-  t.ok(pkts.every((p) => p.ssrc === track.ssrc), 'SSRC is the session’s');
-  t.ok(pkts.every((p) => p.payloadType === track.payloadType), 'payload type is the session’s');
-  t.ok(pkts.every((p) => !p.marker), 'no marker bits on continuous audio');
-  t.ok(pkts.every((p) => p.payload.length <= 1200), 'payloads within rtp.payloadBytes');
+  t.ok(
+    pkts.every((p) => p.ssrc === track.ssrc),
+    'SSRC is the session’s',
+  );
+  t.ok(
+    pkts.every((p) => p.payloadType === track.payloadType),
+    'payload type is the session’s',
+  );
+  t.ok(
+    pkts.every((p) => !p.marker),
+    'no marker bits on continuous audio',
+  );
+  t.ok(
+    pkts.every((p) => p.payload.length <= 1200),
+    'payloads within rtp.payloadBytes',
+  );
   const ext = extendSeq(pkts.map((p) => p.seq));
-  t.ok(ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1), 'sequence numbers continuous');
+  t.ok(
+    ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1),
+    'sequence numbers continuous',
+  );
   const steps = pkts.slice(1).map((p, i) => (p.ts - pkts[i]!.ts) >>> 0);
-  t.ok(steps.every((d) => d === framesPerPacket), `timestamps step by ${framesPerPacket}`);
+  t.ok(
+    steps.every((d) => d === framesPerPacket),
+    `timestamps step by ${framesPerPacket}`,
+  );
   // Content: the L16 payloads (big-endian) are the WAV's samples.
   const pcm = Buffer.concat(pkts.map((p) => p.payload));
   t.ok(swap16(pcm).equals(wavData(makeWav(16000, 2, 2))), 'payload bytes equal the source PCM');
@@ -68,16 +86,28 @@ t.test('L16 session: headers, continuity, content, pacing, sender reports and BY
   t.ok(p99 < 60, `99% within 60 ms of their schedule (p99 ${p99.toFixed(2)} ms)`);
   // RTCP: sender reports from sourcePort+1 with a consistent NTP/RTP mapping, then BYE.
   t.ok(sink.rtcpPackets.length >= 2, `received ${sink.rtcpPackets.length} RTCP packets`);
-  t.ok(sink.rtcpPackets.every((p) => p.from.port === track.sourcePort + 1), 'RTCP comes from the source RTCP port');
-  const srs = sink.rtcpPackets.flatMap((p) => parseRtcp(p.msg).filter((x) => x instanceof packets.SenderReportPacket).map((sr) => ({ at: p.at, sr: sr as InstanceType<typeof packets.SenderReportPacket> })));
+  t.ok(
+    sink.rtcpPackets.every((p) => p.from.port === track.sourcePort + 1),
+    'RTCP comes from the source RTCP port',
+  );
+  const srs = sink.rtcpPackets.flatMap((p) =>
+    parseRtcp(p.msg)
+      .filter((x) => x instanceof packets.SenderReportPacket)
+      .map((sr) => ({ at: p.at, sr: sr as InstanceType<typeof packets.SenderReportPacket> })),
+  );
   t.ok(srs.length >= 1, 'at least one sender report');
   for (const { at, sr } of srs) {
     t.equal(sr.getSsrc(), track.ssrc, 'SR SSRC');
     t.ok(sr.getPacketCount() <= expected, 'SR packet count');
-    t.equal(sr.getOctetCount(), sr.getPacketCount() * framesPerPacket * 4 - (sr.getPacketCount() === expected ? framesPerPacket * 4 - (32000 % framesPerPacket || framesPerPacket) * 4 : 0), 'SR octet count = payload bytes sent');
+    t.equal(
+      sr.getOctetCount(),
+      sr.getPacketCount() * framesPerPacket * 4 -
+        (sr.getPacketCount() === expected ? framesPerPacket * 4 - (32000 % framesPerPacket || framesPerPacket) * 4 : 0),
+      'SR octet count = payload bytes sent',
+    );
     // The SR maps RTP time to its sending time: the packet with the SR's timestamp was due
     // (on the stream's fitted schedule) when the SR went out; the SR can only be later.
-    const dueAt = base + ((((sr.getRtpTimestamp() - pkts[0]!.ts) | 0) * 1000) / 16000);
+    const dueAt = base + (((sr.getRtpTimestamp() - pkts[0]!.ts) | 0) * 1000) / 16000;
     const diffMs = at - dueAt;
     t.ok(diffMs > -5 && diffMs < 250, `SR RTP timestamp consistent with the stream's schedule (SR ${diffMs.toFixed(1)} ms after its due time)`);
   }
@@ -91,7 +121,13 @@ t.test('L16 session: headers, continuity, content, pacing, sender reports and BY
 t.test('loop restarts seamlessly: sequence numbers and timestamps continue', async (t) => {
   const sink = await RtpSink.open();
   t.teardown(() => sink.close());
-  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'short.wav', codec: 'PCMU', loop: true, destination: { host: '127.0.0.1', port: sink.port } });
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'short.wav',
+    codec: 'PCMU',
+    loop: true,
+    destination: { host: '127.0.0.1', port: sink.port },
+  });
   t.equal(res.status, 201, res.text);
   t.equal(res.body.tracks[0].payloadType, 0, 'PCMU is static payload type 0');
   // 0.5 s = 25 packets of 160 bytes; take three loops and a bit.
@@ -100,10 +136,16 @@ t.test('loop restarts seamlessly: sequence numbers and timestamps continue', asy
   t.equal(del.status, 200);
   const pkts = sink.packets.slice(0, 80);
   const ext = extendSeq(pkts.map((p) => p.seq));
-  t.ok(ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1), 'sequence numbers continue across loops');
+  t.ok(
+    ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1),
+    'sequence numbers continue across loops',
+  );
   const steps = pkts.slice(1).map((p, i) => (p.ts - pkts[i]!.ts) >>> 0);
   t.same([...new Set(steps)], [160], 'timestamps advance by 160 everywhere, including the loop points');
-  t.ok(pkts.every((p) => p.payload.length === 160), '20 ms G.711 packets');
+  t.ok(
+    pkts.every((p) => p.payload.length === 160),
+    '20 ms G.711 packets',
+  );
   // Loop n replays the same bytes.
   t.ok(pkts[25]!.payload.equals(pkts[0]!.payload) && pkts[50]!.payload.equals(pkts[0]!.payload), 'each loop replays the media');
   t.ok(del.body.tracks[0].stats.packets >= 80);
@@ -112,7 +154,12 @@ t.test('loop restarts seamlessly: sequence numbers and timestamps continue', asy
 t.test('paused at creation sends nothing until resumed; pause holds the position', async (t) => {
   const sink = await RtpSink.open();
   t.teardown(() => sink.close());
-  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } });
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'tone.wav',
+    state: 'paused',
+    destination: { host: '127.0.0.1', port: sink.port },
+  });
   t.equal(res.status, 201);
   t.equal(res.body.state, 'paused');
   await new Promise((r) => setTimeout(r, 300));
@@ -132,7 +179,10 @@ t.test('paused at creation sends nothing until resumed; pause holds the position
   await server.api('PATCH', `/v1/sessions/${res.body.id}`, { state: 'playing' });
   await sink.waitFor(n + 10);
   const ext = extendSeq(sink.packets.map((p) => p.seq));
-  t.ok(ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1), 'sequence numbers continue after the pause');
+  t.ok(
+    ext.every((v, i) => i === 0 || v === ext[i - 1]! + 1),
+    'sequence numbers continue after the pause',
+  );
   const gap = (sink.packets[n]!.ts - sink.packets[n - 1]!.ts) >>> 0;
   t.ok(gap >= 300 * 16, `timestamps jump forward by the pause (${gap} ticks)`);
   await server.api('DELETE', `/v1/sessions/${res.body.id}`);

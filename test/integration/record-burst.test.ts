@@ -75,7 +75,10 @@ t.test(`a ${FRAGMENTS}-packet keyframe at line rate, as a stream's first packets
     const expected = Buffer.concat([sc, sps, sc, pps, sc, nal]);
     const ok = stats.packets === FRAGMENTS && file.equals(expected);
     if (ok) complete++;
-    else t.fail(`run ${run}: ${stats.packets}/${FRAGMENTS} packets recorded, drops ${JSON.stringify(stats.drops)}, kernel drops ${kernelDrops}, file ${file.length} of ${expected.length} bytes`);
+    else
+      t.fail(
+        `run ${run}: ${stats.packets}/${FRAGMENTS} packets recorded, drops ${JSON.stringify(stats.drops)}, kernel drops ${kernelDrops}, file ${file.length} of ${expected.length} bytes`,
+      );
   }
   t.equal(complete, RUNS, `every run recorded all ${FRAGMENTS} packets and the NAL byte for byte`);
   const metrics = await (await fetch(`${server.url}/metrics`)).text();

@@ -19,7 +19,12 @@ t.before(async () => {
 t.teardown(() => server.stop());
 
 async function createPcmu(name: string, extra: Record<string, unknown> = {}): Promise<any> {
-  const res = await server.api('POST', '/v1/sessions', { mode: 'record', name, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }], ...extra });
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name,
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+    ...extra,
+  });
   if (res.status !== 201) throw new Error(`${res.status} ${res.text}`);
   return res.body;
 }
@@ -114,8 +119,17 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
   const rec = del.body.recording;
   t.equal(rec.name, 'impaired');
   const tr = rec.tracks[0];
-  t.match(tr, { index: 0, kind: 'audio', codec: 'PCMU', file: 'track0.wav', packets: N - lostIdx.size, lost: lostIdx.size, duplicates: dupIdx.size, reordered: swaps.size });
-  t.ok(Math.abs(rec.durationMs - ((N - 1) * 20)) <= 20, `duration ${rec.durationMs} ms`);
+  t.match(tr, {
+    index: 0,
+    kind: 'audio',
+    codec: 'PCMU',
+    file: 'track0.wav',
+    packets: N - lostIdx.size,
+    lost: lostIdx.size,
+    duplicates: dupIdx.size,
+    reordered: swaps.size,
+  });
+  t.ok(Math.abs(rec.durationMs - (N - 1) * 20) <= 20, `duration ${rec.durationMs} ms`);
   // The rtpdump holds the unique packets in sequence order, byte for byte.
   const dir = path.join(server.dir, 'recordings', 'impaired');
   const dump = readRtpdumpRef(await readFile(path.join(dir, 'track0.rtpdump')));
@@ -127,7 +141,10 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
     rtp.every((r, k) => Buffer.from(r.data).equals(pkt(want[k]!))),
     'records equal the packets sent, in sequence order',
   );
-  t.ok(rtp.every((r, k) => k === 0 || r.offsetMs >= rtp[k - 1]!.offsetMs - 200), 'arrival offsets recorded');
+  t.ok(
+    rtp.every((r, k) => k === 0 || r.offsetMs >= rtp[k - 1]!.offsetMs - 200),
+    'arrival offsets recorded',
+  );
   // Arrival offsets are stamped when the worker reads a packet (1 ms resolution): across the pause they must differ by it.
   const before = Math.max(...rtp.filter((_, k) => want[k]! < 200).map((r) => r.offsetMs));
   const after = Math.min(...rtp.filter((_, k) => want[k]! >= 200).map((r) => r.offsetMs));
@@ -144,7 +161,12 @@ t.test('loss, reordering, duplicates and garbage: exactly the unique packets, in
   t.equal(Buffer.from(await wav.arrayBuffer()).length, (await readFile(path.join(dir, 'track0.wav'))).length);
   const rd = await fetch(`${server.url}/v1/recordings/impaired/tracks/0/rtpdump`);
   t.equal(rd.status, 200);
-  t.ok(Buffer.from(await rd.arrayBuffer()).subarray(0, 13).toString() === '#!rtpplay1.0 ', 'rtpdump served');
+  t.ok(
+    Buffer.from(await rd.arrayBuffer())
+      .subarray(0, 13)
+      .toString() === '#!rtpplay1.0 ',
+    'rtpdump served',
+  );
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   t.match(metrics, /^offcast_channel_payload_bytes_total 0$/m, 'no payload byte crossed into the control plane');
   t.match(metrics, /offcast_record_flow_decisions_total\{reason="ok"\} 1/);
@@ -200,7 +222,12 @@ t.test('the source policy: an unexpected sender is rejected on the slow path, ne
   st = await statsWhen(s.id, (x) => x.packets >= 5);
   t.equal(st.packets, 5, 'the named source is recorded');
   await server.api('DELETE', `/v1/sessions/${s.id}`);
-  const bad = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'far', source: { host: '10.1.2.3' }, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const bad = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'far',
+    source: { host: '10.1.2.3' },
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(bad.status, 403, 'a source outside sources.allow is refused');
 });
 
@@ -243,7 +270,10 @@ t.test('a session from the sender’s SDP, and one that stops by itself when idl
   const m = await idle.api('GET', '/v1/recordings/fromsdp');
   t.equal(m.body.state, 'finished');
   const list = await idle.api('GET', '/v1/recordings');
-  t.same(list.body.recordings.map((r: any) => r.name), ['fromsdp']);
+  t.same(
+    list.body.recordings.map((r: any) => r.name),
+    ['fromsdp'],
+  );
   const del = await idle.api('DELETE', `/v1/sessions/${body.id}`);
   t.equal(del.status, 200, 'DELETE of an ended record session returns its recording');
   t.equal(del.body.recording.name, 'fromsdp');
@@ -274,7 +304,11 @@ t.test('a finished recording is media: a play session replays it with its timing
   );
   const span = sink.packets[49]!.at - sink.packets[0]!.at;
   t.ok(span > 800 && span < 1600, `with the original pacing (${span.toFixed(0)} ms for 49 × 20 ms)`);
-  const dup = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'replayed', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const dup = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'replayed',
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(dup.status, 409, 'a recording name is taken once');
   const delRunning = await server.api('DELETE', '/v1/recordings/replayed');
   t.equal(delRunning.status, 204);
@@ -304,10 +338,22 @@ t.test('live fan-out: two subscribers get the feed as it arrives, each with its 
   for (const [k, sink] of subs.entries()) {
     const p = sink.packets;
     t.equal(p.length, 30, `subscriber ${k} got every packet`);
-    t.ok(p.every((x) => x.ssrc === views[k].tracks[0].ssrc), 'with its SSRC');
-    t.ok(p.every((x, i) => i === 0 || x.seq === ((p[i - 1]!.seq + 1) & 0xffff)), 'and its own continuous sequence numbers');
-    t.ok(p.every((x, i) => i === 0 || ((x.ts - p[i - 1]!.ts) >>> 0) === 160), 'timestamps keep their spacing');
-    t.ok(p.every((x, i) => x.payload.equals(payloadFor(i, 160))), 'payloads as sent');
+    t.ok(
+      p.every((x) => x.ssrc === views[k].tracks[0].ssrc),
+      'with its SSRC',
+    );
+    t.ok(
+      p.every((x, i) => i === 0 || x.seq === ((p[i - 1]!.seq + 1) & 0xffff)),
+      'and its own continuous sequence numbers',
+    );
+    t.ok(
+      p.every((x, i) => i === 0 || (x.ts - p[i - 1]!.ts) >>> 0 === 160),
+      'timestamps keep their spacing',
+    );
+    t.ok(
+      p.every((x, i) => x.payload.equals(payloadFor(i, 160))),
+      'payloads as sent',
+    );
     const delay = Math.max(...p.map((x, i) => x.at - sentAt[i]!));
     t.ok(delay < 200, `in real time (worst delay ${delay.toFixed(1)} ms)`);
   }
@@ -333,7 +379,10 @@ t.test('live fan-out to an IPv6 destination', async (t) => {
   }
   await sink.waitFor(10, 3000);
   t.equal(sink.packets.length, 10, 'every packet arrived over IPv6');
-  t.ok(sink.packets.every((x, i) => x.payload.equals(payloadFor(i, 160)) && x.ssrc === res.body.tracks[0].ssrc), 'as sent, with the subscriber’s SSRC');
+  t.ok(
+    sink.packets.every((x, i) => x.payload.equals(payloadFor(i, 160)) && x.ssrc === res.body.tracks[0].ssrc),
+    'as sent, with the subscriber’s SSRC',
+  );
   // A receiver report from the destination's RTCP port counts; one from another port does not.
   const sr = await sink.waitForRtcp(3000);
   t.ok(sr, 'a sender report reached the IPv6 destination');
@@ -425,7 +474,11 @@ t.test('H.264 without sprop-parameter-sets: in-band SPS/PPS are written, and a f
     { name: 'h264nosets', payloads: [idr, p1], expected: Buffer.concat([sc, idr, sc, p1]), playable: false },
   ];
   for (const c of cases) {
-    const res = await server.api('POST', '/v1/sessions', { mode: 'record', name: c.name, tracks: [{ kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000, fmtp: 'packetization-mode=1' }] });
+    const res = await server.api('POST', '/v1/sessions', {
+      mode: 'record',
+      name: c.name,
+      tracks: [{ kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000, fmtp: 'packetization-mode=1' }],
+    });
     t.equal(res.status, 201, res.text);
     const tx = await TestSender.open();
     for (const [i, p] of c.payloads.entries()) await tx.send(rtpPacket(96, 500 + i, 3000 * (i + 1), 77, p, true), res.body.tracks[0].port);

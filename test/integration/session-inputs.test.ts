@@ -51,7 +51,9 @@ t.test('malformed RTCP on a play session’s RTCP port: counted, the session kee
     ['zeros', Buffer.alloc(64)],
   ];
   for (const [, msg] of malformed) await sink.sendRtcp(msg, rtcpPort);
-  await waitUntil(async () => (await view(id)).tracks[0].stats.rtcpRejected >= malformed.length, 5000, 'the malformed RTCP to be counted').catch(() => undefined);
+  await waitUntil(async () => (await view(id)).tracks[0].stats.rtcpRejected >= malformed.length, 5000, 'the malformed RTCP to be counted').catch(
+    () => undefined,
+  );
   let v = await view(id);
   t.equal(v.tracks[0].stats.rtcpRejected, malformed.length, `each of ${malformed.map(([n]) => n).join(', ')} is counted`);
   t.equal(v.tracks[0].stats.receiverReports, 0, 'none is read as a report');
@@ -95,7 +97,12 @@ t.test('a numeric speed paces the media that many times faster, RTP time unchang
 t.test('seek on an audio-only file: from the sample at the position; past the end: the last packet, then the end', async (t) => {
   const sink = await RtpSink.open();
   t.teardown(() => sink.close());
-  const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } });
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'tone.wav',
+    state: 'paused',
+    destination: { host: '127.0.0.1', port: sink.port },
+  });
   t.equal(res.status, 201, res.text);
   const id = res.body.id;
   const seek = await server.api('PATCH', `/v1/sessions/${id}`, { positionMs: 1000 });
@@ -112,7 +119,12 @@ t.test('seek on an audio-only file: from the sample at the position; past the en
 
   const sink2 = await RtpSink.open();
   t.teardown(() => sink2.close());
-  const res2 = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink2.port } });
+  const res2 = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'tone.wav',
+    state: 'paused',
+    destination: { host: '127.0.0.1', port: sink2.port },
+  });
   const id2 = res2.body.id;
   const past = await server.api('PATCH', `/v1/sessions/${id2}`, { positionMs: 60000 });
   t.equal(past.status, 200, past.text);
@@ -126,7 +138,12 @@ t.test('seek on an audio-only file: from the sample at the position; past the en
 });
 
 t.test('record rtcpMux: the sender’s RTCP on the RTP port is read, and its BYE ends the session', async (t) => {
-  const res = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'muxed', rtcpMux: true, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'muxed',
+    rtcpMux: true,
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(res.status, 201, res.text);
   t.match(res.body.sdp, /^a=rtcp-mux\r?$/m, 'the SDP says RTCP is multiplexed');
   const port: number = res.body.tracks[0].port;
@@ -147,7 +164,12 @@ t.test('record source.port: packets from another port of the source host are dro
   const a = await TestSender.open();
   const b = await TestSender.open();
   t.teardown(() => (a.close(), b.close()));
-  const res = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'pinned', source: { host: '127.0.0.1', port: a.port }, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const res = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'pinned',
+    source: { host: '127.0.0.1', port: a.port },
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(res.status, 201, res.text);
   t.match(res.body.source, { host: '127.0.0.1', port: a.port });
   const port: number = res.body.tracks[0].port;
@@ -160,7 +182,12 @@ t.test('record source.port: packets from another port of the source host are dro
   const del = await server.api('DELETE', `/v1/sessions/${res.body.id}`);
   t.match(del.body.recording.tracks[0], { packets: 15, lost: 0 });
   for (const port of [0, 65536, 1.5, 'rtp']) {
-    const bad = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'bad', source: { host: '127.0.0.1', port }, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+    const bad = await server.api('POST', '/v1/sessions', {
+      mode: 'record',
+      name: 'bad',
+      source: { host: '127.0.0.1', port },
+      tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+    });
     t.equal(bad.status, 400, `source.port ${JSON.stringify(port)}: 400`);
   }
 });
@@ -169,7 +196,11 @@ t.test('record.maxDurationMs ends a record session by itself, with its reason', 
   const short = await startServer({ 'record.maxDurationMs': 1000 });
   t.teardown(() => short.stop());
   const started = performance.now();
-  const res = await short.api('POST', '/v1/sessions', { mode: 'record', name: 'short', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const res = await short.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'short',
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(res.status, 201, res.text);
   const tx = await TestSender.open();
   t.teardown(() => tx.close());
@@ -177,11 +208,15 @@ t.test('record.maxDurationMs ends a record session by itself, with its reason', 
   t.teardown(() => sock.close());
   let v: any;
   let sent = 0;
-  await waitUntil(async () => {
-    if (sent < 200) await tx.send(rtpPacket(0, sent, sent * 160, 0x77, payloadFor(sent, 160)), res.body.tracks[0].port).then(() => sent++);
-    v = (await short.api('GET', `/v1/sessions/${res.body.id}`)).body;
-    return v.state === 'ended';
-  }, 10000, 'the session to end');
+  await waitUntil(
+    async () => {
+      if (sent < 200) await tx.send(rtpPacket(0, sent, sent * 160, 0x77, payloadFor(sent, 160)), res.body.tracks[0].port).then(() => sent++);
+      v = (await short.api('GET', `/v1/sessions/${res.body.id}`)).body;
+      return v.state === 'ended';
+    },
+    10000,
+    'the session to end',
+  );
   const took = performance.now() - started;
   t.equal(v.reason, 'max-duration', 'ended for its length');
   t.ok(took >= 1000 && took < 4000, `after ${took.toFixed(0)} ms (limit 1000 ms)`);

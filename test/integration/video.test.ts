@@ -46,7 +46,11 @@ if (!hasFfmpeg()) {
   let audioByHash: Map<string, SourcePacket>;
 
   t.before(async () => {
-    [main, small, burst] = await Promise.all([startServer({ 'rtp.rtcpIntervalMs': 1000 }), startServer({ 'rtp.payloadBytes': 500 }), startServer({ 'pacing.spread': 0 })]);
+    [main, small, burst] = await Promise.all([
+      startServer({ 'rtp.rtcpIntervalMs': 1000 }),
+      startServer({ 'rtp.payloadBytes': 500 }),
+      startServer({ 'pacing.spread': 0 }),
+    ]);
     // 4 s, 640x360 with noise: keyframes of 120+ KB (100+ packets of 1200 bytes) every second, 2 B-frames.
     const file = path.join(main.dir, 'av.mp4');
     await makeMp4(file, { seconds: 4, size: '640x360', noise: 12, crf: 16, gop: 25, bframes: 2 });
@@ -54,7 +58,8 @@ if (!hasFfmpeg()) {
     [video, audio] = await Promise.all([sourcePackets(file, 'v'), sourcePackets(file, 'a')]);
     videoByHash = new Map(video.packets.map((p) => [p.hash, p]));
     audioByHash = new Map(audio.packets.map((p) => [p.hash, p]));
-    if (videoByHash.size !== video.packets.length || audioByHash.size !== audio.packets.length) throw new Error('source packets are not unique: cannot match by content');
+    if (videoByHash.size !== video.packets.length || audioByHash.size !== audio.packets.length)
+      throw new Error('source packets are not unique: cannot match by content');
     for (const s of [main, small, burst]) {
       const put = await s.api('PUT', '/v1/media/av.mp4', clip);
       if (put.status !== 201) throw new Error(`upload failed: ${put.text}`);
@@ -142,8 +147,14 @@ if (!hasFfmpeg()) {
       // (1) Budget.
       const largest = Math.max(...vp.map((p) => p.payload.length), ...ap.map((p) => p.payload.length));
       t.ok(largest <= budget, `largest payload ${largest} <= ${budget}`);
-      t.ok(vp.some((p) => payloadNals(p.payload).kind === 'fu-a'), 'large NAL units went as FU-A');
-      t.ok(vp.every((p) => p.ssrc === vt.ssrc && p.payloadType === vt.payloadType) && ap.every((p) => p.ssrc === at.ssrc && p.payloadType === at.payloadType), 'SSRC and payload type per track');
+      t.ok(
+        vp.some((p) => payloadNals(p.payload).kind === 'fu-a'),
+        'large NAL units went as FU-A',
+      );
+      t.ok(
+        vp.every((p) => p.ssrc === vt.ssrc && p.payloadType === vt.payloadType) && ap.every((p) => p.ssrc === at.ssrc && p.payloadType === at.payloadType),
+        'SSRC and payload type per track',
+      );
       t.ok(continuous(vp) && continuous(ap), 'sequence numbers continuous on both tracks');
 
       // (2) One marked packet per frame; a frame's packets are consecutive.
@@ -153,38 +164,66 @@ if (!hasFfmpeg()) {
       t.equal(badMarkers.length, 0, 'exactly one marker per frame, on its last packet');
 
       // Content: each frame is the source sample, in decode order.
-      t.same(matched.map((m) => m?.index), video.packets.map((p) => p.index), 'every frame equals the source sample (decode order, byte for byte)');
+      t.same(
+        matched.map((m) => m?.index),
+        video.packets.map((p) => p.index),
+        'every frame equals the source sample (decode order, byte for byte)',
+      );
 
       // (3) Timestamps: the source's presentation times (non-monotonic in decode order).
       const pts90 = video.packets.map((p) => rescale(p.pts - video.packets[0]!.pts, video.tb, 90000));
-      t.same(frames.map((f) => (f.ts - frames[0]!.ts) >>> 0), pts90, 'ts - ts0 equals the source pts - pts0 in 90 kHz');
-      t.ok(pts90.some((v, i) => i > 0 && v < pts90[i - 1]!), 'the clip has B-frames (pts not monotonic in decode order)');
+      t.same(
+        frames.map((f) => (f.ts - frames[0]!.ts) >>> 0),
+        pts90,
+        'ts - ts0 equals the source pts - pts0 in 90 kHz',
+      );
+      t.ok(
+        pts90.some((v, i) => i > 0 && v < pts90[i - 1]!),
+        'the clip has B-frames (pts not monotonic in decode order)',
+      );
 
       // (6) SPS/PPS (equal to sprop-parameter-sets) in a STAP-A right before every IDR.
       const fmtp = /sprop-parameter-sets=([^;\r\n]+)/.exec(session.sdp)![1]!;
       const sprop = fmtp.split(',').map((b) => Buffer.from(b, 'base64'));
       const idrs = frames.filter((f) => f.idr);
-      t.same(idrs.map((f) => matched[frames.indexOf(f)]?.index), keyframes().map((p) => p.index), 'IDR frames are the source keyframes');
+      t.same(
+        idrs.map((f) => matched[frames.indexOf(f)]?.index),
+        keyframes().map((p) => p.index),
+        'IDR frames are the source keyframes',
+      );
       for (const f of idrs) {
         const first = payloadNals(f.packets[0]!.payload);
         const idrAt = f.packets.findIndex((p) => payloadNals(p.payload).types.includes(NAL.IDR));
         t.equal(first.kind, 'stap-a', 'an IDR frame starts with a STAP-A');
         t.same(first.types.slice(0, 2), [NAL.SPS, NAL.PPS], 'holding SPS then PPS');
-        t.ok(first.types.slice(2).every((x) => x === NAL.SEI), 'and nothing else but SEI');
+        t.ok(
+          first.types.slice(2).every((x) => x === NAL.SEI),
+          'and nothing else but SEI',
+        );
         t.ok(Buffer.from(first.nals[0]!).equals(sprop[0]!) && Buffer.from(first.nals[1]!).equals(sprop[1]!), 'the SDP’s parameter sets');
         // The access unit's own SEI (x264's, in the first frame) may sit between, whole or in FU-A fragments.
         const between = f.packets.slice(1, idrAt).map((p) => payloadNals(p.payload).types);
-        t.ok(idrAt >= 1 && between.every((types) => types.every((x) => x === NAL.SEI)), `the IDR’s first packet follows the STAP-A (packet ${idrAt}; only SEI between)`);
+        t.ok(
+          idrAt >= 1 && between.every((types) => types.every((x) => x === NAL.SEI)),
+          `the IDR’s first packet follows the STAP-A (packet ${idrAt}; only SEI between)`,
+        );
       }
 
       // Audio: a contiguous run of the source AUs through the last, timestamps = pts.
       const aps = audioPackets(ap).filter((x) => x.aus.length > 0);
       const aus = aps.flatMap((x) => x.aus);
-      t.ok(aus.every((a) => a !== undefined), 'every AU equals a source AU');
-      const firstAu = aus[0]!.index;
-      t.same(aus.map((a) => a?.index), audio.packets.slice(firstAu).map((p) => p.index), `AUs ${firstAu}.. to the last, in order, none missing`);
       t.ok(
-        aps.every((x) => ((x.p.ts - aps[0]!.p.ts) >>> 0) === x.aus[0]!.pts - aps[0]!.aus[0]!.pts),
+        aus.every((a) => a !== undefined),
+        'every AU equals a source AU',
+      );
+      const firstAu = aus[0]!.index;
+      t.same(
+        aus.map((a) => a?.index),
+        audio.packets.slice(firstAu).map((p) => p.index),
+        `AUs ${firstAu}.. to the last, in order, none missing`,
+      );
+      t.ok(
+        aps.every((x) => (x.p.ts - aps[0]!.p.ts) >>> 0 === x.aus[0]!.pts - aps[0]!.aus[0]!.pts),
         'audio ts - ts0 equals the source pts - pts0',
       );
 
@@ -213,7 +252,7 @@ if (!hasFfmpeg()) {
       // Until the frame after the last keyframe has started.
       for (const end = Date.now() + 10000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
         const frames = h264Frames((await sinks.take())[0]!);
-        if (frames.some((f) => ((f.ts - frames[0]!.ts) >>> 0) > lastKey)) break;
+        if (frames.some((f) => (f.ts - frames[0]!.ts) >>> 0 > lastKey)) break;
       }
       await server.api('DELETE', `/v1/sessions/${s.id}`);
       return h264Frames((await sinks.take())[0]!);
@@ -225,7 +264,13 @@ if (!hasFfmpeg()) {
     const later = (frames: H264Frame[]): H264Frame[] => frames.filter((f, i) => i > 0 && f.idr && f.packets.length >= 100);
     const spreadSpans = later(spread).map(span);
     const burstSpans = later(burstFrames).map(span);
-    t.equal(spreadSpans.length, keys.length - 1, `later keyframes of 100+ packets: ${later(spread).map((f) => f.packets.length).join(', ')}`);
+    t.equal(
+      spreadSpans.length,
+      keys.length - 1,
+      `later keyframes of 100+ packets: ${later(spread)
+        .map((f) => f.packets.length)
+        .join(', ')}`,
+    );
     t.equal(burstSpans.length, keys.length - 1, 'the same from the spread 0 server');
     t.comment(`spread 0.8 spans ${spreadSpans.map((x) => x.toFixed(1)).join(', ')} ms; spread 0 spans ${burstSpans.map((x) => x.toFixed(1)).join(', ')} ms`);
     t.ok(median(spreadSpans) >= 15, 'with spread 0.8 a keyframe takes at least ~15 ms (0.8 × 40 ms planned)');
@@ -242,10 +287,14 @@ if (!hasFfmpeg()) {
 
   /** Waits until a frame whose ts is `ticks` after the first one starts arriving. */
   async function untilFrameAt(sinks: TrackSinks, ticks: number): Promise<void> {
-    await sinks.until(() => {
-      const v = sinks.rtp[0]!;
-      return v.length > 0 && ((v[v.length - 1]!.ts - v[0]!.ts) >>> 0) === ticks;
-    }, 10000, `the frame at +${ticks} ticks`);
+    await sinks.until(
+      () => {
+        const v = sinks.rtp[0]!;
+        return v.length > 0 && (v[v.length - 1]!.ts - v[0]!.ts) >>> 0 === ticks;
+      },
+      10000,
+      `the frame at +${ticks} ticks`,
+    );
   }
 
   /** Index of the frame where a new source run starts after `from` (a seek or loop). */
@@ -269,7 +318,9 @@ if (!hasFfmpeg()) {
     const patchAt = performance.now();
     const patch = await main.api('PATCH', `/v1/sessions/${s.id}`, { positionMs: requestMs });
     t.equal(patch.status, 200, 'PATCH positionMs');
-    const want = keyframes().filter((k) => vSec(k) * 1000 <= requestMs).pop()!;
+    const want = keyframes()
+      .filter((k) => vSec(k) * 1000 <= requestMs)
+      .pop()!;
     t.equal(vSec(want), 2, 'the clip has a keyframe at exactly 2 s');
     t.equal(patch.body.positionMs, Math.round(vSec(want) * 1000), 'PATCH reports the landing position: the keyframe’s presentation time');
     await new Promise((r) => setTimeout(r, 500));
@@ -277,7 +328,10 @@ if (!hasFfmpeg()) {
     const sinceMs = performance.now() - patchAt;
     // The keyframe may be presented a little after the seek (up to the B-frame reorder delay, 160 ms here).
     const expect = vSec(want) * 1000 + sinceMs;
-    t.ok(got.body.positionMs <= expect + 20 && got.body.positionMs >= expect - 250, `GET positionMs ${got.body.positionMs} ≈ ${expect.toFixed(0)} (landing + time since)`);
+    t.ok(
+      got.body.positionMs <= expect + 20 && got.body.positionMs >= expect - 250,
+      `GET positionMs ${got.body.positionMs} ≈ ${expect.toFixed(0)} (landing + time since)`,
+    );
     await waitState(main, s.id, 'ended', 20000);
     await new Promise((r) => setTimeout(r, 200));
     const { frames, matched } = analyse(s, sinks);
@@ -291,11 +345,19 @@ if (!hasFfmpeg()) {
       'every frame sent before the seek is whole and marked (the frame in flight is finished)',
     );
     const whole = matched.slice(0, b).filter((m) => m !== undefined);
-    t.same(whole.map((m) => m.index), video.packets.slice(0, whole.length).map((p) => p.index), 'before: the source from its start');
+    t.same(
+      whole.map((m) => m.index),
+      video.packets.slice(0, whole.length).map((p) => p.index),
+      'before: the source from its start',
+    );
     const land = matched[b]!;
     t.equal(land.index, want.index, `lands on the keyframe at ${vSec(want)} s (got ${vSec(land)} s)`);
     t.ok(frames[b]!.idr, 'the first frame after the seek is an IDR');
-    t.same(matched.slice(b).map((m) => m?.index), video.packets.slice(land.index).map((p) => p.index), 'after: the source from that keyframe to the end');
+    t.same(
+      matched.slice(b).map((m) => m?.index),
+      video.packets.slice(land.index).map((p) => p.index),
+      'after: the source from that keyframe to the end',
+    );
 
     // Timestamps continue from the RTP clock: forward by the wall time, never behind what was sent.
     const maxBefore = before.reduce((m, f) => (((f.ts - m.ts) | 0) > 0 ? f : m));
@@ -306,13 +368,18 @@ if (!hasFfmpeg()) {
 
     // Audio: jumps with the video, and its first packet after the seek starts at the keyframe.
     const aps = audioPackets(sinks.rtp[1]!);
-    const ab = aps.findIndex((x, i) => i > 0 && x.aus[0] !== undefined && aps[i - 1]!.aus.at(-1) !== undefined && x.aus[0]!.index !== aps[i - 1]!.aus.at(-1)!.index + 1);
+    const ab = aps.findIndex(
+      (x, i) => i > 0 && x.aus[0] !== undefined && aps[i - 1]!.aus.at(-1) !== undefined && x.aus[0]!.index !== aps[i - 1]!.aus.at(-1)!.index + 1,
+    );
     t.ok(ab > 0, 'the audio track jumps too');
     const firstAu = aps[ab]!.aus[0]!;
     const gapMs = (aSec(firstAu) - vSec(land)) * 1000;
     // Audio packets are atomic (several AUs each): audio starts with the packet that holds the keyframe's time.
     const packetMs = (aps[ab]!.aus.length * AAC_FRAME * 1000) / AUDIO_RATE;
-    t.ok(gapMs <= 0.5 && gapMs > -packetMs, `the first audio packet after the seek holds the keyframe's time (starts ${gapMs.toFixed(1)} ms from it, packet of ${packetMs.toFixed(1)} ms)`);
+    t.ok(
+      gapMs <= 0.5 && gapMs > -packetMs,
+      `the first audio packet after the seek holds the keyframe's time (starts ${gapMs.toFixed(1)} ms from it, packet of ${packetMs.toFixed(1)} ms)`,
+    );
     const vSr = firstSr(sinks.rtcp[0]!);
     const aSr = firstSr(sinks.rtcp[1]!);
     const syncErr = ntpOf(aSr, aps[ab]!.p.ts, AUDIO_RATE) - ntpOf(vSr, frames[b]!.ts, 90000) - gapMs;
@@ -325,14 +392,23 @@ if (!hasFfmpeg()) {
     const startMs = 2500;
     const { session, sinks, frames, matched } = await playToEnd(main, { startMs });
     t.equal(session.positionMs, startMs, 'the created session reports its start position');
-    const want = keyframes().filter((k) => vSec(k) * 1000 <= startMs).pop()!;
+    const want = keyframes()
+      .filter((k) => vSec(k) * 1000 <= startMs)
+      .pop()!;
     t.ok(frames[0]!.idr, 'the first frame is an IDR');
     t.equal(matched[0]?.index, want.index, `starting at the keyframe at ${vSec(want)} s`);
-    t.same(matched.map((m) => m?.index), video.packets.slice(want.index).map((p) => p.index), 'then the source to the end');
+    t.same(
+      matched.map((m) => m?.index),
+      video.packets.slice(want.index).map((p) => p.index),
+      'then the source to the end',
+    );
     const aps = audioPackets(sinks.rtp[1]!);
     const gapMs = (aSec(aps[0]!.aus[0]!) - vSec(want)) * 1000;
     const packetMs = (aps[0]!.aus.length * AAC_FRAME * 1000) / AUDIO_RATE;
-    t.ok(gapMs <= 0.5 && gapMs > -packetMs, `the first audio packet holds the keyframe's time (starts ${gapMs.toFixed(1)} ms from it, packet of ${packetMs.toFixed(1)} ms)`);
+    t.ok(
+      gapMs <= 0.5 && gapMs > -packetMs,
+      `the first audio packet holds the keyframe's time (starts ${gapMs.toFixed(1)} ms from it, packet of ${packetMs.toFixed(1)} ms)`,
+    );
     const syncErr = ntpOf(firstSr(sinks.rtcp[1]!), aps[0]!.p.ts, AUDIO_RATE) - ntpOf(firstSr(sinks.rtcp[0]!), frames[0]!.ts, 90000) - gapMs;
     t.ok(Math.abs(syncErr) < 1, `audio and video timestamps in sync (${syncErr.toFixed(3)} ms)`);
   });
@@ -362,10 +438,17 @@ if (!hasFfmpeg()) {
     t.ok(continuous(sinks.rtp[0]!) && continuous(sinks.rtp[1]!), 'sequence numbers continue across the loop on both tracks');
     const b = runBreak(matched);
     t.equal(b, video.packets.length, 'the second loop starts after the whole clip');
-    t.same(matched.slice(b).map((m) => m?.index), video.packets.slice(0, frames.length - b).map((p) => p.index), 'and replays it from the start');
+    t.same(
+      matched.slice(b).map((m) => m?.index),
+      video.packets.slice(0, frames.length - b).map((p) => p.index),
+      'and replays it from the start',
+    );
     // Every frame of loop 1 is its loop-0 twin shifted by one loop length.
     const shift = (frames[b]!.ts - frames[0]!.ts) >>> 0;
-    t.ok(frames.slice(b).every((f, i) => ((f.ts - frames[i]!.ts) >>> 0) === shift), `loop 1 = loop 0 + ${shift} ticks`);
+    t.ok(
+      frames.slice(b).every((f, i) => (f.ts - frames[i]!.ts) >>> 0 === shift),
+      `loop 1 = loop 0 + ${shift} ticks`,
+    );
     // Smooth: loop 1's first frame is presented right when loop 0's last frame ends.
     const frameTicks = 90000 / 25;
     const end0 = Math.max(...frames.slice(0, b).map((f) => (f.ts - frames[0]!.ts) >>> 0)) + frameTicks;
@@ -379,7 +462,10 @@ if (!hasFfmpeg()) {
     const k = aps[ab]!.aus[0]!;
     // Where AU k of loop 0 would have been: from the first packet and the source pts.
     const aShift = (aps[ab]!.p.ts - aps[0]!.p.ts - (k.pts - aps[0]!.aus[0]!.pts)) >>> 0;
-    t.ok(Math.abs(aShift / AUDIO_RATE - shift / 90000) < 1 / AUDIO_RATE + 1 / 90000, `audio loop length ${(aShift / 48).toFixed(2)} ms = video’s ${(shift / 90).toFixed(2)} ms`);
+    t.ok(
+      Math.abs(aShift / AUDIO_RATE - shift / 90000) < 1 / AUDIO_RATE + 1 / 90000,
+      `audio loop length ${(aShift / 48).toFixed(2)} ms = video’s ${(shift / 90).toFixed(2)} ms`,
+    );
     const last = aps[ab - 1]!;
     const aGapMs = (((aps[ab]!.p.ts - last.p.ts) | 0) - last.aus.length * AAC_FRAME) / (AUDIO_RATE / 1000);
     // (The last AU may be partly padding, so a small overlap is as good as a small gap.)
@@ -415,14 +501,23 @@ if (!hasFfmpeg()) {
         t.same([...new Set(steps)], [c.step], `frameRate ${c.frameRate}: timestamps step by ${c.step}`);
         const took = frames[frames.length - 1]!.packets[0]!.at - frames[0]!.packets[0]!.at;
         const want = ((frameCount - 1) * c.step) / 90;
-        t.ok(took > want * 0.8 && took < want * 1.25 + 50, `frameRate ${c.frameRate}: paced at that rate (${took.toFixed(0)} ms for ${want.toFixed(0)} ms of frames)`);
+        t.ok(
+          took > want * 0.8 && took < want * 1.25 + 50,
+          `frameRate ${c.frameRate}: paced at that rate (${took.toFixed(0)} ms for ${want.toFixed(0)} ms of frames)`,
+        );
       }),
     );
     for (const frameRate of [0, 0.5, 241, 1000, -25, 'fast']) {
       const res = await main.api('POST', '/v1/sessions', { mode: 'play', media: 'notiming.h264', frameRate, destination: { host: '127.0.0.1', port: 40000 } });
       t.equal(res.status, 400, `frameRate ${JSON.stringify(frameRate)}: 400`);
     }
-    const edge = await main.api('POST', '/v1/sessions', { mode: 'play', media: 'notiming.h264', frameRate: 240, state: 'paused', destination: { host: '127.0.0.1', port: 40000 } });
+    const edge = await main.api('POST', '/v1/sessions', {
+      mode: 'play',
+      media: 'notiming.h264',
+      frameRate: 240,
+      state: 'paused',
+      destination: { host: '127.0.0.1', port: 40000 },
+    });
     t.equal(edge.status, 201, 'frameRate 240 is accepted');
     await main.api('DELETE', `/v1/sessions/${edge.body.id}`);
   });

@@ -58,9 +58,18 @@ for (const [how, kill] of Object.entries(deaths)) {
       playSink.close();
       liveSink.close();
     });
-    const play = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', loop: true, destination: { host: '127.0.0.1', port: playSink.port } });
+    const play = await server.api('POST', '/v1/sessions', {
+      mode: 'play',
+      media: 'tone.wav',
+      loop: true,
+      destination: { host: '127.0.0.1', port: playSink.port },
+    });
     t.equal(play.status, 201, play.text);
-    const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'feed', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+    const rec = await server.api('POST', '/v1/sessions', {
+      mode: 'record',
+      name: 'feed',
+      tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+    });
     t.equal(rec.status, 201, rec.text);
     const live = await server.api('POST', '/v1/sessions', { mode: 'play', live: rec.body.id, destination: { host: '127.0.0.1', port: liveSink.port } });
     t.equal(live.status, 201, live.text);

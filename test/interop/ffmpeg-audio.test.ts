@@ -95,7 +95,24 @@ if (!hasFfmpeg()) {
 
   t.test('Opus: every packet ffmpeg receives equals the source packet', async (t) => {
     const src = path.join(server.dir, 'src.opus');
-    await ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=4', '-f', 'lavfi', '-i', 'sine=frequency=660:duration=4', '-filter_complex', 'amerge', '-c:a', 'libopus', '-b:a', '64k', '-y', src]);
+    await ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:duration=4',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=660:duration=4',
+      '-filter_complex',
+      'amerge',
+      '-c:a',
+      'libopus',
+      '-b:a',
+      '64k',
+      '-y',
+      src,
+    ]);
     const body = await readFile(src);
     const put = await server.api('PUT', '/v1/media/music.opus', body);
     t.equal(put.status, 201, put.text);
@@ -107,8 +124,15 @@ if (!hasFfmpeg()) {
     const got = parseFrameMd5(await readFile(out, 'utf8'));
     t.ok(want.length > 150, `source has ${want.length} packets`);
     t.equal(got.length, want.length, `ffmpeg received ${got.length} of ${want.length} packets`);
-    t.same(got.map((f) => f.hash), want.slice(0, got.length).map((f) => f.hash), 'packet checksums equal, in order');
-    t.same(got.map((f) => f.size), want.slice(0, got.length).map((f) => f.size), 'packet sizes equal');
+    t.same(
+      got.map((f) => f.hash),
+      want.slice(0, got.length).map((f) => f.hash),
+      'packet checksums equal, in order',
+    );
+    t.same(
+      got.map((f) => f.size),
+      want.slice(0, got.length).map((f) => f.size),
+      'packet sizes equal',
+    );
   });
 }
-

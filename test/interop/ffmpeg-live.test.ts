@@ -45,7 +45,8 @@ if (!hasFfmpeg()) {
   const RELAY_MS = 200;
   const RELAY_WORST_MS = 1000;
   /** What ffmpeg's H.264 decoder logs when packets of a GOP arrive without its keyframe (see ffmpeg-video.test.ts). */
-  const LATE_JOIN_NOISE = /^\[h264 @ 0x[0-9a-f]+\] (mmco: unref short failure|co located POCs unavailable|reference picture missing during reorder|Missing reference picture, default is \d+)$|^\s*Last message repeated \d+ times$/;
+  const LATE_JOIN_NOISE =
+    /^\[h264 @ 0x[0-9a-f]+\] (mmco: unref short failure|co located POCs unavailable|reference picture missing during reorder|Missing reference picture, default is \d+)$|^\s*Last message repeated \d+ times$/;
 
   /** Matches a subscriber's packets to the ingress packets they relay: a contiguous run, byte for byte, and each one's delay. */
   function relayed(got: readonly ReceivedRtp[], sent: readonly ReceivedRtp[]): { start: number; contiguous: number; delays: number[] } {
@@ -98,9 +99,30 @@ if (!hasFfmpeg()) {
       const aOut = path.join(server.dir, `live${k}-a.md5`);
       const ff = startFfmpeg(
         [
-          '-protocol_whitelist', 'file,udp,rtp', '-i', sdpPath,
-          '-map', '0:v', '-fps_mode', 'passthrough', '-flush_packets', '1', '-f', 'framemd5', '-y', vOut,
-          '-map', '0:a', '-c:a', 'copy', '-flush_packets', '1', '-f', 'framemd5', '-y', aOut,
+          '-protocol_whitelist',
+          'file,udp,rtp',
+          '-i',
+          sdpPath,
+          '-map',
+          '0:v',
+          '-fps_mode',
+          'passthrough',
+          '-flush_packets',
+          '1',
+          '-f',
+          'framemd5',
+          '-y',
+          vOut,
+          '-map',
+          '0:a',
+          '-c:a',
+          'copy',
+          '-flush_packets',
+          '1',
+          '-f',
+          'framemd5',
+          '-y',
+          aOut,
         ],
         (SEND_S + 30) * 1000,
       );
@@ -155,21 +177,36 @@ if (!hasFfmpeg()) {
     for (const [k, n] of midCounts.entries()) t.ok(n >= 50, `receiver ${k} had decoded ${n} frames while ffmpeg was still sending`);
     // Once the recording has taken in every packet ffmpeg sent, end it: the feed's end sends the
     // subscribers a BYE per track, which ends the receiving ffmpegs' input (they flush and exit).
-    await waitUntil(async () => {
-      const view = (await server.api('GET', `/v1/sessions/${rec.id}`)).body;
-      return [0, 1].every((k) => view.tracks[k].stats.packets >= ingress.rtp(k).length);
-    }, 10000, 'the recording to count every packet ffmpeg sent').catch(() => undefined);
+    await waitUntil(
+      async () => {
+        const view = (await server.api('GET', `/v1/sessions/${rec.id}`)).body;
+        return [0, 1].every((k) => view.tracks[k].stats.packets >= ingress.rtp(k).length);
+      },
+      10000,
+      'the recording to count every packet ffmpeg sent',
+    ).catch(() => undefined);
     const deleteAt = performance.now();
     const del = await server.api('DELETE', `/v1/sessions/${rec.id}`);
     t.equal(del.status, 200, del.text);
     const byItself = await Promise.all(receivers.map((r) => r.ff.exited(20000)));
     t.same(byItself, [true, true], 'both receiving ffmpegs end on the live sessions’ BYEs');
     const results = await Promise.all(receivers.map((r) => r.ff.stop()));
-    t.match(del.body.recording.tracks, [{ lost: 0, duplicates: 0 }, { lost: 0, duplicates: 0 }], 'the recording lost nothing meanwhile');
+    t.match(
+      del.body.recording.tracks,
+      [
+        { lost: 0, duplicates: 0 },
+        { lost: 0, duplicates: 0 },
+      ],
+      'the recording lost nothing meanwhile',
+    );
 
     for (const [k, r] of receivers.entries()) {
       const errors = results[k]!.stderr.split('\n').filter((l) => l.trim() !== '');
-      t.same(errors.filter((l) => !LATE_JOIN_NOISE.test(l)), [], `receiver ${k}: ffmpeg logs no errors but its decoder’s late-join notices`);
+      t.same(
+        errors.filter((l) => !LATE_JOIN_NOISE.test(l)),
+        [],
+        `receiver ${k}: ffmpeg logs no errors but its decoder’s late-join notices`,
+      );
       t.comment(`receiver ${k}: ${errors.length} late-join notices${errors.length > 0 ? `: ${errors.join(' | ')}` : ''}`);
       // Decoded frames are compared exactly: from its first keyframe on, the receiver's picture is the source's.
       const got = parseFrameMd5(await readFile(r.vOut, 'utf8')).map((f) => f.hash);
@@ -183,7 +220,10 @@ if (!hasFfmpeg()) {
       }
       // The feed's end (ffmpeg's -t, in decode order) can cut the last frame the decoder flushes off
       // from a reference it never got: every frame before that one is the source's.
-      t.ok(match.contiguous >= got.length - 1, `receiver ${k}: every frame from there on continues the source exactly (across its loops): ${match.contiguous} of ${got.length}`);
+      t.ok(
+        match.contiguous >= got.length - 1,
+        `receiver ${k}: every frame from there on continues the source exactly (across its loops): ${match.contiguous} of ${got.length}`,
+      );
       const opus = parseFrameMd5(await readFile(r.aOut, 'utf8')).map((f) => f.hash);
       const aRun = cyclicRun(opus, ref.opus);
       t.ok(opus.length >= 200, `receiver ${k}: ${opus.length} Opus packets`);
@@ -196,7 +236,11 @@ if (!hasFfmpeg()) {
     const first = pv[0] === undefined ? null : payloadNals(pv[0].payload);
     t.same(first?.types, [NAL.SPS, NAL.PPS], 'the video subscriber gets the SPS and PPS first (a STAP-A)');
     const sprop = /sprop-parameter-sets=([^;\s]+)/.exec(rec.tracks[0].fmtp)?.[1]?.split(',') ?? [];
-    t.same(first?.nals.map((n) => Buffer.from(n).toString('base64')), sprop, 'the ones the sender’s SDP announced');
+    t.same(
+      first?.nals.map((n) => Buffer.from(n).toString('base64')),
+      sprop,
+      'the ones the sender’s SDP announced',
+    );
     t.ok(pv[1] !== undefined && startsIdrRef(pv[1].payload), 'then the keyframe');
     t.equal(pv[1]?.ts, pv[0]?.ts, 'with the keyframe’s timestamp');
     for (const [label, got, sentPkts] of [
@@ -212,7 +256,10 @@ if (!hasFfmpeg()) {
       t.comment(`${label}: relay delay median ${at(0.5).toFixed(2)} ms, p99 ${at(0.99).toFixed(2)} ms, worst ${at(1).toFixed(2)} ms`);
       t.ok(at(0.99) < RELAY_MS, `${label}: 99% of the packets relayed within ${RELAY_MS} ms of reaching offcast (p99 ${at(0.99).toFixed(1)} ms)`);
       t.ok(at(1) < RELAY_WORST_MS, `${label}: every one within ${RELAY_WORST_MS} ms, nothing held back (worst ${at(1).toFixed(1)} ms)`);
-      t.ok(got.every((p, i) => i === 0 || p.seq === ((got[i - 1]!.seq + 1) & 0xffff)), `${label}: with the subscriber’s own continuous sequence numbers`);
+      t.ok(
+        got.every((p, i) => i === 0 || p.seq === ((got[i - 1]!.seq + 1) & 0xffff)),
+        `${label}: with the subscriber’s own continuous sequence numbers`,
+      );
     }
     // Its sender reports map RTP time to wall time as the packets do (B-frames put video up to a few frames off).
     for (const [k, label, pkts, clock] of [
@@ -223,10 +270,18 @@ if (!hasFfmpeg()) {
       // recording (the DELETE) they run late, so the reports that arrive from then on (the final BYE's) are only shown.
       const all = probe.rtcp[k]!.flatMap((r) => senderReports(r.msg).map((sr) => ({ sr, at: r.at })));
       const srs = all.filter((r) => r.at < deleteAt);
-      t.comment(`${label}: reports after the DELETE: ${all.filter((r) => r.at >= deleteAt).map(({ sr, at }) => `${reportSkewMs(sr, at, pkts, clock).toFixed(0)} ms`).join(', ')}`);
+      t.comment(
+        `${label}: reports after the DELETE: ${all
+          .filter((r) => r.at >= deleteAt)
+          .map(({ sr, at }) => `${reportSkewMs(sr, at, pkts, clock).toFixed(0)} ms`)
+          .join(', ')}`,
+      );
       t.ok(srs.length >= 2, `${label}: ${srs.length} sender reports while the feed ran`);
       const skews = srs.map(({ sr, at }) => reportSkewMs(sr, at, pkts, clock));
-      t.ok(skews.every((d) => Math.abs(d) < 250), `${label}: every report's RTP timestamp within 250 ms of the stream's clock (${skews.map((d) => d.toFixed(0)).join(', ')} ms)`);
+      t.ok(
+        skews.every((d) => Math.abs(d) < 250),
+        `${label}: every report's RTP timestamp within 250 ms of the stream's clock (${skews.map((d) => d.toFixed(0)).join(', ')} ms)`,
+      );
     }
     const pvSsrc = probeView.body.tracks.map((x: any) => x.ssrc);
     t.ok(pv.every((p) => p.ssrc === pvSsrc[0]) && pa.every((p) => p.ssrc === pvSsrc[1]), 'and its SSRCs');

@@ -42,14 +42,23 @@ if (!hasFfmpeg()) {
     const sent = await sender.done;
     if (sent.code !== 0) throw new Error(`ffmpeg sender: ${sent.stderr}`);
     let view: any;
-    await waitUntil(async () => {
-      view = (await server.api('GET', `/v1/sessions/${s.id}`)).body;
-      return view?.state === 'ended' && view.recording !== undefined;
-    }, 15000, `${name} to end on ffmpeg's BYE`);
+    await waitUntil(
+      async () => {
+        view = (await server.api('GET', `/v1/sessions/${s.id}`)).body;
+        return view?.state === 'ended' && view.recording !== undefined;
+      },
+      15000,
+      `${name} to end on ffmpeg's BYE`,
+    );
     const dir = path.join(server.dir, 'recordings', name);
     const dump = readRtpdumpRef(await readFile(path.join(dir, view.recording.tracks[0].rtpdump)));
     const rtcp = dump.records.filter((r) => r.plen === 0);
-    return { view, dir, rtp: dump.records.filter((r) => r.plen !== 0).map((r) => r.data), sr: rtcp.length === 0 ? [] : senderReports(rtcp[rtcp.length - 1]!.data) };
+    return {
+      view,
+      dir,
+      rtp: dump.records.filter((r) => r.plen !== 0).map((r) => r.data),
+      sr: rtcp.length === 0 ? [] : senderReports(rtcp[rtcp.length - 1]!.data),
+    };
   }
 
   /** Concatenated RTP payloads (no CSRC, extension or padding in ffmpeg's packets: checked). */
@@ -66,7 +75,11 @@ if (!hasFfmpeg()) {
     t.equal(view.reason, 'bye', 'ended by ffmpeg’s BYE');
     t.equal(sr.length, 1, 'ffmpeg’s final sender report is kept');
     t.match(view.recording.tracks[0], { packets: sr[0]?.packets, lost: 0 }, `${view.recording.tracks[0].packets} packets: as many as ffmpeg's report counts`);
-    t.equal(rtp.reduce((n, p) => n + p.length - 12, 0), sr[0]?.octets, 'payload octets equal the sender’s count');
+    t.equal(
+      rtp.reduce((n, p) => n + p.length - 12, 0),
+      sr[0]?.octets,
+      'payload octets equal the sender’s count',
+    );
     // AUs sent: each packet's AU-headers-length (bits) / 16 (sizelength 13 + indexlength 3, RFC 3640 3.2.1).
     const sentAus = rtp.reduce((n, p) => n + p.readUInt16BE(12) / 16, 0);
     const file = path.join(server.dir, 'aac.aac');
@@ -77,12 +90,27 @@ if (!hasFfmpeg()) {
     const want = parseFrameMd5((await ffmpeg(['-f', 'aac', '-i', adts, '-c:a', 'copy', '-f', 'framemd5', '-'])).toString());
     t.ok(sentAus > 100 && sentAus <= want.length, `ffmpeg sent ${sentAus} of the source's ${want.length} AUs`);
     t.equal(got.length, sentAus, 'the ADTS file holds every AU sent');
-    t.same(got.map((f) => f.hash), want.slice(0, got.length).map((f) => f.hash), 'each equal to the source’s (ADTS with ADTS), in order');
+    t.same(
+      got.map((f) => f.hash),
+      want.slice(0, got.length).map((f) => f.hash),
+      'each equal to the source’s (ADTS with ADTS), in order',
+    );
   });
 
   t.test('L16 (44.1 kHz stereo, static payload type 10): the WAV holds every sample sent', async (t) => {
     const src = path.join(server.dir, 'src.wav');
-    await ffmpeg(['-f', 'lavfi', '-i', "aevalsrc='0.3*sin(2*PI*(300+200*t)*t)|0.2*sin(2*PI*(500+100*t)*t)':s=44100", '-t', '2', '-c:a', 'pcm_s16le', '-y', src]);
+    await ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      "aevalsrc='0.3*sin(2*PI*(300+200*t)*t)|0.2*sin(2*PI*(500+100*t)*t)':s=44100",
+      '-t',
+      '2',
+      '-c:a',
+      'pcm_s16le',
+      '-y',
+      src,
+    ]);
     const { view, dir, rtp, sr } = await record('l16', src, ['-c:a', 'pcm_s16be']);
     t.match(view.tracks[0], { codec: 'L16', payloadType: 10, clockRate: 44100, channels: 2 });
     t.equal(view.reason, 'bye');

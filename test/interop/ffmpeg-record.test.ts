@@ -11,7 +11,20 @@ import { hasFfmpeg, NO_FFMPEG, parseFrameMd5, requireSetup, startFfmpeg } from '
 import { createPaused, freePortBlock, waitState } from '../helpers/play.js';
 import { waitUdpBound, waitUntil } from '../helpers/ready.js';
 import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
-import { audioPackets, commonPrefix, decodedFrames, downloadTrack, hasBye, makeRecordSource, push, reference, senderReports, senderSdp, UdpTap, type Reference } from '../helpers/record.js';
+import {
+  audioPackets,
+  commonPrefix,
+  decodedFrames,
+  downloadTrack,
+  hasBye,
+  makeRecordSource,
+  push,
+  reference,
+  senderReports,
+  senderSdp,
+  UdpTap,
+  type Reference,
+} from '../helpers/record.js';
 import { skipFile } from '../helpers/tools.js';
 
 if (!hasFfmpeg()) {
@@ -29,9 +42,15 @@ if (!hasFfmpeg()) {
     // The clip and ffmpeg's SDP for it (not product tests): distinct frames and packets, the payload types used below.
     requireSetup(ref.frames.length === 100, `the source has ${ref.frames.length} frames, wanted 100 (4 s at 25 fps)`);
     requireSetup(new Set(ref.frames).size === ref.frames.length, 'the source has repeated frames');
-    requireSetup(ref.opus.length >= 200 && new Set(ref.opus).size === ref.opus.length, `the source has ${ref.opus.length} Opus packets, wanted >= 200 distinct`);
+    requireSetup(
+      ref.opus.length >= 200 && new Set(ref.opus).size === ref.opus.length,
+      `the source has ${ref.opus.length} Opus packets, wanted >= 200 distinct`,
+    );
     const sdp = await senderSdp(src, server.dir);
-    requireSetup(/^m=video \d+ RTP\/AVP 96$/m.test(sdp) && /^a=fmtp:96 .*sprop-parameter-sets=/m.test(sdp) && /^m=audio \d+ RTP\/AVP 97$/m.test(sdp), `ffmpeg's SDP is not H.264 96 with sprop + Opus 97: ${sdp}`);
+    requireSetup(
+      /^m=video \d+ RTP\/AVP 96$/m.test(sdp) && /^a=fmtp:96 .*sprop-parameter-sets=/m.test(sdp) && /^m=audio \d+ RTP\/AVP 97$/m.test(sdp),
+      `ffmpeg's SDP is not H.264 96 with sprop + Opus 97: ${sdp}`,
+    );
   });
   t.teardown(() => server.stop());
 
@@ -96,12 +115,22 @@ if (!hasFfmpeg()) {
       const sr = last === undefined ? [] : senderReports(last.data);
       t.equal(sr.length, 1, `track ${k}: with its final sender report`);
       const rtp = dump.records.filter((r) => !r.rtcp);
-      t.match(rec.tracks[k], { packets: sr[0]?.packets, lost: 0, duplicates: 0, reordered: 0, late: 0 }, `track ${k}: ${rec.tracks[k].packets} packets recorded, as many as ffmpeg's final report counts, none lost`);
+      t.match(
+        rec.tracks[k],
+        { packets: sr[0]?.packets, lost: 0, duplicates: 0, reordered: 0, late: 0 },
+        `track ${k}: ${rec.tracks[k].packets} packets recorded, as many as ffmpeg's final report counts, none lost`,
+      );
       t.equal(rtp.length, rec.tracks[k].packets, `track ${k}: one rtpdump record per packet`);
-      t.equal(rtp.reduce((n, r) => n + r.data.length - 12, 0), sr[0]?.octets, `track ${k}: payload octets equal the sender’s count`);
+      t.equal(
+        rtp.reduce((n, r) => n + r.data.length - 12, 0),
+        sr[0]?.octets,
+        `track ${k}: payload octets equal the sender’s count`,
+      );
     }
     // The final SR's packet count (checked equal to the rtpdump's above) says how many packets ffmpeg sent.
-    const dumps = await Promise.all([0, 1].map(async (k) => readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump)))));
+    const dumps = await Promise.all(
+      [0, 1].map(async (k) => readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'fromsdp', rec.tracks[k].rtpdump)))),
+    );
     const videoRtp = dumps[0]!.records.filter((r) => !r.rtcp).map((r) => r.data);
     await checkRecording(t, 'fromsdp', { frames: markers(videoRtp), opus: rec.tracks[1].packets });
     const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
@@ -132,10 +161,14 @@ if (!hasFfmpeg()) {
     t.equal(sent.stderr.trim(), '', 'and reported no errors');
     // Until the session has taken in every RTP packet the tap forwarded (or the time is up: the checks below say what's missing).
     let live = await server.api('GET', `/v1/sessions/${s.id}`);
-    await waitUntil(async () => {
-      live = await server.api('GET', `/v1/sessions/${s.id}`);
-      return [0, 1].every((k) => live.body.tracks[k].stats.packets >= tap.rtp(k).length);
-    }, 10000, 'the session to count every packet ffmpeg sent').catch(() => undefined);
+    await waitUntil(
+      async () => {
+        live = await server.api('GET', `/v1/sessions/${s.id}`);
+        return [0, 1].every((k) => live.body.tracks[k].stats.packets >= tap.rtp(k).length);
+      },
+      10000,
+      'the session to count every packet ffmpeg sent',
+    ).catch(() => undefined);
     const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
     t.equal(del.status, 200, del.text);
     const rec = del.body.recording;
@@ -143,18 +176,29 @@ if (!hasFfmpeg()) {
       const want = tap.rtp(k);
       t.ok(want.length > 100, `track ${k}: ffmpeg sent ${want.length} RTP packets`);
       t.match(rec.tracks[k], { packets: want.length, lost: 0, duplicates: 0, reordered: 0, late: 0 }, `track ${k}: all recorded, none lost`);
-      t.match(live.body.tracks[k].stats, { packets: want.length, slowPath: 1, fastPath: want.length }, `track ${k}: one slow-path query, the rest on the fast path`);
+      t.match(
+        live.body.tracks[k].stats,
+        { packets: want.length, slowPath: 1, fastPath: want.length },
+        `track ${k}: one slow-path query, the rest on the fast path`,
+      );
       t.same(live.body.tracks[k].stats.drops, {}, `track ${k}: nothing ffmpeg sent was dropped`);
       const dump = readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', 'fromjson', rec.tracks[k].rtpdump)));
       const got = dump.records.filter((r) => !r.rtcp);
       const bytes = tap.seen.filter((x) => x.socket === 2 * k).map((x) => x.msg);
       t.equal(got.length, bytes.length, `track ${k}: one rtpdump record per datagram`);
-      t.ok(got.every((r, i) => bytes[i] !== undefined && Buffer.from(r.data).equals(bytes[i]!)), `track ${k}: the rtpdump holds ffmpeg’s packets byte for byte, in order`);
+      t.ok(
+        got.every((r, i) => bytes[i] !== undefined && Buffer.from(r.data).equals(bytes[i]!)),
+        `track ${k}: the rtpdump holds ffmpeg’s packets byte for byte, in order`,
+      );
       // ffmpeg sends its first SR just before its first RTP packet (rtpenc.c), then one every 5 s at most:
       // in a 4 s clip, that first SR is the only mapping of the track's RTP clock to the sender's wall clock.
       const rtcpSent = tap.seen.filter((x) => x.socket === 2 * k + 1).map((x) => x.msg.toString('hex'));
       t.equal(senderReports(Buffer.from(rtcpSent[0] ?? '', 'hex')).length, 1, `track ${k}: ffmpeg sent an SR`);
-      t.same(dump.records.filter((r) => r.rtcp).map((r) => Buffer.from(r.data).toString('hex')), rtcpSent, `track ${k}: every RTCP packet ffmpeg sent is kept in the rtpdump (${rtcpSent.length})`);
+      t.same(
+        dump.records.filter((r) => r.rtcp).map((r) => Buffer.from(r.data).toString('hex')),
+        rtcpSent,
+        `track ${k}: every RTCP packet ffmpeg sent is kept in the rtpdump (${rtcpSent.length})`,
+      );
     }
     await checkRecording(t, 'fromjson', { frames: markers(tap.seen.filter((x) => x.socket === 0).map((x) => x.msg)), opus: tap.rtp(1).length });
   });
@@ -165,10 +209,37 @@ if (!hasFfmpeg()) {
     t.equal(media.body.format, 'recording');
     const port = await freePortBlock(2);
     const { id, session, sdpPath } = await createPaused(server, { media: 'fromsdp', destination: { host: '127.0.0.1', port } });
-    t.match(session.tracks, [{ kind: 'video', codec: 'H264' }, { kind: 'audio', codec: 'opus' }]);
+    t.match(session.tracks, [
+      { kind: 'video', codec: 'H264' },
+      { kind: 'audio', codec: 'opus' },
+    ]);
     const vOut = path.join(server.dir, 'replay-v.md5');
     const aOut = path.join(server.dir, 'replay-a.md5');
-    const ff = startFfmpeg(['-protocol_whitelist', 'file,udp,rtp', '-i', sdpPath, '-map', '0:v', '-fps_mode', 'passthrough', '-f', 'framemd5', '-y', vOut, '-map', '0:a', '-c:a', 'copy', '-f', 'framemd5', '-y', aOut], 30000);
+    const ff = startFfmpeg(
+      [
+        '-protocol_whitelist',
+        'file,udp,rtp',
+        '-i',
+        sdpPath,
+        '-map',
+        '0:v',
+        '-fps_mode',
+        'passthrough',
+        '-f',
+        'framemd5',
+        '-y',
+        vOut,
+        '-map',
+        '0:a',
+        '-c:a',
+        'copy',
+        '-f',
+        'framemd5',
+        '-y',
+        aOut,
+      ],
+      30000,
+    );
     t.teardown(() => ff.stop());
     // ffmpeg opens its sockets before the first packet: wait until both tracks' are bound.
     await waitUdpBound([port, port + 2]);
@@ -186,6 +257,13 @@ if (!hasFfmpeg()) {
     t.equal(commonPrefix(frames, ref.frames), frames.length, 'every decoded frame equals the source’s, in order');
     const opus = parseFrameMd5(await readFile(aOut, 'utf8'));
     t.equal(opus.length, held.opus, `ffmpeg received ${opus.length} of the recording's ${held.opus} Opus packets`);
-    t.equal(commonPrefix(opus.map((f) => f.hash), ref.opus), opus.length, 'every Opus packet equals the source’s, in order');
+    t.equal(
+      commonPrefix(
+        opus.map((f) => f.hash),
+        ref.opus,
+      ),
+      opus.length,
+      'every Opus packet equals the source’s, in order',
+    );
   });
 }

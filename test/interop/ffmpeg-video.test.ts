@@ -39,8 +39,14 @@ if (!hasFfmpeg()) {
     // The clip itself (not a product test): B-frames and keyframes over 100 KB.
     const keys = video.packets.filter((p) => p.key);
     requireSetup(keys.length >= 2, `the clip has ${keys.length} keyframes, wanted 2`);
-    requireSetup(keys.every((k) => k.size > 100 * 1024), `the clip's keyframes are ${keys.map((k) => k.size).join(', ')} bytes, wanted > 100 KB`);
-    requireSetup(video.packets.some((p, i) => i > 0 && p.pts < video.packets[i - 1]!.pts), 'the clip has no B-frames');
+    requireSetup(
+      keys.every((k) => k.size > 100 * 1024),
+      `the clip's keyframes are ${keys.map((k) => k.size).join(', ')} bytes, wanted > 100 KB`,
+    );
+    requireSetup(
+      video.packets.some((p, i) => i > 0 && p.pts < video.packets[i - 1]!.pts),
+      'the clip has no B-frames',
+    );
   });
   t.teardown(() => server.stop());
 
@@ -67,20 +73,49 @@ if (!hasFfmpeg()) {
   t.test('every decoded frame and every AAC packet equals the source', async (t) => {
     const vOut = path.join(server.dir, 'full-v.md5');
     const aOut = path.join(server.dir, 'full-a.md5');
-    const { stderr } = await playToFfmpeg({ media: 'clip.mp4' }, ['-map', '0:v', '-fps_mode', 'passthrough', '-f', 'framemd5', '-y', vOut, '-map', '0:a', '-c:a', 'copy', '-f', 'framemd5', '-y', aOut]);
+    const { stderr } = await playToFfmpeg({ media: 'clip.mp4' }, [
+      '-map',
+      '0:v',
+      '-fps_mode',
+      'passthrough',
+      '-f',
+      'framemd5',
+      '-y',
+      vOut,
+      '-map',
+      '0:a',
+      '-c:a',
+      'copy',
+      '-f',
+      'framemd5',
+      '-y',
+      aOut,
+    ]);
     t.equal(stderr.trim(), '', 'ffmpeg reports no errors');
     const got = parseFrameMd5(await readFile(vOut, 'utf8'));
     t.equal(got.length, decoded.length, `ffmpeg decoded ${got.length} of ${decoded.length} frames`);
-    t.same(got.map((f) => f.hash), decoded.map((f) => f.hash), 'every decoded frame equals the source’s, in order');
+    t.same(
+      got.map((f) => f.hash),
+      decoded.map((f) => f.hash),
+      'every decoded frame equals the source’s, in order',
+    );
 
     // AAC: a contiguous run of the source packets, unchanged, from one of the first four to the end.
     const aus = parseFrameMd5(await readFile(aOut, 'utf8'));
     const want = audio.packets.map((p) => p.hash);
     const start = want.indexOf(aus[0]?.hash ?? '');
     t.ok(start >= 0 && start < 4, `the first AU received is source AU ${start}`);
-    t.same(aus.map((a) => a.hash), want.slice(start, start + aus.length), 'the AUs received are the source’s, in order, none missing or changed');
+    t.same(
+      aus.map((a) => a.hash),
+      want.slice(start, start + aus.length),
+      'the AUs received are the source’s, in order, none missing or changed',
+    );
     t.ok(start + aus.length >= want.length - 1, `through the end (${start + aus.length} of ${want.length})`);
-    t.same(aus.map((a) => a.size), audio.packets.slice(start, start + aus.length).map((p) => p.size), 'AU sizes equal');
+    t.same(
+      aus.map((a) => a.size),
+      audio.packets.slice(start, start + aus.length).map((p) => p.size),
+      'AU sizes equal',
+    );
   });
 
   /**
@@ -88,7 +123,8 @@ if (!hasFfmpeg()) {
    * before the first keyframe reference pictures it never saw. ffmpeg as the
    * sender (`-f rtp`) makes a late receiver print the same lines.
    */
-  const LATE_JOIN_NOISE = /^\[h264 @ 0x[0-9a-f]+\] (mmco: unref short failure|co located POCs unavailable|reference picture missing during reorder|Missing reference picture, default is \d+)$|^\s*Last message repeated \d+ times$/;
+  const LATE_JOIN_NOISE =
+    /^\[h264 @ 0x[0-9a-f]+\] (mmco: unref short failure|co located POCs unavailable|reference picture missing during reorder|Missing reference picture, default is \d+)$|^\s*Last message repeated \d+ times$/;
 
   t.test('a client joining mid-stream decodes from the next keyframe, without errors', async (t) => {
     const port = await freePortBlock(2);
@@ -101,16 +137,49 @@ if (!hasFfmpeg()) {
     const live = path.join(server.dir, 'join.md5');
     // Stream copy starts at the first keyframe (ffmpeg drops what comes before it).
     const copy = path.join(server.dir, 'join.nut');
-    const ff = startFfmpeg([...RTP_IN, '-i', sdpPath, '-map', '0:v', '-c:v', 'copy', '-f', 'nut', '-y', copy, '-map', '0:v', '-fps_mode', 'passthrough', '-flush_packets', '1', '-f', 'framemd5', '-y', live], 30000);
+    const ff = startFfmpeg(
+      [
+        ...RTP_IN,
+        '-i',
+        sdpPath,
+        '-map',
+        '0:v',
+        '-c:v',
+        'copy',
+        '-f',
+        'nut',
+        '-y',
+        copy,
+        '-map',
+        '0:v',
+        '-fps_mode',
+        'passthrough',
+        '-flush_packets',
+        '1',
+        '-f',
+        'framemd5',
+        '-y',
+        live,
+      ],
+      30000,
+    );
     // The next keyframe is the loop's start at ~4.1 s; take a second (25 frames) past it.
     const decodedLive = (): number => parseFrameMd5(readFileSync(live, { encoding: 'utf8', flag: 'a+' })).length;
     t.ok(await waitFor(() => decodedLive() >= 26, 20000, 50), 'the client decodes a second of frames from the next keyframe');
     const { stderr } = await ff.stop();
     await server.api('DELETE', `/v1/sessions/${id}`);
     const lines = stderr.split('\n').filter((l) => l.trim() !== '');
-    t.same(lines.filter((l) => !LATE_JOIN_NOISE.test(l)), [], 'the receiving ffmpeg logs no errors but its decoder’s late-join notices');
+    t.same(
+      lines.filter((l) => !LATE_JOIN_NOISE.test(l)),
+      [],
+      'the receiving ffmpeg logs no errors but its decoder’s late-join notices',
+    );
     t.comment(`late-join notices: ${lines.length}`);
-    const fromKey = await run('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', copy, '-fps_mode', 'passthrough', '-f', 'framemd5', '-'], 30000);
+    const fromKey = await run(
+      'ffmpeg',
+      ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', copy, '-fps_mode', 'passthrough', '-f', 'framemd5', '-'],
+      30000,
+    );
     t.equal(fromKey.code, 0);
     t.equal(fromKey.stderr.trim(), '', 'decoding from the keyframe on: no errors at all');
     const keyTimes = video.packets.filter((p) => p.key).map((p) => (p.pts * video.tb.num) / video.tb.den);
@@ -122,9 +191,16 @@ if (!hasFfmpeg()) {
       t.ok(got.length >= 20, `${label}: decoded ${got.length} frames`);
       const first = decoded.findIndex((f) => f.hash === got[0]?.hash);
       const firstTime = first >= 0 ? decoded[first]!.pts * decodedTb : NaN;
-      t.ok(keyTimes.some((k) => Math.abs(k - firstTime) < 0.001), `${label}: the first frame is a source keyframe's (at ${firstTime.toFixed(3)} s)`);
+      t.ok(
+        keyTimes.some((k) => Math.abs(k - firstTime) < 0.001),
+        `${label}: the first frame is a source keyframe's (at ${firstTime.toFixed(3)} s)`,
+      );
       const wanted = got.map((_, i) => decoded[(first + i) % decoded.length]!.hash);
-      t.same(got.map((f) => f.hash), wanted, `${label}: the following frames continue the source exactly (across the loop)`);
+      t.same(
+        got.map((f) => f.hash),
+        wanted,
+        `${label}: the following frames continue the source exactly (across the loop)`,
+      );
     }
   });
 

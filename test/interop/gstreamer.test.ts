@@ -13,7 +13,21 @@ import { fileSizes, waitDrained, waitUdpBound } from '../helpers/ready.js';
 import { hasGstElements, makeMp4, sourcePackets, type SourceStream } from '../helpers/video.js';
 import { skipFile } from '../helpers/tools.js';
 
-const ELEMENTS = ['udpsrc', 'rtph264depay', 'avdec_h264', 'checksumsink', 'rtpmp4gdepay', 'avdec_aac', 'tee', 'queue', 'filesink', 'fakesink', 'filesrc', 'qtdemux', 'h264parse'];
+const ELEMENTS = [
+  'udpsrc',
+  'rtph264depay',
+  'avdec_h264',
+  'checksumsink',
+  'rtpmp4gdepay',
+  'avdec_aac',
+  'tee',
+  'queue',
+  'filesink',
+  'fakesink',
+  'filesrc',
+  'qtdemux',
+  'h264parse',
+];
 const NO_GST = 'gst-launch-1.0 or a GStreamer plugin (good, bad, libav) is not installed: skipping';
 
 if (!hasFfmpeg()) {
@@ -37,7 +51,11 @@ if (!hasFfmpeg()) {
     decoded = parseFrameMd5((await ffmpeg(['-i', clipPath, '-map', '0:v', '-fps_mode', 'passthrough', '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
     // The tools (not a product test): GStreamer decodes the file like ffmpeg, so checksumsink hashes compare with
     // framemd5 (for 640x360 I420 avdec_h264's planes are tightly packed, strides 640/320, no padding).
-    const r = await run('gst-launch-1.0', ['-q', 'filesrc', `location=${clipPath}`, '!', 'qtdemux', '!', 'h264parse', '!', 'avdec_h264', '!', 'checksumsink', 'hash=md5'], 30000);
+    const r = await run(
+      'gst-launch-1.0',
+      ['-q', 'filesrc', `location=${clipPath}`, '!', 'qtdemux', '!', 'h264parse', '!', 'avdec_h264', '!', 'checksumsink', 'hash=md5'],
+      30000,
+    );
     requireSetup(r.code === 0, `gst-launch decoding the clip failed: ${r.stderr}`);
     requireSetup(JSON.stringify(checksums(r.stdout.toString())) === JSON.stringify(decoded), 'GStreamer and ffmpeg decode the clip to different frames');
   });
@@ -72,11 +90,41 @@ if (!hasFfmpeg()) {
     // runs test files in parallel); the 212 KB default can't hold one sent as a burst.
     const udp = ['address=127.0.0.1', 'buffer-size=4194304'];
     const args = [
-      '-q', '-e',
-      'udpsrc', ...udp, `port=${port}`, `caps=${capsFromSdp(session.sdp, 'video')}`, '!', 'rtph264depay', '!', 'avdec_h264', '!', 'checksumsink', 'hash=md5',
-      'udpsrc', ...udp, `port=${port + 2}`, `caps=${capsFromSdp(session.sdp, 'audio')}`, '!', 'rtpmp4gdepay', '!', 'tee', 'name=aus',
-      'aus.', '!', 'queue', '!', 'filesink', `location=${aus}`,
-      'aus.', '!', 'queue', '!', 'avdec_aac', '!', 'fakesink',
+      '-q',
+      '-e',
+      'udpsrc',
+      ...udp,
+      `port=${port}`,
+      `caps=${capsFromSdp(session.sdp, 'video')}`,
+      '!',
+      'rtph264depay',
+      '!',
+      'avdec_h264',
+      '!',
+      'checksumsink',
+      'hash=md5',
+      'udpsrc',
+      ...udp,
+      `port=${port + 2}`,
+      `caps=${capsFromSdp(session.sdp, 'audio')}`,
+      '!',
+      'rtpmp4gdepay',
+      '!',
+      'tee',
+      'name=aus',
+      'aus.',
+      '!',
+      'queue',
+      '!',
+      'filesink',
+      `location=${aus}`,
+      'aus.',
+      '!',
+      'queue',
+      '!',
+      'avdec_aac',
+      '!',
+      'fakesink',
     ];
     const gst = spawn('gst-launch-1.0', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

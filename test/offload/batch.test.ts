@@ -49,7 +49,10 @@ if (native === null) {
     for (const k of [0, 1]) {
       const got = sinks[k]!.packets;
       t.equal(got.length, sent[k]!.length, `socket ${k}: every packet`);
-      t.ok(got.every((p, i) => p.seq === sent[k]![i]!.readUInt16BE(2) && p.payload.equals(sent[k]![i]!.subarray(12))), `socket ${k}: bytes and order`);
+      t.ok(
+        got.every((p, i) => p.seq === sent[k]![i]!.readUInt16BE(2) && p.payload.equals(sent[k]![i]!.subarray(12))),
+        `socket ${k}: bytes and order`,
+      );
     }
     t.same(failed, [], 'no failures');
     t.equal(b.packets, 300);
@@ -74,8 +77,16 @@ if (native === null) {
     t.same(failed, [9], 'EBADF reported for the packet that failed, and only for it');
     await sink.waitFor(2);
     t.equal(sink.packets.length, 2, 'the packets before and after it were sent');
-    t.throws(() => native.sendBatch(new Int32Array(1), new Uint8Array(4), new Uint32Array([0]), new Uint32Array([8]), new Int32Array(1), 1), TypeError, 'a packet outside the buffer is refused');
-    t.throws(() => native.sendBatch(new Int32Array(1), new Uint8Array(4), new Uint32Array(1), new Uint32Array(1), new Int32Array(1), 2), TypeError, 'a count beyond the arrays is refused');
+    t.throws(
+      () => native.sendBatch(new Int32Array(1), new Uint8Array(4), new Uint32Array([0]), new Uint32Array([8]), new Int32Array(1), 1),
+      TypeError,
+      'a packet outside the buffer is refused',
+    );
+    t.throws(
+      () => native.sendBatch(new Int32Array(1), new Uint8Array(4), new Uint32Array(1), new Uint32Array(1), new Int32Array(1), 2),
+      TypeError,
+      'a count beyond the arrays is refused',
+    );
   });
 
   t.test('write stages the header template and a payload range, bytes exact', async (t) => {
@@ -84,7 +95,13 @@ if (native === null) {
     // The cache's payloads live in a SharedArrayBuffer: the same kind of source here.
     const payload = Buffer.from(new SharedArrayBuffer(4000));
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + 3) & 0xff;
-    const cases: [number, number][] = [[0, 0], [0, 1], [1, 1200], [2799, 1201], [3999, 1]];
+    const cases: [number, number][] = [
+      [0, 0],
+      [0, 1],
+      [1, 1200],
+      [2799, 1201],
+      [3999, 1],
+    ];
     for (const [from, len] of cases) {
       const off = b.reserve(3, 12 + len, { sendFailed: () => undefined });
       b.write(off, header, payload, from, len);

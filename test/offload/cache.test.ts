@@ -9,7 +9,7 @@ function fill(b: PacketTrackBuilder, n: number, video: boolean): Uint8Array[] {
     const p = new Uint8Array(len).map((_, k) => (i + k) & 0xff);
     payloads.push(p);
     const frame = video ? Math.floor(i / 3) : i;
-    const ts = video ? frame * 3600 + ((frame % 3) === 1 ? 7200 : 0) : i * 960;
+    const ts = video ? frame * 3600 + (frame % 3 === 1 ? 7200 : 0) : i * 960;
     const send = video ? frame * 3600 + (i % 3) * 100 : ts;
     b.emit(p, ts, video ? i % 3 === 2 : false, send, video ? i % 60 === 0 : true);
   }
@@ -46,7 +46,11 @@ t.test('audio and video tracks round trip through one shared buffer', async (t) 
     off += v.len[i]!;
   }
   t.pass('video payloads and markers');
-  t.same(Array.from(v.syncs!), [...Array(15).keys()].map((k) => k * 60), 'sync points of the video track');
+  t.same(
+    Array.from(v.syncs!),
+    [...Array(15).keys()].map((k) => k * 60),
+    'sync points of the video track',
+  );
   t.equal(v.seekIndex(v.ts[130]!), 120, 'video snaps back to the sync point at or before');
   // A second view over the same SharedArrayBuffer (as another worker gets it) reads the same.
   const again = new MediaPackets(m.sab, m.layout);
@@ -56,7 +60,13 @@ t.test('audio and video tracks round trip through one shared buffer', async (t) 
   const media = a.payloadBytes + v.payloadBytes;
   const overhead = (m.bytes - media) / media;
   t.ok(overhead < 0.05, `index overhead ${(overhead * 100).toFixed(2)}%`);
-  const audioOnly = finishMedia('a', [(() => { const b = new PacketTrackBuilder(48000); fill(b, 1000, false); return b; })()]);
+  const audioOnly = finishMedia('a', [
+    (() => {
+      const b = new PacketTrackBuilder(48000);
+      fill(b, 1000, false);
+      return b;
+    })(),
+  ]);
   const aOverhead = (audioOnly.bytes - audioOnly.tracks[0]!.payloadBytes) / audioOnly.tracks[0]!.payloadBytes;
   t.ok(aOverhead < 0.06, `audio index: 6 bytes per ~140-byte packet + marks (${(aOverhead * 100).toFixed(2)}%)`);
   t.equal(MARK_EVERY, 256);

@@ -80,7 +80,7 @@ t.test('buildReceiverReport: RR + SDES, every field round trips', async (t) => {
   t.strictSame(
     blocks.map((_, i) => lostAt(buf, 8 + 24 * i)),
     [5000, -3, 0x7fffff, -0x800000],
-    'cumulative loss, 24-bit two\'s complement',
+    "cumulative loss, 24-bit two's complement",
   );
   t.equal(buf.readUIntBE(8 + 24 + 5, 3), 0xfffffd, '-3 is 0xfffffd on the wire');
   t.equal(buf[0]! & 0x1f, 4, 'report count');

@@ -46,7 +46,10 @@ t.test('items run at their slot, in due order across slots, and reschedule', asy
   t.equal(wheel.size, 2);
   await advance(clock, 1040);
   t.same(log, ['a', 'b', 'a', 'a', 'a'], 'a at 1005, b at 1012, a at 1015, 1025 and 1035, where it stops');
-  t.ok(a.runs.every((r, i) => r >= [1005, 1015, 1025, 1035][i]!), 'never early');
+  t.ok(
+    a.runs.every((r, i) => r >= [1005, 1015, 1025, 1035][i]!),
+    'never early',
+  );
   t.equal(wheel.size, 0, 'wheel empty');
 });
 

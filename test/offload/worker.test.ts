@@ -72,11 +72,22 @@ const playParams = (sessionId: string): Requests['play.create']['params'] => ({
   cname: 'test',
 });
 
-const loadParams: Requests['cache.load']['params'] = { key: 'tone', path: wavPath, format: 'wav', tracks: [{ source: 0, encoding: 'L16' }], payloadBytes: 1200, spread: 0.8 };
+const loadParams: Requests['cache.load']['params'] = {
+  key: 'tone',
+  path: wavPath,
+  format: 'wav',
+  tracks: [{ source: 0, encoding: 'L16' }],
+  payloadBytes: 1200,
+  spread: 0.8,
+};
 
 t.test('the owner of a cache entry dies mid-fetch: the fetch fails at once and nothing stays loading', async (t) => {
   const ch = new MessageChannel();
-  const owner = new Worker(new URL('./workers/dying-owner.ts', import.meta.url), { workerData: { port: ch.port1 }, transferList: [ch.port1], execArgv: process.execArgv });
+  const owner = new Worker(new URL('./workers/dying-owner.ts', import.meta.url), {
+    workerData: { port: ch.port1 },
+    transferList: [ch.port1],
+    execArgv: process.execArgv,
+  });
   const asked = new Promise<string>((resolve) => owner.on('message', (m: { got?: string }) => m.got !== undefined && resolve(m.got)));
   const ownerExit = new Promise<number>((resolve) => owner.once('exit', resolve));
   const asker = new TestWorker(1, [ch.port2, null]);

@@ -57,7 +57,11 @@ function rawRequest(method: string, rawPath: string, body?: Buffer, headers: Rec
 function isError(t: Test, res: { status: number; body: any; text: string }, status: number, code?: string | RegExp, message?: RegExp, what = ''): void {
   const label = what === '' ? '' : `${what}: `;
   t.equal(res.status, status, `${label}status ${status} (${res.text.slice(0, 300)})`);
-  t.same(res.body !== null && typeof res.body === 'object' ? Object.keys(res.body).sort() : res.body, ['code', 'message', 'statusCode'], `${label}body is exactly {statusCode, code, message}`);
+  t.same(
+    res.body !== null && typeof res.body === 'object' ? Object.keys(res.body).sort() : res.body,
+    ['code', 'message', 'statusCode'],
+    `${label}body is exactly {statusCode, code, message}`,
+  );
   t.equal(res.body?.statusCode, status, `${label}statusCode ${status} in the body`);
   t.match(res.body?.code, /^OFFCAST_[A-Z0-9_]+$/, `${label}an OFFCAST_ code`);
   if (code !== undefined) t.match(res.body?.code, typeof code === 'string' ? new RegExp(`^${code}$`) : code, `${label}code ${code}`);
@@ -106,27 +110,46 @@ t.test('media: upload, probe, list, get, replace, delete', async (t) => {
   const put = await server.api('PUT', '/v1/media/tone.wav', wav);
   t.equal(put.status, 201, 'created');
   const { modified, ...rest } = put.body;
-  t.same(rest, {
-    name: 'tone.wav',
-    format: 'wav',
-    bytes: wav.length,
-    durationMs: 1000,
-    tracks: [{ index: 0, kind: 'audio', codec: 'pcm_s16le', supported: true, clockRate: 16000, channels: 2, durationMs: 1000 }],
-  }, 'the probe: format, size, duration and the track');
+  t.same(
+    rest,
+    {
+      name: 'tone.wav',
+      format: 'wav',
+      bytes: wav.length,
+      durationMs: 1000,
+      tracks: [{ index: 0, kind: 'audio', codec: 'pcm_s16le', supported: true, clockRate: 16000, channels: 2, durationMs: 1000 }],
+    },
+    'the probe: format, size, duration and the track',
+  );
   t.ok(Math.abs(Date.parse(modified) - Date.now()) < 60_000, 'modified is a current ISO time');
   t.ok((await readFile(path.join(server.mediaRoot, 'tone.wav'))).equals(wav), 'the stored file is the upload, byte for byte');
 
   const opus = await readFile(OPUS_FIXTURE);
   const putOpus = await server.api('PUT', '/v1/media/sine.opus', opus);
   t.equal(putOpus.status, 201);
-  t.match(putOpus.body, { name: 'sine.opus', format: 'ogg', bytes: opus.length, tracks: [{ index: 0, kind: 'audio', codec: 'opus', supported: true, clockRate: 48000, channels: 1 }] });
+  t.match(putOpus.body, {
+    name: 'sine.opus',
+    format: 'ogg',
+    bytes: opus.length,
+    tracks: [{ index: 0, kind: 'audio', codec: 'opus', supported: true, clockRate: 48000, channels: 1 }],
+  });
   t.ok(Math.abs(putOpus.body.durationMs - 2000) <= 30, `opus duration about 2 s (${putOpus.body.durationMs})`);
   t.type(putOpus.body.tracks[0].preSkip, 'number', 'opus pre-skip shown');
 
   const list = await server.api('GET', '/v1/media');
   t.equal(list.status, 200);
-  t.same(list.body.media.map((m: any) => [m.name, m.bytes]), [['sine.opus', opus.length], ['tone.wav', wav.length]], 'both listed, sorted by name');
-  t.ok(list.body.media.every((m: any) => !Number.isNaN(Date.parse(m.modified))), 'modified times are dates');
+  t.same(
+    list.body.media.map((m: any) => [m.name, m.bytes]),
+    [
+      ['sine.opus', opus.length],
+      ['tone.wav', wav.length],
+    ],
+    'both listed, sorted by name',
+  );
+  t.ok(
+    list.body.media.every((m: any) => !Number.isNaN(Date.parse(m.modified))),
+    'modified times are dates',
+  );
 
   const one = await server.api('GET', '/v1/media/tone.wav');
   t.equal(one.status, 200);
@@ -169,7 +192,12 @@ t.test('media names: traversal and bad names never reach the filesystem', async 
     { path: '/v1/media/esc%20ape.wav', why: 'space', statuses: [400] },
     { path: `/v1/media/${'e'.repeat(129)}`, why: '129 characters', statuses: [400] },
     // Past the schema's maxLength (1024) the schema or the router may answer first (400 or 414).
-    { path: `/v1/media/${'e'.repeat(2000)}`, why: '2000 characters', statuses: [400, 414], code: /^OFFCAST_(INVALID_NAME|BAD_REQUEST|URI_TOO_LONG|MAX_PARAM_LENGTH)$/ },
+    {
+      path: `/v1/media/${'e'.repeat(2000)}`,
+      why: '2000 characters',
+      statuses: [400, 414],
+      code: /^OFFCAST_(INVALID_NAME|BAD_REQUEST|URI_TOO_LONG|MAX_PARAM_LENGTH)$/,
+    },
     // Literal dot segments: the router has no route with more segments.
     { path: '/v1/media/../escape.wav', why: 'literal ../', statuses: [404] },
     { path: '/v1/media/../../escape.wav', why: 'literal ../../', statuses: [404] },
@@ -211,9 +239,19 @@ t.test('media: a symlink in the library that leads outside is not read', async (
   await symlink(outside, path.join(server.mediaRoot, 'link.wav'));
   t.teardown(() => rm(path.join(server.mediaRoot, 'link.wav'), { force: true }));
   const list = await server.api('GET', '/v1/media');
-  t.notOk(list.body.media.some((m: any) => m.name === 'link.wav'), 'the list hides it (storage/library.ts rule)');
+  t.notOk(
+    list.body.media.some((m: any) => m.name === 'link.wav'),
+    'the list hides it (storage/library.ts rule)',
+  );
   isError(t, await server.api('GET', '/v1/media/link.wav'), 404, 'OFFCAST_MEDIA_NOT_FOUND', undefined, 'GET through the link');
-  isError(t, await server.api('POST', '/v1/sessions', { mode: 'play', media: 'link.wav', state: 'paused', destination: { host: '127.0.0.1', port: 29998 } }), 404, 'OFFCAST_MEDIA_NOT_FOUND', undefined, 'play through the link');
+  isError(
+    t,
+    await server.api('POST', '/v1/sessions', { mode: 'play', media: 'link.wav', state: 'paused', destination: { host: '127.0.0.1', port: 29998 } }),
+    404,
+    'OFFCAST_MEDIA_NOT_FOUND',
+    undefined,
+    'play through the link',
+  );
 });
 
 t.test('bad uploads: clear errors, nothing left behind', async (t) => {
@@ -227,16 +265,33 @@ t.test('bad uploads: clear errors, nothing left behind', async (t) => {
     random[i] = seed >> 16;
   }
   // An MP3: ID3v2 tag, then MPEG-1 layer III frame headers.
-  const mp3 = Buffer.concat([Buffer.from('ID3\x04\x00\x00\x00\x00\x00\x0a', 'latin1'), Buffer.alloc(10), Buffer.from([0xff, 0xfb, 0x90, 0x64]), Buffer.alloc(413)]);
+  const mp3 = Buffer.concat([
+    Buffer.from('ID3\x04\x00\x00\x00\x00\x00\x0a', 'latin1'),
+    Buffer.alloc(10),
+    Buffer.from([0xff, 0xfb, 0x90, 0x64]),
+    Buffer.alloc(413),
+  ]);
   const float = Buffer.from(makeWav(8000, 1, 0.1));
   float.writeUInt16LE(3, 20); // IEEE float format tag
   float.writeUInt16LE(32, 34);
   const cases: { name: string; body: Buffer; status: number; code: string; message: RegExp }[] = [
-    { name: 'truncated WAV', body: wav.subarray(0, 4000), status: 422, code: 'OFFCAST_CORRUPT_MEDIA', message: /truncated: data chunk declares 16000 bytes, file holds 3956/ },
+    {
+      name: 'truncated WAV',
+      body: wav.subarray(0, 4000),
+      status: 422,
+      code: 'OFFCAST_CORRUPT_MEDIA',
+      message: /truncated: data chunk declares 16000 bytes, file holds 3956/,
+    },
     { name: 'WAV cut inside its header', body: wav.subarray(0, 30), status: 422, code: 'OFFCAST_CORRUPT_MEDIA', message: /truncated/ },
     { name: 'random bytes', body: random, status: 415, code: 'OFFCAST_UNSUPPORTED_MEDIA', message: /unrecognized media format/ },
     { name: 'MP3', body: mp3, status: 415, code: 'OFFCAST_UNSUPPORTED_MEDIA', message: /unrecognized media format \(first bytes: 49 44 33/ },
-    { name: 'RIFF but AVI', body: Buffer.concat([Buffer.from('RIFF\x10\x00\x00\x00AVI LIST', 'latin1'), Buffer.alloc(64)]), status: 415, code: 'OFFCAST_UNSUPPORTED_MEDIA', message: /unrecognized|not WAVE/ },
+    {
+      name: 'RIFF but AVI',
+      body: Buffer.concat([Buffer.from('RIFF\x10\x00\x00\x00AVI LIST', 'latin1'), Buffer.alloc(64)]),
+      status: 415,
+      code: 'OFFCAST_UNSUPPORTED_MEDIA',
+      message: /unrecognized|not WAVE/,
+    },
     { name: 'float WAV', body: float, status: 415, code: 'OFFCAST_UNSUPPORTED_MEDIA', message: /WAV/ },
     { name: 'a JSON document', body: Buffer.from('{"not": "media"}'), status: 415, code: 'OFFCAST_UNSUPPORTED_MEDIA', message: /unrecognized media format/ },
   ];
@@ -256,7 +311,14 @@ t.test('bad uploads: clear errors, nothing left behind', async (t) => {
   // Empty bodies: without a content type Fastify hands the route no body (400),
   // with one the empty stream is stored and probed (422). Both say what is wrong.
   isError(t, await server.api('PUT', '/v1/media/empty.wav', new Uint8Array(0)), 400, 'OFFCAST_BAD_REQUEST', /needs a body/, 'empty body');
-  isError(t, await server.api('PUT', '/v1/media/empty.wav', new Uint8Array(0), { 'content-type': 'application/octet-stream' }), 422, 'OFFCAST_CORRUPT_MEDIA', /empty file/, 'empty octet-stream');
+  isError(
+    t,
+    await server.api('PUT', '/v1/media/empty.wav', new Uint8Array(0), { 'content-type': 'application/octet-stream' }),
+    422,
+    'OFFCAST_CORRUPT_MEDIA',
+    /empty file/,
+    'empty octet-stream',
+  );
   t.same(await mediaDir(), dirBefore, 'empty uploads leave nothing');
 });
 
@@ -274,7 +336,14 @@ t.test('an upload aborted by the client leaves no file behind', async (t) => {
   const u = new URL(server.url);
   const wav = makeWav(8000, 1, 2);
   await new Promise<void>((resolve) => {
-    const req = http.request({ host: u.hostname, port: u.port, method: 'PUT', path: '/v1/media/aborted.wav', agent: false, headers: { 'content-length': String(wav.length) } });
+    const req = http.request({
+      host: u.hostname,
+      port: u.port,
+      method: 'PUT',
+      path: '/v1/media/aborted.wav',
+      agent: false,
+      headers: { 'content-length': String(wav.length) },
+    });
     req.on('error', () => resolve());
     req.write(wav.subarray(0, 10000), () => setImmediate(() => req.destroy()));
     req.on('close', () => resolve());
@@ -341,7 +410,14 @@ t.test('sessions: invalid bodies get 400 {statusCode, code, message}', async (t)
 });
 
 t.test('sessions: unknown media and unknown session ids get 404', async (t) => {
-  isError(t, await server.api('POST', '/v1/sessions', { mode: 'play', media: 'nope.wav', destination: { host: '127.0.0.1', port: 29998 } }), 404, 'OFFCAST_MEDIA_NOT_FOUND', /nope\.wav/, 'unknown media');
+  isError(
+    t,
+    await server.api('POST', '/v1/sessions', { mode: 'play', media: 'nope.wav', destination: { host: '127.0.0.1', port: 29998 } }),
+    404,
+    'OFFCAST_MEDIA_NOT_FOUND',
+    /nope\.wav/,
+    'unknown media',
+  );
   const ids = ['3f2a9c1e-0b7d-4e8a-9c1d-2b3e4f5a6b7c', 'nope'];
   for (const id of ids) {
     isError(t, await server.api('GET', `/v1/sessions/${id}`), 404, 'OFFCAST_SESSION_NOT_FOUND', new RegExp(id), `GET ${id}`);
@@ -356,7 +432,18 @@ t.test('sessions: destinations outside destinations.allow get 403 and nothing is
   const freePorts = server.ports.free;
   const cacheEntries = server.cache.size;
   const packets = (await metrics()).values.get('offcast_rtp_packets_sent_total');
-  for (const host of ['10.1.2.3', '8.8.8.8', '0.0.0.0', '255.255.255.255', '192.168.1.1', '::ffff:10.1.2.3', '::ffff:8.8.8.8', '2001:4860:4860::8888', '::', 'fe80::1']) {
+  for (const host of [
+    '10.1.2.3',
+    '8.8.8.8',
+    '0.0.0.0',
+    '255.255.255.255',
+    '192.168.1.1',
+    '::ffff:10.1.2.3',
+    '::ffff:8.8.8.8',
+    '2001:4860:4860::8888',
+    '::',
+    'fe80::1',
+  ]) {
     const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', loop: true, destination: { host, port: 29998 } });
     isError(t, res, 403, 'OFFCAST_DESTINATION_FORBIDDEN', /destinations\.allow/, host);
   }
@@ -380,7 +467,14 @@ t.test('sessions: codec choices that cannot work', async (t) => {
   const dest = { host: '127.0.0.1', port: 29998 };
   for (const codec of ['PCMU', 'PCMA']) {
     const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'hifi.wav', codec, destination: dest });
-    isError(t, res, 415, 'OFFCAST_UNSUPPORTED_MEDIA', new RegExp(`${codec} needs 8000 Hz mono audio; this file is 48000 Hz stereo`), `${codec} on 48 kHz stereo`);
+    isError(
+      t,
+      res,
+      415,
+      'OFFCAST_UNSUPPORTED_MEDIA',
+      new RegExp(`${codec} needs 8000 Hz mono audio; this file is 48000 Hz stereo`),
+      `${codec} on 48 kHz stereo`,
+    );
     t.match(res.body.message, /play it as L16, or convert it: ffmpeg -i in\.wav -ar 8000 -ac 1 out\.wav/, `${codec}: says what to do`);
     const mono = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'wide.wav', codec, destination: dest });
     isError(t, mono, 415, 'OFFCAST_UNSUPPORTED_MEDIA', /16000 Hz 1-channel/, `${codec} on 16 kHz mono`);
@@ -405,11 +499,29 @@ t.test('sessions: list with stats, get, patch, delete', async (t) => {
     other.close();
   });
   const freePorts = server.ports.free;
-  const playing = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', loop: true, destination: { host: '127.0.0.1', port: sink.port } });
+  const playing = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'tone.wav',
+    loop: true,
+    destination: { host: '127.0.0.1', port: sink.port },
+  });
   t.equal(playing.status, 201, playing.text.slice(0, 200));
   t.equal(playing.headers.get('location'), `/v1/sessions/${playing.body.id}`, 'Location header');
-  t.match(playing.body, { mode: 'play', state: 'playing', media: 'tone.wav', destination: { host: '127.0.0.1', port: sink.port }, loop: true, speed: 1, durationMs: 1000 });
-  const paused = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: other.port } });
+  t.match(playing.body, {
+    mode: 'play',
+    state: 'playing',
+    media: 'tone.wav',
+    destination: { host: '127.0.0.1', port: sink.port },
+    loop: true,
+    speed: 1,
+    durationMs: 1000,
+  });
+  const paused = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'tone.wav',
+    state: 'paused',
+    destination: { host: '127.0.0.1', port: other.port },
+  });
   t.equal(paused.status, 201);
   t.equal(server.ports.free, freePorts - 2, 'one port pair per single-track session');
   await sink.waitFor(20);
@@ -441,7 +553,8 @@ t.test('sessions: list with stats, get, patch, delete', async (t) => {
     ['unknown field', { speed: 2 }],
     ['array body', [{ state: 'paused' }]],
   ];
-  for (const [name, body] of badPatches) isError(t, await server.api('PATCH', `/v1/sessions/${paused.body.id}`, body), 400, 'OFFCAST_BAD_REQUEST', undefined, `PATCH ${name}`);
+  for (const [name, body] of badPatches)
+    isError(t, await server.api('PATCH', `/v1/sessions/${paused.body.id}`, body), 400, 'OFFCAST_BAD_REQUEST', undefined, `PATCH ${name}`);
   const seek = await server.api('PATCH', `/v1/sessions/${paused.body.id}`, { positionMs: 500 });
   t.equal(seek.status, 200);
   t.match(seek.body, { state: 'paused', positionMs: 500 }, 'a seek while paused holds the new position');
@@ -471,10 +584,23 @@ t.test('sessions: PATCH on an ended session is 409; max-speed sessions refuse se
   isError(t, await server.api('PATCH', `/v1/sessions/${res.body.id}`, { state: 'playing' }), 409, 'OFFCAST_SESSION_ENDED', /has ended/, 'PATCH after the end');
   t.equal((await server.api('DELETE', `/v1/sessions/${res.body.id}`)).status, 200, 'an ended session can still be deleted');
 
-  const fast = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'blip.wav', speed: 'max', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } });
+  const fast = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'blip.wav',
+    speed: 'max',
+    state: 'paused',
+    destination: { host: '127.0.0.1', port: sink.port },
+  });
   t.equal(fast.status, 201, fast.text.slice(0, 200));
   t.equal(fast.body.speed, 'max');
-  isError(t, await server.api('PATCH', `/v1/sessions/${fast.body.id}`, { positionMs: 100 }), 400, 'OFFCAST_BAD_REQUEST', /speed.*max/, 'seek on a max-speed session');
+  isError(
+    t,
+    await server.api('PATCH', `/v1/sessions/${fast.body.id}`, { positionMs: 100 }),
+    400,
+    'OFFCAST_BAD_REQUEST',
+    /speed.*max/,
+    'seek on a max-speed session',
+  );
   await server.api('DELETE', `/v1/sessions/${fast.body.id}`);
 });
 
@@ -496,7 +622,14 @@ t.test('errors: media removed from disk under the server', async (t) => {
   await upload('vanish.wav', makeWav(8000, 1, 0.5));
   t.equal((await server.api('GET', '/v1/media/vanish.wav')).status, 200);
   await rm(path.join(server.mediaRoot, 'vanish.wav'));
-  isError(t, await server.api('POST', '/v1/sessions', { mode: 'play', media: 'vanish.wav', destination: { host: '127.0.0.1', port: 29998 } }), 404, 'OFFCAST_MEDIA_NOT_FOUND', undefined, 'play after removal');
+  isError(
+    t,
+    await server.api('POST', '/v1/sessions', { mode: 'play', media: 'vanish.wav', destination: { host: '127.0.0.1', port: 29998 } }),
+    404,
+    'OFFCAST_MEDIA_NOT_FOUND',
+    undefined,
+    'play after removal',
+  );
   isError(t, await server.api('GET', '/v1/media/vanish.wav'), 404, 'OFFCAST_MEDIA_NOT_FOUND', undefined, 'probe after removal');
 
   // Same size, same mtime, same inode, new bytes: the cached probe is stale and
@@ -539,7 +672,18 @@ t.test('errors: a 5xx carries no internals', async (t) => {
 
   // Every kind of error the handler meets, through a route of our own on a private server.
   const dir = path.join(server.dir, 'private');
-  const config = loadConfig({ argv: [], env: {}, overrides: { 'http.port': 0, mediaRoot: path.join(dir, 'media'), recordingsRoot: path.join(dir, 'rec'), 'log.level': 'silent', 'rtp.portMin': 50000, 'rtp.portMax': 50003 } });
+  const config = loadConfig({
+    argv: [],
+    env: {},
+    overrides: {
+      'http.port': 0,
+      mediaRoot: path.join(dir, 'media'),
+      recordingsRoot: path.join(dir, 'rec'),
+      'log.level': 'silent',
+      'rtp.portMin': 50000,
+      'rtp.portMax': 50003,
+    },
+  });
   const own = await buildServer(config, { logger: false });
   t.teardown(() => own.close());
   const secret = '/srv/offcast/media/x.wav: EISDIR: illegal operation on a directory, read';
@@ -550,11 +694,17 @@ t.test('errors: a 5xx carries no internals', async (t) => {
     ['OffloadError LOAD_FAILED', () => new OffloadError('OFFCAST_LOAD_FAILED', `loading media failed: ${secret}`, 500), 500],
     // 4xx messages are written for the client and pass through.
     ['CorruptMediaError', () => new CorruptMediaError('truncated: data chunk declares 10 bytes, file holds 4'), 422],
-    ['HttpError 503 (a message the control plane wrote)', () => new HttpError(503, 'OFFCAST_SESSION_LIMIT', 'limits.maxSessions (2) sessions are running'), 503],
+    [
+      'HttpError 503 (a message the control plane wrote)',
+      () => new HttpError(503, 'OFFCAST_SESSION_LIMIT', 'limits.maxSessions (2) sessions are running'),
+      503,
+    ],
   ];
-  throwers.forEach(([, make], i) => own.app.get(`/boom/${i}`, async () => {
-    throw make();
-  }));
+  throwers.forEach(([, make], i) =>
+    own.app.get(`/boom/${i}`, async () => {
+      throw make();
+    }),
+  );
   for (const [i, [name, make, status]] of throwers.entries()) {
     const r = await own.app.inject({ method: 'GET', url: `/boom/${i}` });
     const body = r.json();
@@ -605,7 +755,10 @@ t.test('/metrics: Prometheus text with the data-plane figures', async (t) => {
     t.ok(buckets.length >= 2, `${h}: buckets`);
     t.ok(m.values.has(`${h}_bucket{le="+Inf"}`), `${h}: +Inf bucket`);
     const counts = buckets.map(([, v]) => v);
-    t.ok(counts.every((v, i) => i === 0 || v >= counts[i - 1]!), `${h}: cumulative buckets`);
+    t.ok(
+      counts.every((v, i) => i === 0 || v >= counts[i - 1]!),
+      `${h}: cumulative buckets`,
+    );
     t.equal(m.values.get(`${h}_bucket{le="+Inf"}`), m.values.get(`${h}_count`), `${h}: +Inf equals _count`);
     t.ok(m.values.has(`${h}_sum`), `${h}: _sum`);
   }
@@ -618,7 +771,12 @@ t.test('cache: the second session of the same media is a hit', async (t) => {
   const before = (await metrics()).values;
   const ids: string[] = [];
   for (let i = 0; i < 2; i++) {
-    const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'cached.wav', state: 'paused', destination: { host: '127.0.0.1', port: 29998 } });
+    const res = await server.api('POST', '/v1/sessions', {
+      mode: 'play',
+      media: 'cached.wav',
+      state: 'paused',
+      destination: { host: '127.0.0.1', port: 29998 },
+    });
     t.equal(res.status, 201);
     ids.push(res.body.id);
   }
@@ -630,7 +788,13 @@ t.test('cache: the second session of the same media is a hit', async (t) => {
   t.ok(delta('offcast_cache_bytes') >= 32000, `the media's packets are accounted (${delta('offcast_cache_bytes')} bytes more)`);
   t.equal(after.get('offcast_channel_payload_bytes_total'), 0, 'still no payload bytes on the channel');
   // A different encoding of the same file is a different entry: a miss.
-  const pcmu = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'cached.wav', codec: 'L16', state: 'paused', destination: { host: '127.0.0.1', port: 29998 } });
+  const pcmu = await server.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'cached.wav',
+    codec: 'L16',
+    state: 'paused',
+    destination: { host: '127.0.0.1', port: 29998 },
+  });
   t.equal(pcmu.status, 201);
   ids.push(pcmu.body.id);
   const third = (await metrics()).values;

@@ -48,7 +48,11 @@ function fastifyRoutes(app: TestServer['app']): [string, string][] {
     const depth = [...m[1]!].length / 4;
     stack.length = depth;
     stack.push(m[2]!);
-    for (const method of (m[3] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')) out.push([method, stack.join('')]);
+    for (const method of (m[3] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''))
+      out.push([method, stack.join('')]);
   }
   return out;
 }
@@ -67,7 +71,12 @@ t.before(async () => {
   const s = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'a.wav', state: 'paused', destination: { host: '127.0.0.1', port: 29998 } }, good);
   if (s.status !== 201) throw new Error(`session: ${s.status} ${s.text}`);
   sessionId = s.body.id;
-  const r = await server.api('POST', '/v1/sessions', { mode: 'record', name: REC, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] }, good);
+  const r = await server.api(
+    'POST',
+    '/v1/sessions',
+    { mode: 'record', name: REC, tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] },
+    good,
+  );
   if (r.status !== 201) throw new Error(`record session: ${r.status} ${r.text}`);
   const stop = await server.api('DELETE', `/v1/sessions/${r.body.id}`, undefined, good);
   if (stop.status !== 200) throw new Error(`record stop: ${stop.status} ${stop.text}`);
@@ -93,11 +102,29 @@ function bodyFor(method: string, pattern: string): unknown {
 t.test('the route list comes from Fastify and holds every resource', async (t) => {
   const routes = fastifyRoutes(server.app);
   const patterns = new Set(routes.map(([, url]) => url));
-  for (const url of ['/healthz', '/metrics', '/v1/media', '/v1/media/:name', '/v1/sessions', '/v1/sessions/:id', '/v1/sessions/:id/sdp', '/v1/recordings', '/v1/recordings/:name', '/v1/recordings/:name/tracks/:index', '/v1/recordings/:name/tracks/:index/rtpdump']) {
+  for (const url of [
+    '/healthz',
+    '/metrics',
+    '/v1/media',
+    '/v1/media/:name',
+    '/v1/sessions',
+    '/v1/sessions/:id',
+    '/v1/sessions/:id/sdp',
+    '/v1/recordings',
+    '/v1/recordings/:name',
+    '/v1/recordings/:name/tracks/:index',
+    '/v1/recordings/:name/tracks/:index/rtpdump',
+  ]) {
     t.ok(patterns.has(url), `${url} is listed`);
   }
-  t.ok(routes.some(([m, u]) => m === 'DELETE' && u === '/v1/recordings/:name'), 'with its methods (DELETE /v1/recordings/:name)');
-  t.ok(routes.every(([m]) => /^[A-Z]+$/.test(m)), 'every method parsed');
+  t.ok(
+    routes.some(([m, u]) => m === 'DELETE' && u === '/v1/recordings/:name'),
+    'with its methods (DELETE /v1/recordings/:name)',
+  );
+  t.ok(
+    routes.every(([m]) => /^[A-Z]+$/.test(m)),
+    'every method parsed',
+  );
 });
 
 t.test('the public routes answer without a token', async (t) => {
@@ -128,7 +155,11 @@ t.test('every route Fastify serves but the public ones answers 401 without the r
   t.same((await readdir(server.mediaRoot)).sort(), ['a.wav'], 'no upload stored, no media deleted');
   t.equal((await server.api('GET', `/v1/recordings/${REC}`, undefined, good)).status, 200, 'the recording is still there');
   const list = await server.api('GET', '/v1/sessions', undefined, good);
-  t.same(list.body.sessions.filter((s: any) => s.mode === 'play').map((s: any) => [s.id, s.state]), [[sessionId, 'paused']], 'no play session created, changed or deleted');
+  t.same(
+    list.body.sessions.filter((s: any) => s.mode === 'play').map((s: any) => [s.id, s.state]),
+    [[sessionId, 'paused']],
+    'no play session created, changed or deleted',
+  );
 });
 t.teardown(() => server?.stop());
 
@@ -172,13 +203,21 @@ t.test('every other route answers 401 without the right token', async (t) => {
     for (const [name, headers] of wrong) {
       const res = await server.api(method, url(), body, headers);
       t.equal(res.status, 401, `${method} ${url()} with ${name}: 401`);
-      t.same(res.body, { statusCode: 401, code: 'OFFCAST_UNAUTHORIZED', message: 'missing or wrong bearer token' }, `${method} ${url()} with ${name}: the error body`);
+      t.same(
+        res.body,
+        { statusCode: 401, code: 'OFFCAST_UNAUTHORIZED', message: 'missing or wrong bearer token' },
+        `${method} ${url()} with ${name}: the error body`,
+      );
     }
   }
   // Nothing happened behind the refusals.
   t.same((await readdir(server.mediaRoot)).sort(), ['a.wav'], 'no upload stored, no media deleted');
   const list = await server.api('GET', '/v1/sessions', undefined, good);
-  t.same(list.body.sessions.map((s: any) => [s.id, s.state]), [[sessionId, 'paused']], 'no session created, changed or deleted');
+  t.same(
+    list.body.sessions.map((s: any) => [s.id, s.state]),
+    [[sessionId, 'paused']],
+    'no session created, changed or deleted',
+  );
 });
 
 t.test('a 401 tells the client which scheme to use', async (t) => {

@@ -87,7 +87,10 @@ async function run(executablePath: string): Promise<void> {
     await page.waitForFunction(() => (document.getElementById('cache-text')?.textContent ?? '').includes('of 256 MiB'));
     await page.waitForFunction(() => (document.querySelector('#lateness-spark polyline')?.getAttribute('points') ?? '').split(' ').length >= 2);
     // This session's own lateness sparkline: a point per poll in which it sent, from its own histogram in the API.
-    await page.waitForFunction((sid) => (document.querySelector(`#sessions tbody tr[data-id="${sid}"] td.late polyline`)?.getAttribute('points') ?? '').split(' ').length >= 2, id);
+    await page.waitForFunction(
+      (sid) => (document.querySelector(`#sessions tbody tr[data-id="${sid}"] td.late polyline`)?.getAttribute('points') ?? '').split(' ').length >= 2,
+      id,
+    );
     const late = (await server.api('GET', `/v1/sessions/${id}`)).body.tracks[0].stats.lateness;
     t.ok(late.count > 0, `the session's lateness histogram has samples: ${late.count}`);
     const shown = /^≤ (\S+) ms$/.exec((await page.locator(`#sessions tbody tr[data-id="${id}"] td.late b`).textContent()) ?? '');
@@ -131,7 +134,11 @@ async function run(executablePath: string): Promise<void> {
   t.test('recordings are listed with download links', async (t) => {
     const server = await startServer();
     t.teardown(() => server.stop());
-    const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'take1', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+    const rec = await server.api('POST', '/v1/sessions', {
+      mode: 'record',
+      name: 'take1',
+      tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+    });
     t.equal(rec.status, 201);
     t.equal((await server.api('DELETE', `/v1/sessions/${rec.body.id}`)).status, 200);
     const page = await openPage(browser, server);
@@ -163,23 +170,34 @@ async function run(executablePath: string): Promise<void> {
 
   // Not a check but a tool: OFFCAST_UPDATE_SCREENSHOT=1 rewrites docs/dashboard.png. Registered only
   // then, so an ordinary run has no skipped test (with CI=true a skip counts as a failure).
-  if (process.env.OFFCAST_UPDATE_SCREENSHOT === '1') t.test('docs/dashboard.png for the README', async (t) => {
-    const server = await startServer({ 'cache.maxBytes': 64 * 1024 * 1024 });
-    t.teardown(() => server.stop());
-    await server.api('PUT', '/v1/media/sample.wav', makeWav(48000, 2, 8));
-    await server.api('PUT', '/v1/media/sample-8k.wav', makeWav(8000, 1, 8));
-    const sinks = [await RtpSink.open(), await RtpSink.open()];
-    t.teardown(() => sinks.forEach((s) => s.close()));
-    await server.api('POST', '/v1/sessions', { mode: 'play', media: 'sample.wav', destination: { host: '127.0.0.1', port: sinks[0]!.port }, loop: true });
-    await server.api('POST', '/v1/sessions', { mode: 'play', media: 'sample-8k.wav', codec: 'PCMU', destination: { host: '127.0.0.1', port: sinks[1]!.port }, loop: true });
-    const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'take1', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
-    await server.api('DELETE', `/v1/sessions/${rec.body.id}`);
-    const page = await openPage(browser, server);
-    await page.locator('#recordings tbody tr').first().waitFor();
-    await page.waitForFunction(() => [...document.querySelectorAll('#sessions tbody tr td:nth-child(8)')].every((c) => /^\d+$/.test(c.textContent ?? '')));
-    await page.waitForTimeout(5000);
-    await page.screenshot({ path: path.join(root, 'docs', 'dashboard.png'), fullPage: true });
-    t.pass('wrote docs/dashboard.png');
-    await page.close();
-  });
+  if (process.env.OFFCAST_UPDATE_SCREENSHOT === '1')
+    t.test('docs/dashboard.png for the README', async (t) => {
+      const server = await startServer({ 'cache.maxBytes': 64 * 1024 * 1024 });
+      t.teardown(() => server.stop());
+      await server.api('PUT', '/v1/media/sample.wav', makeWav(48000, 2, 8));
+      await server.api('PUT', '/v1/media/sample-8k.wav', makeWav(8000, 1, 8));
+      const sinks = [await RtpSink.open(), await RtpSink.open()];
+      t.teardown(() => sinks.forEach((s) => s.close()));
+      await server.api('POST', '/v1/sessions', { mode: 'play', media: 'sample.wav', destination: { host: '127.0.0.1', port: sinks[0]!.port }, loop: true });
+      await server.api('POST', '/v1/sessions', {
+        mode: 'play',
+        media: 'sample-8k.wav',
+        codec: 'PCMU',
+        destination: { host: '127.0.0.1', port: sinks[1]!.port },
+        loop: true,
+      });
+      const rec = await server.api('POST', '/v1/sessions', {
+        mode: 'record',
+        name: 'take1',
+        tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+      });
+      await server.api('DELETE', `/v1/sessions/${rec.body.id}`);
+      const page = await openPage(browser, server);
+      await page.locator('#recordings tbody tr').first().waitFor();
+      await page.waitForFunction(() => [...document.querySelectorAll('#sessions tbody tr td:nth-child(8)')].every((c) => /^\d+$/.test(c.textContent ?? '')));
+      await page.waitForTimeout(5000);
+      await page.screenshot({ path: path.join(root, 'docs', 'dashboard.png'), fullPage: true });
+      t.pass('wrote docs/dashboard.png');
+      await page.close();
+    });
 }

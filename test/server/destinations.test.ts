@@ -33,7 +33,11 @@ async function refused(t: Test, what: string, create: () => Promise<{ status: nu
 }
 
 t.test('a custom list: play sessions send to what it allows, and only there', async (t) => {
-  for (const [host, family] of [['127.0.0.3', 4], ['127.0.0.4', 4], ['::1', 6]] as const) {
+  for (const [host, family] of [
+    ['127.0.0.3', 4],
+    ['127.0.0.4', 4],
+    ['::1', 6],
+  ] as const) {
     const sink = await RtpSink.open(family, host);
     t.teardown(() => sink.close());
     const res = await play(host, sink.port);
@@ -65,7 +69,11 @@ t.test('hostnames are checked by the address they resolve to', async (t) => {
   t.equal(ok.status, 201, ok.text);
   await sink.waitFor(3, 5000);
   t.ok(sink.packets.length >= 3, `packets reach localhost (${local.address})`);
-  const other = await open.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', destination: { host: local.family === 4 ? '127.0.0.9' : '127.0.0.1', port: 29998 } });
+  const other = await open.api('POST', '/v1/sessions', {
+    mode: 'play',
+    media: 'tone.wav',
+    destination: { host: local.family === 4 ? '127.0.0.9' : '127.0.0.1', port: 29998 },
+  });
   t.equal(other.status, 403, 'another loopback address is still refused');
 });
 
@@ -81,7 +89,11 @@ t.test('IPv4-mapped IPv6 destinations are judged and reached as the IPv4 address
 });
 
 t.test('live-relay destinations follow the same list', async (t) => {
-  const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'feed', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const rec = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'feed',
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(rec.status, 201, rec.text);
   const live = (host: string, port: number) => server.api('POST', '/v1/sessions', { mode: 'play', live: rec.body.id, destination: { host, port } });
   for (const host of ['127.0.0.1', '10.0.0.3', '::ffff:127.0.0.1', '::2', 'localhost']) await refused(t, `live to ${host}`, () => live(host, 29998));
@@ -101,7 +113,10 @@ t.test('live-relay destinations follow the same list', async (t) => {
   for (const [k, host] of hosts.entries()) {
     const got = sinks[k]!.packets;
     t.equal(got.length, 10, `live to ${host}: every packet relayed`);
-    t.ok(got.every((p, i) => p.payload.equals(payloadFor(i, 160)) && p.ssrc === views[k].tracks[0].ssrc), `live to ${host}: as sent, with the subscriber’s SSRC`);
+    t.ok(
+      got.every((p, i) => p.payload.equals(payloadFor(i, 160)) && p.ssrc === views[k].tracks[0].ssrc),
+      `live to ${host}: as sent, with the subscriber’s SSRC`,
+    );
   }
   t.equal((await server.api('DELETE', `/v1/sessions/${rec.body.id}`)).status, 200);
 });

@@ -33,7 +33,10 @@ t.test('the document is valid OpenAPI 3.1 and covers every route, status and bod
     t.ok(hasOperation(key), `${key} has a summary and a tag`);
     t.type(op.summary, 'string');
     const statuses = Object.keys(op.responses ?? {});
-    t.ok(statuses.some((s) => /^2/.test(s)), `${key} documents its success answer`);
+    t.ok(
+      statuses.some((s) => /^2/.test(s)),
+      `${key} documents its success answer`,
+    );
     if (r.url !== '/healthz' && r.url !== '/metrics') {
       for (const s of ['400', '401', '404', '500']) t.ok(op.responses[s], `${key} documents ${s}`);
       const err = op.responses['404'].content['application/json'].schema;
@@ -49,12 +52,22 @@ t.test('the document is valid OpenAPI 3.1 and covers every route, status and bod
 
   const create = doc.paths['/v1/sessions'].post.requestBody.content;
   const examples = Object.values<{ value: { mode: string } }>(create['application/json'].examples).map((e) => e.value);
-  t.ok(examples.some((e) => e.mode === 'play'), 'a play example');
-  t.ok(examples.some((e) => e.mode === 'record'), 'a record example');
+  t.ok(
+    examples.some((e) => e.mode === 'play'),
+    'a play example',
+  );
+  t.ok(
+    examples.some((e) => e.mode === 'record'),
+    'a record example',
+  );
   t.match(create['application/sdp'].example, /^v=0\r\n/, 'the SDP body is documented, with an example');
   t.ok(doc.paths['/v1/sessions/{id}'].patch.requestBody.content['application/json'].examples, 'PATCH examples');
   t.ok(doc.paths['/v1/media/{name}'].put.responses['413'], 'upload limit documented');
-  t.same(doc.paths['/v1/media/{name}'].put.responses['408'].content['application/json'].schema.required, ['statusCode', 'code', 'message'], 'the upload timeout documented');
+  t.same(
+    doc.paths['/v1/media/{name}'].put.responses['408'].content['application/json'].schema.required,
+    ['statusCode', 'code', 'message'],
+    'the upload timeout documented',
+  );
 });
 
 t.test('the examples in the document are accepted by the server', async (t) => {

@@ -24,7 +24,10 @@ const PROMQL_WORDS = new Set(['sum', 'by', 'rate', 'increase', 'histogram_quanti
 
 /** Metric names in a PromQL expression: identifiers that are not functions, keywords, labels or variables. */
 export function metricNames(expr: string): string[] {
-  const noStrings = expr.replace(/"[^"]*"/g, '""').replace(/\[[^\]]*\]/g, '[]').replace(/\{[^}]*\}/g, '{}');
+  const noStrings = expr
+    .replace(/"[^"]*"/g, '""')
+    .replace(/\[[^\]]*\]/g, '[]')
+    .replace(/\{[^}]*\}/g, '{}');
   const names = new Set<string>();
   for (const m of noStrings.matchAll(/(?<![$\w:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![a-zA-Z0-9_:]|\s*\()/g)) {
     const id = m[1]!;
@@ -43,13 +46,31 @@ t.test('metricNames reads PromQL', async (t) => {
 });
 
 t.test('every metric the Grafana dashboard queries is in /metrics', async (t) => {
-  const dash = JSON.parse(await readFile(path.join(root, 'contrib', 'grafana', 'offcast.json'), 'utf8')) as { panels: Panel[]; uid: string; templating: { list: { name: string; query: unknown }[] } };
+  const dash = JSON.parse(await readFile(path.join(root, 'contrib', 'grafana', 'offcast.json'), 'utf8')) as {
+    panels: Panel[];
+    uid: string;
+    templating: { list: { name: string; query: unknown }[] };
+  };
   t.equal(dash.uid, 'offcast');
   const ids = dash.panels.map((p) => p.id);
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique');
   const exprs = dash.panels.flatMap((p) => (p.targets ?? []).map((q) => ({ panel: p.title, expr: q.expr })));
-  for (const want of ['Sessions by state', 'Packets per second', 'Bits per second', 'Send lateness (quantiles)', 'Send lateness (heatmap)', 'Scheduler lag (quantiles)', 'Cache use', 'Cache hit rate', 'Record drops by reason', 'Slow-path decisions']) {
-    t.ok(dash.panels.some((p) => p.title === want), `panel "${want}"`);
+  for (const want of [
+    'Sessions by state',
+    'Packets per second',
+    'Bits per second',
+    'Send lateness (quantiles)',
+    'Send lateness (heatmap)',
+    'Scheduler lag (quantiles)',
+    'Cache use',
+    'Cache hit rate',
+    'Record drops by reason',
+    'Slow-path decisions',
+  ]) {
+    t.ok(
+      dash.panels.some((p) => p.title === want),
+      `panel "${want}"`,
+    );
   }
 
   const server = await startServer();
@@ -62,7 +83,11 @@ t.test('every metric the Grafana dashboard queries is in /metrics', async (t) =>
   t.equal(play.status, 201);
   await sink.waitFor(10);
   // ... and record (record counters, slow-path decisions, drops).
-  const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'r1', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const rec = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'r1',
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(rec.status, 201);
   const sender = await TestSender.open();
   t.teardown(() => sender.close());

@@ -14,7 +14,11 @@ const MiB = 1024 * 1024;
 function isError(t: Test, res: { status: number; body: any; text: string }, status: number, code: string, message?: RegExp, what = ''): void {
   const label = what === '' ? '' : `${what}: `;
   t.equal(res.status, status, `${label}status ${status} (${res.text.slice(0, 300)})`);
-  t.same(res.body !== null && typeof res.body === 'object' ? Object.keys(res.body).sort() : res.body, ['code', 'message', 'statusCode'], `${label}{statusCode, code, message}`);
+  t.same(
+    res.body !== null && typeof res.body === 'object' ? Object.keys(res.body).sort() : res.body,
+    ['code', 'message', 'statusCode'],
+    `${label}{statusCode, code, message}`,
+  );
   t.equal(res.body?.statusCode, status, `${label}statusCode in the body`);
   t.equal(res.body?.code, code, `${label}code ${code}`);
   if (message !== undefined) t.match(res.body?.message, message, `${label}message says ${message}`);
@@ -63,13 +67,18 @@ async function freeFourPorts(): Promise<number> {
         s.bind(base + i, '127.0.0.1', () => resolve(true));
       });
     }
-    await Promise.all(socks.map((s) => new Promise<void>((resolve) => {
-      try {
-        s.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    })));
+    await Promise.all(
+      socks.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            try {
+              s.close(() => resolve());
+            } catch {
+              resolve();
+            }
+          }),
+      ),
+    );
     if (ok) return base;
   }
   throw new Error('no four free ports');
@@ -111,7 +120,12 @@ t.test('uploads over limits.uploadBytes get 413 and leave nothing', async (t) =>
   const put = async (name: string, body: Buffer, how: 'length' | 'chunked', type?: string): Promise<{ status: number; body: any; text: string }> => {
     const headers: Record<string, string> = type === undefined ? {} : { 'content-type': type };
     // A bound on a hang (no answer at all), not on speed: a healthy server answers in milliseconds.
-    const init: RequestInit & { duplex?: string } = { method: 'PUT', headers, body: (how === 'length' ? body : chunked(body)) as BodyInit, signal: AbortSignal.timeout(10_000) };
+    const init: RequestInit & { duplex?: string } = {
+      method: 'PUT',
+      headers,
+      body: (how === 'length' ? body : chunked(body)) as BodyInit,
+      signal: AbortSignal.timeout(10_000),
+    };
     if (how === 'chunked') init.duplex = 'half';
     let res: Response;
     try {
@@ -131,7 +145,10 @@ t.test('uploads over limits.uploadBytes get 413 and leave nothing', async (t) =>
   };
 
   for (const how of ['length', 'chunked'] as const) {
-    for (const [what, body] of [['2 bytes over', over], ['4x over', big]] as const) {
+    for (const [what, body] of [
+      ['2 bytes over', over],
+      ['4x over', big],
+    ] as const) {
       for (const name of ['new.wav', 'exact.wav']) {
         const res = await put(name, body, how);
         isError(t, res, 413, 'OFFCAST_UPLOAD_TOO_LARGE', new RegExp(`limits\\.uploadBytes \\(${limit} bytes\\)`), `${how}, ${what}, as ${name}`);
@@ -189,7 +206,10 @@ t.test('limits.maxSessions: 503 at the limit, room again after a delete', async 
   const sink = await RtpSink.open();
   t.teardown(() => sink.close());
   const short = await Promise.all([1, 2].map(() => play(server, 'blip.wav', { state: 'playing', destination: { host: '127.0.0.1', port: sink.port } })));
-  t.same(short.map((r) => r.status), [201, 201]);
+  t.same(
+    short.map((r) => r.status),
+    [201, 201],
+  );
   for (const r of short) await waitState(server, r.body.id, 'ended', 20000);
   const afterEnd = await play(server, 'a.wav');
   t.equal(afterEnd.status, 201, 'ended sessions do not count toward the limit');
@@ -223,7 +243,11 @@ t.test('port range of exactly two pairs: the third session gets 503, deletes fre
   await server.api('DELETE', `/v1/sessions/${c.body.id}`);
   t.equal(server.ports.free, 2, 'everything free after the deletes');
   const both = await Promise.all([play(server, 'a.wav'), play(server, 'a.wav')]);
-  t.same(both.map((r) => r.status), [201, 201], 'both pairs usable again');
+  t.same(
+    both.map((r) => r.status),
+    [201, 201],
+    'both pairs usable again',
+  );
 });
 
 t.test('a port pair held by another socket is skipped', async (t) => {
@@ -259,7 +283,11 @@ t.test('cache: five sessions of uncached media at once load it once', async (t) 
   const misses = await counter(server, 'offcast_cache_misses_total');
   const hits = await counter(server, 'offcast_cache_hits_total');
   const all = await Promise.all(Array.from({ length: 5 }, () => play(server, 'burst.wav')));
-  t.same(all.map((r) => r.status), [201, 201, 201, 201, 201], 'all five created');
+  t.same(
+    all.map((r) => r.status),
+    [201, 201, 201, 201, 201],
+    'all five created',
+  );
   t.equal((await counter(server, 'offcast_cache_misses_total')) - misses, 1, 'exactly one miss: one load');
   t.equal((await counter(server, 'offcast_cache_hits_total')) - hits, 4, 'four hits');
   t.equal(await counter(server, 'offcast_cache_entries'), 1, 'one cache entry');

@@ -17,7 +17,7 @@ const bin = path.join(root, 'bin', 'offcast.mjs');
 t.setTimeout(600_000);
 
 t.test('the format chosen for each setting and terminal', async (t) => {
-  const cases: [('auto' | 'pretty' | 'json'), boolean, 'pretty' | 'json'][] = [
+  const cases: ['auto' | 'pretty' | 'json', boolean, 'pretty' | 'json'][] = [
     ['auto', true, 'pretty'],
     ['auto', false, 'json'],
     ['pretty', false, 'pretty'],
@@ -50,7 +50,13 @@ t.test('log.format in the config', async (t) => {
 async function serveOutput(t: Test, env: Record<string, string>, tty: boolean): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offcast-log-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const childEnv = { ...process.env, OFFCAST_HTTP_PORT: '0', OFFCAST_MEDIA_ROOT: path.join(dir, 'media'), OFFCAST_RECORDINGS_ROOT: path.join(dir, 'rec'), ...env };
+  const childEnv = {
+    ...process.env,
+    OFFCAST_HTTP_PORT: '0',
+    OFFCAST_MEDIA_ROOT: path.join(dir, 'media'),
+    OFFCAST_RECORDINGS_ROOT: path.join(dir, 'rec'),
+    ...env,
+  };
   delete (childEnv as Record<string, string | undefined>).OFFCAST_API_TOKEN;
   const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} serve`;
   // `script` gives the server a pseudo-terminal for stdout, as an operator's shell would.
@@ -90,7 +96,11 @@ t.test('on a terminal, auto is pretty', { skip: !hasScript && 'util-linux script
   const out = await serveOutput(t, {}, true);
   const line = out.split(/\r?\n/).find((l) => l.includes('Server listening at'))!;
   t.notMatch(line, /^\{/, 'not JSON');
-  t.match(line.replace(/\x1b\[[0-9;]*m/g, ''), /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: Server listening at http:\/\/127\.0\.0\.1:\d+/, `pino-pretty: ${JSON.stringify(line)}`);
+  t.match(
+    line.replace(/\x1b\[[0-9;]*m/g, ''),
+    /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: Server listening at http:\/\/127\.0\.0\.1:\d+/,
+    `pino-pretty: ${JSON.stringify(line)}`,
+  );
   t.match(line, /\x1b\[\d+m/, 'coloured for the terminal');
 });
 

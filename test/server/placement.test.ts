@@ -38,7 +38,11 @@ t.test('a play runs where its media is cached unless another worker is less load
   for (const id of ids) await Promise.all([server.api('DELETE', `/v1/sessions/${id}`), server.api('DELETE', `/v1/sessions/${id}`)]);
   t.same(server.offload.load, [0, 0], 'nothing placed');
   // A record session and its live relay: the relay runs on the recording's worker.
-  const rec = await server.api('POST', '/v1/sessions', { mode: 'record', name: 'r', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] });
+  const rec = await server.api('POST', '/v1/sessions', {
+    mode: 'record',
+    name: 'r',
+    tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }],
+  });
   t.equal(rec.status, 201, rec.text);
   t.same(server.offload.load, [1, 0]);
   const live = await server.api('POST', '/v1/sessions', { mode: 'play', live: rec.body.id, destination: { host: '127.0.0.1', port: 43000 } });

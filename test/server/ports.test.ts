@@ -17,8 +17,15 @@ t.test('capacity: whole pairs inside [min, max]', async (t) => {
     t.equal(ports.free, pairs, `${min}-${max} starts all free`);
     const got = ports.allocate(pairs);
     t.ok(got !== null, `${min}-${max}: all ${pairs} pairs can be taken at once`);
-    t.same([...got!].sort((a, b) => a - b), Array.from({ length: pairs }, (_, i) => min + 2 * i), `${min}-${max}: every even port, each once`);
-    t.ok(got!.every((p) => p % 2 === 0 && p >= min && p + 1 <= max), `${min}-${max}: RTP even, RTCP (p+1) inside the range`);
+    t.same(
+      [...got!].sort((a, b) => a - b),
+      Array.from({ length: pairs }, (_, i) => min + 2 * i),
+      `${min}-${max}: every even port, each once`,
+    );
+    t.ok(
+      got!.every((p) => p % 2 === 0 && p >= min && p + 1 <= max),
+      `${min}-${max}: RTP even, RTCP (p+1) inside the range`,
+    );
     t.equal(ports.allocate(1), null, `${min}-${max}: none left`);
     t.equal(ports.free, 0);
   }
@@ -51,7 +58,11 @@ t.test('release frees exactly what was given, once', async (t) => {
   ports.release([30001, 29998, 30008, 31000, 30000.5, NaN]);
   t.equal(ports.free, 2, 'odd, outside and non-integer ports are ignored');
   const c = ports.allocate(2)!;
-  t.same([...c].sort((x, y) => x - y), [30000, 30002], 'the released pairs are granted again');
+  t.same(
+    [...c].sort((x, y) => x - y),
+    [30000, 30002],
+    'the released pairs are granted again',
+  );
   t.equal(ports.allocate(1), null, 'b is still held');
   ports.release(b);
   ports.release(c);

@@ -37,13 +37,25 @@ t.test('record requests that cannot be recorded: 4xx, nothing allocated', async 
     ['L16 at 4 GHz', sdpHead + 'm=audio 5000 RTP/AVP 97\r\na=rtpmap:97 L16/4000000000\r\n', 400, 'OFFCAST_BAD_REQUEST', /clock rate/],
     ['H.264 at 0 Hz', sdpHead + 'm=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n', 400, 'OFFCAST_BAD_REQUEST', /90000 Hz clock/],
     ['a payload type listed twice', sdpHead + 'm=audio 5000 RTP/AVP 97 97\r\na=rtpmap:97 opus/48000/2\r\n', 400, 'OFFCAST_BAD_REQUEST', /twice/],
-    ['two rtpmaps for one payload type', sdpHead + 'm=audio 5000 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=rtpmap:97 PCMU/8000\r\n', 400, 'OFFCAST_BAD_REQUEST', /two rtpmap/],
+    [
+      'two rtpmaps for one payload type',
+      sdpHead + 'm=audio 5000 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=rtpmap:97 PCMU/8000\r\n',
+      400,
+      'OFFCAST_BAD_REQUEST',
+      /two rtpmap/,
+    ],
     ['an unknown codec', sdpHead + 'm=audio 5000 RTP/AVP 97\r\na=rtpmap:97 speex/16000\r\n', 415, 'OFFCAST_UNSUPPORTED_CODEC', /speex/],
     ['a payload type out of range', sdpHead + 'm=audio 5000 RTP/AVP 300\r\na=rtpmap:300 opus/48000/2\r\n', 400, 'OFFCAST_BAD_REQUEST', /0-127/],
     ['an application m= line', sdpHead + 'm=application 5000 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\n', 400, 'OFFCAST_BAD_REQUEST', /application/],
   ];
   for (const pt of [72, 73, 74, 75, 76]) {
-    sdpCases.push([`payload type ${pt}`, sdpHead + `m=audio 5000 RTP/AVP ${pt}\r\na=rtpmap:${pt} opus/48000/2\r\n`, 400, 'OFFCAST_BAD_REQUEST', /72-76 collide with RTCP/]);
+    sdpCases.push([
+      `payload type ${pt}`,
+      sdpHead + `m=audio 5000 RTP/AVP ${pt}\r\na=rtpmap:${pt} opus/48000/2\r\n`,
+      400,
+      'OFFCAST_BAD_REQUEST',
+      /72-76 collide with RTCP/,
+    ]);
   }
   for (const [what, sdp, status, code, message] of sdpCases) isError(t, await postSdp(server, 'bad', sdp), status, code, message, `SDP, ${what}`);
 

@@ -51,7 +51,11 @@ t.test('static payload types (RFC 3551 table 4)', async (t) => {
 
 t.test('rtpmap per codec', async (t) => {
   const cases: [string, Parameters<typeof rtpmap>[0], ReturnType<typeof rtpmap>][] = [
-    ['opus mono is still opus/48000/2 (RFC 7587)', { encoding: 'opus', clockRate: 48000, channels: 1, payloadType: 111 }, { payload: 111, codec: 'opus', rate: 48000, encoding: 2 }],
+    [
+      'opus mono is still opus/48000/2 (RFC 7587)',
+      { encoding: 'opus', clockRate: 48000, channels: 1, payloadType: 111 },
+      { payload: 111, codec: 'opus', rate: 48000, encoding: 2 },
+    ],
     ['opus stereo', { encoding: 'opus', clockRate: 48000, channels: 2, payloadType: 96 }, { payload: 96, codec: 'opus', rate: 48000, encoding: 2 }],
     ['L16 44.1k stereo', { encoding: 'L16', clockRate: 44100, channels: 2, payloadType: 10 }, { payload: 10, codec: 'L16', rate: 44100, encoding: 2 }],
     ['L16 44.1k mono has no channel count', { encoding: 'L16', clockRate: 44100, channels: 1, payloadType: 11 }, { payload: 11, codec: 'L16', rate: 44100 }],
@@ -59,8 +63,16 @@ t.test('rtpmap per codec', async (t) => {
     ['PCMU', { encoding: 'PCMU', clockRate: 8000, channels: 1, payloadType: 0 }, { payload: 0, codec: 'PCMU', rate: 8000 }],
     ['PCMA', { encoding: 'PCMA', clockRate: 8000, channels: 1, payloadType: 8 }, { payload: 8, codec: 'PCMA', rate: 8000 }],
     ['H264', { encoding: 'H264', clockRate: 90000, payloadType: 96 }, { payload: 96, codec: 'H264', rate: 90000 }],
-    ['AAC stereo', { encoding: 'MPEG4-GENERIC', clockRate: 44100, channels: 2, payloadType: 97 }, { payload: 97, codec: 'MPEG4-GENERIC', rate: 44100, encoding: 2 }],
-    ['AAC mono keeps its channel count', { encoding: 'MPEG4-GENERIC', clockRate: 48000, channels: 1, payloadType: 97 }, { payload: 97, codec: 'MPEG4-GENERIC', rate: 48000, encoding: 1 }],
+    [
+      'AAC stereo',
+      { encoding: 'MPEG4-GENERIC', clockRate: 44100, channels: 2, payloadType: 97 },
+      { payload: 97, codec: 'MPEG4-GENERIC', rate: 44100, encoding: 2 },
+    ],
+    [
+      'AAC mono keeps its channel count',
+      { encoding: 'MPEG4-GENERIC', clockRate: 48000, channels: 1, payloadType: 97 },
+      { payload: 97, codec: 'MPEG4-GENERIC', rate: 48000, encoding: 1 },
+    ],
   ];
   for (const [name, input, want] of cases) t.same(rtpmap(input), want, name);
 });
@@ -100,11 +112,20 @@ t.test('buildSdp: one document, every track', async (t) => {
     { kind: 'audio', encoding: 'opus', payloadType: 98, clockRate: 48000, channels: 2, port: 5008, info: audioInfo('opus', 48000, 2) },
     { kind: 'audio', encoding: 'L16', payloadType: 10, clockRate: 44100, channels: 2, port: 5010, info: audioInfo('pcm_s16le', 44100, 2) },
   ];
-  const text = buildSdp({ id: '3f2a9c1e-0b7d-4e8a-9c1d-2b3e4f5a6b7c', name: 'movie.mp4', destination: { address: '127.0.0.1', family: 4 }, origin: '127.0.0.1', tracks });
+  const text = buildSdp({
+    id: '3f2a9c1e-0b7d-4e8a-9c1d-2b3e4f5a6b7c',
+    name: 'movie.mp4',
+    destination: { address: '127.0.0.1', family: 4 },
+    origin: '127.0.0.1',
+    tracks,
+  });
   t.ok(text.endsWith('\r\n'), 'CRLF line ends');
   t.ok(text.startsWith('v=0\r\n'), 'starts with v=0');
   const lines = text.split('\r\n').filter((l) => l !== '');
-  t.ok(lines.every((l) => /^[a-z]=/.test(l)), 'every line is type=value');
+  t.ok(
+    lines.every((l) => /^[a-z]=/.test(l)),
+    'every line is type=value',
+  );
   const doc = sdpTransform.parse(text);
   t.equal(doc.version, 0);
   t.match(doc.origin, { username: '-', sessionVersion: 1, netType: 'IN', ipVer: 4, address: '127.0.0.1' });
@@ -118,7 +139,11 @@ t.test('buildSdp: one document, every track', async (t) => {
   t.same(video!.rtp, [{ payload: 96, codec: 'H264', rate: 90000 }]);
   const vp = params(video!.fmtp[0]!.config);
   t.equal(video!.fmtp[0]!.payload, 96);
-  t.same(vp['sprop-parameter-sets']!.split(',').map((b) => Buffer.from(b, 'base64').toString('hex')), [Buffer.from(SPS).toString('hex'), Buffer.from(PPS).toString('hex')], 'parameter sets decode back to the SPS and PPS');
+  t.same(
+    vp['sprop-parameter-sets']!.split(',').map((b) => Buffer.from(b, 'base64').toString('hex')),
+    [Buffer.from(SPS).toString('hex'), Buffer.from(PPS).toString('hex')],
+    'parameter sets decode back to the SPS and PPS',
+  );
   t.equal(vp['profile-level-id'], '42c00d');
   t.equal(vp['packetization-mode'], '1');
   t.match(aac, { type: 'audio', port: 5006, payloads: '97', rtcp: { port: 5007 } });

@@ -30,8 +30,16 @@ t.test('recording names cannot leave the recordings folder', async (t) => {
   const names = ['../escape', '..', '.', '.hidden', 'a/b', 'a\\b', '%2e%2e', 'x'.repeat(129), 'ünïcode', 'sp ace', 'semi;colon', '-dash', 'nul\u0000byte', ''];
   const pcmu = [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }];
   for (const name of names) {
-    if (name !== '') isError(t, await postJson(server, name, pcmu), 400, /^OFFCAST_(INVALID_NAME|BAD_REQUEST)$/, undefined, `JSON name ${JSON.stringify(name)}`);
-    isError(t, await postSdp(server, name, sdpHead + 'm=audio 5000 RTP/AVP 0\r\n'), 400, /^OFFCAST_(INVALID_NAME|BAD_REQUEST)$/, undefined, `?name=${JSON.stringify(name)}`);
+    if (name !== '')
+      isError(t, await postJson(server, name, pcmu), 400, /^OFFCAST_(INVALID_NAME|BAD_REQUEST)$/, undefined, `JSON name ${JSON.stringify(name)}`);
+    isError(
+      t,
+      await postSdp(server, name, sdpHead + 'm=audio 5000 RTP/AVP 0\r\n'),
+      400,
+      /^OFFCAST_(INVALID_NAME|BAD_REQUEST)$/,
+      undefined,
+      `?name=${JSON.stringify(name)}`,
+    );
   }
   // Encoded slashes and dots in the path: never a file outside the folder, never a 5xx.
   for (const raw of ['..%2f..%2fetc%2fpasswd', '%2e%2e', '..%5c..', 'a%2fb', '%00', 'x'.repeat(300), '.hidden', '%2e']) {
@@ -55,8 +63,20 @@ t.test('live relays: what they cannot follow, and options that do not apply', as
   isError(t, await live('no-such-session'), 404, 'OFFCAST_SESSION_NOT_FOUND', /no recording session/, 'an unknown id');
   const rec = await postJson(server, 'followed', [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }]);
   t.equal(rec.status, 201, rec.text);
-  for (const [field, value] of [['loop', true], ['speed', 2], ['speed', 'max'], ['startMs', 0]] as const) {
-    isError(t, await live(rec.body.id, { [field]: value }), 400, 'OFFCAST_BAD_REQUEST', new RegExp(`${field} does not apply to a live session`), `${field}: ${String(value)}`);
+  for (const [field, value] of [
+    ['loop', true],
+    ['speed', 2],
+    ['speed', 'max'],
+    ['startMs', 0],
+  ] as const) {
+    isError(
+      t,
+      await live(rec.body.id, { [field]: value }),
+      400,
+      'OFFCAST_BAD_REQUEST',
+      new RegExp(`${field} does not apply to a live session`),
+      `${field}: ${String(value)}`,
+    );
   }
   // A play session is not a recording.
   await server.api('PUT', '/v1/media/x.wav', (await import('../helpers/media.js')).makeWav(8000, 1, 1));
@@ -64,7 +84,8 @@ t.test('live relays: what they cannot follow, and options that do not apply', as
   t.equal(play.status, 201, play.text);
   isError(t, await live(play.body.id), 404, 'OFFCAST_SESSION_NOT_FOUND', /no recording session/, 'a play session id');
   // An ended recording (idle, no media): listed, but nothing to follow.
-  for (let i = 0; i < 200 && (await server.api('GET', `/v1/sessions/${rec.body.id}`)).body.state === 'recording'; i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 200 && (await server.api('GET', `/v1/sessions/${rec.body.id}`)).body.state === 'recording'; i++)
+    await new Promise((r) => setTimeout(r, 25));
   t.not((await server.api('GET', `/v1/sessions/${rec.body.id}`)).body.state, 'recording', 'the recording ended by itself');
   isError(t, await live(rec.body.id), 404, 'OFFCAST_SESSION_NOT_FOUND', /no recording session/, 'an ended record session');
   await server.api('DELETE', `/v1/sessions/${rec.body.id}`);
@@ -79,7 +100,9 @@ t.test('H.264 without sprop-parameter-sets: a warning at creation', async (t) =>
   t.equal(bare.body.warnings?.length, 1, 'one warning');
   t.match(bare.body.warnings?.[0], /track 0: H\.264 without sprop-parameter-sets/);
   const sets = 'Z0LAHtkDxWhAAAADAEAAAAwDxYuS,aMuMsg==';
-  const full = await postJson(server, 'full', [{ kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000, fmtp: `packetization-mode=1;sprop-parameter-sets=${sets}` }]);
+  const full = await postJson(server, 'full', [
+    { kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000, fmtp: `packetization-mode=1;sprop-parameter-sets=${sets}` },
+  ]);
   t.equal(full.status, 201, full.text);
   t.equal(full.body.warnings, undefined, 'no warning with the parameter sets');
   const audio = await postJson(server, 'audio', [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }]);

@@ -19,10 +19,14 @@ function record(server: TestServer, name: string): ReturnType<TestServer['api']>
 async function together(server: TestServer, n: number, method: string, path: string): Promise<number[]> {
   const u = new URL(server.url);
   const sockets = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect(Number(u.port), u.hostname, () => resolve(s));
-      s.once('error', reject);
-    })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect(Number(u.port), u.hostname, () => resolve(s));
+          s.once('error', reject);
+        }),
+    ),
   );
   const answers = sockets.map(
     (s) =>
@@ -61,7 +65,9 @@ t.test('60 concurrent record creates with the limit at 20: exactly 20 run', asyn
   const rec = await record(server, 'followed');
   t.equal(rec.status, 201, rec.text);
   const lives = await Promise.all(
-    Array.from({ length: 30 }, (_, i) => server.api('POST', '/v1/sessions', { mode: 'play', live: rec.body.id, destination: { host: '127.0.0.1', port: 40000 + 2 * i } })),
+    Array.from({ length: 30 }, (_, i) =>
+      server.api('POST', '/v1/sessions', { mode: 'play', live: rec.body.id, destination: { host: '127.0.0.1', port: 40000 + 2 * i } }),
+    ),
   );
   t.same(tally(lives.map((r) => r.status)), { 201: 19, 503: 11 }, 'live creates in flight count: 1 record + 19 relays');
 });
@@ -77,7 +83,8 @@ t.test('4 concurrent DELETEs of one play session release it once', async (t) => 
   const server = await startServer({ 'limits.maxSessions': 5 });
   t.teardown(() => server.stop());
   t.equal((await server.api('PUT', '/v1/media/tone.wav', makeWav(8000, 1, 1))).status, 201);
-  const play = (port: number) => server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port } });
+  const play = (port: number) =>
+    server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port } });
   const free = server.ports.free;
   const ids: string[] = [];
   for (let i = 0; i < 5; i++) {
@@ -87,7 +94,7 @@ t.test('4 concurrent DELETEs of one play session release it once', async (t) => 
   }
   const deletes = await together(server, 4, 'DELETE', `/v1/sessions/${ids[0]}`);
   // DELETEs that meet the first in flight share its answer; later ones would find the session gone.
-  t.comment(`statuses ${deletes.join(",")}`);
+  t.comment(`statuses ${deletes.join(',')}`);
   t.ok(deletes.includes(200), 'a DELETE answers with the ended session');
   for (const d of deletes) t.ok(d === 200 || d === 404, `200 or 404, got ${d}`);
   t.equal(server.ports.free, free - 4, 'one session’s ports released, once');
@@ -96,10 +103,18 @@ t.test('4 concurrent DELETEs of one play session release it once', async (t) => 
   t.same(tally(more.map((r) => r.status)), { 201: 1, 503: 5 }, 'room for exactly one more');
   // The cache entry is still referenced by five sessions: deleting the others ends its use exactly then.
   const cache = server.cache as unknown as { entries: Map<string, { refs: number }> };
-  t.same([...cache.entries.values()].map((e) => e.refs), [5], 'five references to the cached media');
+  t.same(
+    [...cache.entries.values()].map((e) => e.refs),
+    [5],
+    'five references to the cached media',
+  );
   const created = more.find((r) => r.status === 201)!.body.id as string;
   for (const id of [...ids.slice(1), created]) await together(server, 3, 'DELETE', `/v1/sessions/${id}`);
-  t.same([...cache.entries.values()].map((e) => e.refs), [0], 'no reference left, none below zero');
+  t.same(
+    [...cache.entries.values()].map((e) => e.refs),
+    [0],
+    'no reference left, none below zero',
+  );
   t.equal(server.ports.free, free, 'every port back');
 });
 
@@ -120,11 +135,7 @@ t.test('ended record sessions are pruned like play sessions', async (t) => {
     await new Promise((r) => setTimeout(r, 25));
   }
   t.equal(server.recordings.active, 0, 'all ended by themselves');
-  t.same(
-    sessions.map((s) => s.id).sort(),
-    ids.slice(4).sort(),
-    'the three most recently ended stay listed, the older are forgotten',
-  );
+  t.same(sessions.map((s) => s.id).sort(), ids.slice(4).sort(), 'the three most recently ended stay listed, the older are forgotten');
   const gone = await server.api('GET', `/v1/sessions/${ids[0]}`);
   t.equal(gone.status, 404, 'a pruned session is gone');
   const recordings = (await server.api('GET', '/v1/recordings')).body.recordings;

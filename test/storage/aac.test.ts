@@ -19,26 +19,56 @@ const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'));
 
 t.test('parseAudioSpecificConfig', async (t) => {
   const cases: [string, string, AudioSpecificConfig][] = [
-    ['AAC-LC 44.1 kHz stereo', '1210',
-      { objectType: 2, coreObjectType: 2, sampleRate: 44100, sampleRateIndex: 4, channelConfiguration: 2, channels: 2, frameLength: 1024 }],
-    ['AAC-LC 48 kHz mono', '1188',
-      { objectType: 2, coreObjectType: 2, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 1, channels: 1, frameLength: 1024 }],
-    ['ffmpeg\'s LC with SBR sync extension', '121056e500',
-      { objectType: 2, coreObjectType: 2, sampleRate: 44100, sampleRateIndex: 4, channelConfiguration: 2, channels: 2, frameLength: 1024 }],
-    ['explicit 24-bit frequency 50000 Hz', '178061a810',
-      { objectType: 2, coreObjectType: 2, sampleRate: 50000, sampleRateIndex: 15, channelConfiguration: 2, channels: 2, frameLength: 1024 }],
-    ['escape object type 42 (USAC) 48 kHz stereo', 'f94640',
-      { objectType: 42, coreObjectType: 42, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 2, channels: 2, frameLength: 1024 }],
-    ['HE-AAC explicit: 24 kHz core, 48 kHz SBR', '2b118800',
-      { objectType: 5, coreObjectType: 2, sampleRate: 24000, sampleRateIndex: 6, channelConfiguration: 2, channels: 2, frameLength: 1024 }],
-    ['ER AAC-LD 480', 'b98c',
-      { objectType: 23, coreObjectType: 23, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 1, channels: 1, frameLength: 480 }],
-    ['AAC-LC 960-sample frames', '1214',
-      { objectType: 2, coreObjectType: 2, sampleRate: 44100, sampleRateIndex: 4, channelConfiguration: 2, channels: 2, frameLength: 960 }],
-    ['7.1 (channelConfiguration 7 = 8 channels)', '11b8',
-      { objectType: 2, coreObjectType: 2, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 7, channels: 8, frameLength: 1024 }],
-    ['PCE-defined channels', '1180',
-      { objectType: 2, coreObjectType: 2, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 0, channels: 0, frameLength: 1024 }],
+    [
+      'AAC-LC 44.1 kHz stereo',
+      '1210',
+      { objectType: 2, coreObjectType: 2, sampleRate: 44100, sampleRateIndex: 4, channelConfiguration: 2, channels: 2, frameLength: 1024 },
+    ],
+    [
+      'AAC-LC 48 kHz mono',
+      '1188',
+      { objectType: 2, coreObjectType: 2, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 1, channels: 1, frameLength: 1024 },
+    ],
+    [
+      "ffmpeg's LC with SBR sync extension",
+      '121056e500',
+      { objectType: 2, coreObjectType: 2, sampleRate: 44100, sampleRateIndex: 4, channelConfiguration: 2, channels: 2, frameLength: 1024 },
+    ],
+    [
+      'explicit 24-bit frequency 50000 Hz',
+      '178061a810',
+      { objectType: 2, coreObjectType: 2, sampleRate: 50000, sampleRateIndex: 15, channelConfiguration: 2, channels: 2, frameLength: 1024 },
+    ],
+    [
+      'escape object type 42 (USAC) 48 kHz stereo',
+      'f94640',
+      { objectType: 42, coreObjectType: 42, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 2, channels: 2, frameLength: 1024 },
+    ],
+    [
+      'HE-AAC explicit: 24 kHz core, 48 kHz SBR',
+      '2b118800',
+      { objectType: 5, coreObjectType: 2, sampleRate: 24000, sampleRateIndex: 6, channelConfiguration: 2, channels: 2, frameLength: 1024 },
+    ],
+    [
+      'ER AAC-LD 480',
+      'b98c',
+      { objectType: 23, coreObjectType: 23, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 1, channels: 1, frameLength: 480 },
+    ],
+    [
+      'AAC-LC 960-sample frames',
+      '1214',
+      { objectType: 2, coreObjectType: 2, sampleRate: 44100, sampleRateIndex: 4, channelConfiguration: 2, channels: 2, frameLength: 960 },
+    ],
+    [
+      '7.1 (channelConfiguration 7 = 8 channels)',
+      '11b8',
+      { objectType: 2, coreObjectType: 2, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 7, channels: 8, frameLength: 1024 },
+    ],
+    [
+      'PCE-defined channels',
+      '1180',
+      { objectType: 2, coreObjectType: 2, sampleRate: 48000, sampleRateIndex: 3, channelConfiguration: 0, channels: 0, frameLength: 1024 },
+    ],
   ];
   for (const [name, bytes, want] of cases) t.same(parseAudioSpecificConfig(hex(bytes)), want, name);
 
@@ -59,7 +89,12 @@ t.test('buildAudioSpecificConfig', async (t) => {
   t.same(buildAudioSpecificConfig(2, 44100, 2), hex('1210'));
   t.same(buildAudioSpecificConfig(2, 48000, 1), hex('1188'));
   t.same(buildAudioSpecificConfig(2, 50000, 2), hex('178061a810'), 'explicit frequency');
-  for (const [aot, rate, ch] of [[2, 8000, 1], [1, 96000, 6], [4, 7350, 7], [30, 12345, 15]] as const) {
+  for (const [aot, rate, ch] of [
+    [2, 8000, 1],
+    [1, 96000, 6],
+    [4, 7350, 7],
+    [30, 12345, 15],
+  ] as const) {
     const asc = parseAudioSpecificConfig(buildAudioSpecificConfig(aot, rate, ch));
     t.match(asc, { objectType: aot, sampleRate: rate, channelConfiguration: ch }, `round trip ${aot}/${rate}/${ch}`);
   }
@@ -79,7 +114,7 @@ t.test('adtsHeader: byte layout', async (t) => {
   // HE-AAC is written as its LC core.
   t.same(adtsHeader(parseAudioSpecificConfig(hex('2b118800')), 0), adtsHeader({ coreObjectType: 2, sampleRateIndex: 6, channelConfiguration: 2 }, 0));
   const out = new Uint8Array(20).fill(0xaa);
-  t.equal(adtsHeader(lc, 10, out, 5), out, 'writes into the caller\'s buffer');
+  t.equal(adtsHeader(lc, 10, out, 5), out, "writes into the caller's buffer");
   t.same(out.subarray(5, 12), adtsHeader(lc, 10));
   t.equal(out[4], 0xaa);
   t.equal(out[12], 0xaa);
@@ -106,9 +141,21 @@ t.test('ADTS round trips', async (t) => {
     }
     const { frames, end } = parseAdtsFrames(stream);
     t.equal(end, stream.length, `${c}: all consumed`);
-    t.same(frames.map((f) => [...f.data]), aus.map((a) => [...a]), `${c}: AUs back`);
-    t.match(frames[0], { offset: 0, objectType: 2, sampleRateIndex: asc.sampleRateIndex, sampleRate: asc.sampleRate,
-      channelConfiguration: asc.channelConfiguration, headerLength: 7, rawDataBlocks: 1, frameLength: 7 });
+    t.same(
+      frames.map((f) => [...f.data]),
+      aus.map((a) => [...a]),
+      `${c}: AUs back`,
+    );
+    t.match(frames[0], {
+      offset: 0,
+      objectType: 2,
+      sampleRateIndex: asc.sampleRateIndex,
+      sampleRate: asc.sampleRate,
+      channelConfiguration: asc.channelConfiguration,
+      headerLength: 7,
+      rawDataBlocks: 1,
+      frameLength: 7,
+    });
     const cut = parseAdtsFrames(stream.subarray(0, stream.length - 1));
     t.equal(cut.frames.length, 4, `${c}: a cut last frame is left out`);
     t.equal(cut.end, stream.length - 7 - 8184);
@@ -136,12 +183,25 @@ t.test('parseAdtsFrames / parseAdtsHeader negatives and CRC', async (t) => {
   t.same([...parseAdtsFrames(crc).frames[0]!.data], [0xab, 0xcd]);
 });
 
-t.test('ADTS equals ffmpeg\'s adts muxer for every AU of an MP4', { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed') }, async (t) => {
+t.test("ADTS equals ffmpeg's adts muxer for every AU of an MP4", { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed') }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'offcast-aac-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const mp4 = join(dir, 'a.mp4');
-  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=300:sample_rate=32000:duration=1.5',
-    '-c:a', 'aac', '-ac', '2', mp4]);
+  execFileSync('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=300:sample_rate=32000:duration=1.5',
+    '-c:a',
+    'aac',
+    '-ac',
+    '2',
+    mp4,
+  ]);
   const ffAdts = new Uint8Array(execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-i', mp4, '-c:a', 'copy', '-f', 'adts', '-']));
   const reader = await openMp4(mp4);
   t.teardown(() => reader.close());

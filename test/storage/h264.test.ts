@@ -4,16 +4,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { MAX_ACCESS_UNIT_BYTES, MAX_NAL_BYTES, openAnnexB } from '../../storage/h264/annexb.js';
 import { BitReader, findStartCode, rbspFromNal, trimTrailingZeros } from '../../storage/h264/nal.js';
-import {
-  h264ParamsFromParameterSets,
-  parsePps,
-  parseSliceHeader,
-  parseSps,
-  profileLevelId,
-  vuiFrameRate,
-  type Pps,
-  type Sps,
-} from '../../storage/h264/sps.js';
+import { h264ParamsFromParameterSets, parsePps, parseSliceHeader, parseSps, profileLevelId, vuiFrameRate, type Pps, type Sps } from '../../storage/h264/sps.js';
 import type { MediaReader, Sample } from '../../storage/types.js';
 import { FIXTURES, ffprobeOrder, run, skipNoFfmpeg, traceHeaders } from '../fixtures/h264/ffmpeg.js';
 import {
@@ -73,7 +64,10 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 /** Decode indices sorted by pts: the presentation order. */
 function presentationOrder(samples: Sample[]): number[] {
-  return samples.map((s, i) => ({ pts: s.pts, i })).sort((a, b) => a.pts - b.pts).map((x) => x.i);
+  return samples
+    .map((s, i) => ({ pts: s.pts, i }))
+    .sort((a, b) => a.pts - b.pts)
+    .map((x) => x.i);
 }
 
 async function rejects422(tt: Test, promise: Promise<unknown>, message: RegExp, what: string): Promise<void> {
@@ -328,7 +322,12 @@ t.test('SPS round trips through the writer: synthetic cases', async (tt) => {
   const alternating = (n: number, d: number): number[] => Array.from({ length: n }, (_, j) => (j % 2 ? -d : d));
   const cases: { name: string; fields: SpsFields; width: number; height: number }[] = [
     { name: 'no VUI', fields: spsFields(), width: 320, height: 240 },
-    { name: 'baseline (no chroma fields)', fields: spsFields({ profileIdc: 66, constraintFlags: 0xe0, picOrderCntType: 2, log2MaxPicOrderCntLsb: 0 }), width: 320, height: 240 },
+    {
+      name: 'baseline (no chroma fields)',
+      fields: spsFields({ profileIdc: 66, constraintFlags: 0xe0, picOrderCntType: 2, log2MaxPicOrderCntLsb: 0 }),
+      width: 320,
+      height: 240,
+    },
     {
       name: '4:2:0 cropping 1080p',
       fields: spsFields({ picWidthInMbs: 120, picHeightInMapUnits: 68, crop: { left: 0, right: 0, top: 0, bottom: 4 } }),
@@ -531,8 +530,26 @@ t.test('PPS parsing', async (tt) => {
   const cqm = firstOfType(fixture('high444-cqm.h264'), 8);
   tt.match(parsePps(cqm, 3), { ppsId: 0, spsId: 0, entropyCodingMode: true, transform8x8Mode: true, picScalingMatrixPresent: true });
   tt.equal(parsePps(cqm).transform8x8Mode, undefined, 'tail skipped without the chroma format');
-  const p = parsePps(writePps({ ppsId: 200, spsId: 31, bottomFieldPicOrderInFramePresent: true, redundantPicCntPresent: true, numRefIdxL0DefaultActive: 32, transform8x8: true }), 1);
-  tt.match(p, { ppsId: 200, spsId: 31, bottomFieldPicOrderInFramePresent: true, redundantPicCntPresent: true, numRefIdxL0DefaultActive: 32, transform8x8Mode: true, secondChromaQpIndexOffset: -2 });
+  const p = parsePps(
+    writePps({
+      ppsId: 200,
+      spsId: 31,
+      bottomFieldPicOrderInFramePresent: true,
+      redundantPicCntPresent: true,
+      numRefIdxL0DefaultActive: 32,
+      transform8x8: true,
+    }),
+    1,
+  );
+  tt.match(p, {
+    ppsId: 200,
+    spsId: 31,
+    bottomFieldPicOrderInFramePresent: true,
+    redundantPicCntPresent: true,
+    numRefIdxL0DefaultActive: 32,
+    transform8x8Mode: true,
+    secondChromaQpIndexOffset: -2,
+  });
   const noTail = parsePps(writePps({ ppsId: 1, spsId: 0 }), 1);
   tt.equal(noTail.transform8x8Mode, undefined, 'no more_rbsp_data: no tail');
   const w = new BitWriter().ue(256).ue(0);
@@ -546,7 +563,11 @@ t.test('PPS parsing', async (tt) => {
     { count: 5, mapType: 6, mapUnits: 99 },
   ]) {
     const fmo = parsePps(writePps({ ppsId: 3, spsId: 0, sliceGroups, numRefIdxL0DefaultActive: 5, redundantPicCntPresent: true }));
-    tt.match(fmo, { ppsId: 3, numSliceGroups: sliceGroups.count, numRefIdxL0DefaultActive: 5, redundantPicCntPresent: true }, `slice_group_map_type ${sliceGroups.mapType}`);
+    tt.match(
+      fmo,
+      { ppsId: 3, numSliceGroups: sliceGroups.count, numRefIdxL0DefaultActive: 5, redundantPicCntPresent: true },
+      `slice_group_map_type ${sliceGroups.mapType}`,
+    );
   }
   const truncated = firstOfType(fixture('bframes.h264'), 8).subarray(0, 2);
   tt.throws(() => parsePps(truncated), RangeError, 'truncated PPS');
@@ -624,35 +645,59 @@ t.test('reader on the fixtures', async (tt) => {
     const { reader, samples } = await readAll(file);
     const interval = (90000 * f.fps.den) / f.fps.num;
     const track = reader.probe.tracks[0]!;
-    tt.match(reader.probe, { format: 'h264', bytes: bytes.length, tracks: [{ index: 0, kind: 'video', codec: 'h264', supported: true, clockRate: 90000 }] }, f.file);
+    tt.match(
+      reader.probe,
+      { format: 'h264', bytes: bytes.length, tracks: [{ index: 0, kind: 'video', codec: 'h264', supported: true, clockRate: 90000 }] },
+      f.file,
+    );
     tt.equal(reader.probe.tracks.length, 1);
     tt.equal(reader.probe.durationMs, (f.frames * 1000 * f.fps.den) / f.fps.num, `${f.file}: durationMs`);
     tt.equal(track.durationMs, reader.probe.durationMs);
     const fileNals = splitAnnexB(bytes);
-    tt.same(track.h264, {
-      sps: [fileNals.find((n) => (n.nal[0]! & 0x1f) === 7)!.nal],
-      pps: [fileNals.find((n) => (n.nal[0]! & 0x1f) === 8)!.nal],
-      profileLevelId: f.profileLevelId,
-      width: f.width,
-      height: f.height,
-      frameRate: f.fps.num / f.fps.den,
-    }, `${f.file}: h264 params`);
+    tt.same(
+      track.h264,
+      {
+        sps: [fileNals.find((n) => (n.nal[0]! & 0x1f) === 7)!.nal],
+        pps: [fileNals.find((n) => (n.nal[0]! & 0x1f) === 8)!.nal],
+        profileLevelId: f.profileLevelId,
+        width: f.width,
+        height: f.height,
+        frameRate: f.fps.num / f.fps.den,
+      },
+      `${f.file}: h264 params`,
+    );
     tt.equal(samples.length, f.frames, `${f.file}: frames`);
-    tt.same(samples.flatMap((s, i) => (s.keyframe ? [i] : [])), f.keyframes, `${f.file}: keyframes`);
+    tt.same(
+      samples.flatMap((s, i) => (s.keyframe ? [i] : [])),
+      f.keyframes,
+      `${f.file}: keyframes`,
+    );
     // Concatenated, the samples' NAL units are exactly the file's.
     const mine = samples.flatMap((s) => s.nals!);
     tt.equal(mine.length, fileNals.length, `${f.file}: NAL count`);
-    tt.ok(mine.every((n, i) => hex(n) === hex(fileNals[i]!.nal)), `${f.file}: NAL bytes`);
+    tt.ok(
+      mine.every((n, i) => hex(n) === hex(fileNals[i]!.nal)),
+      `${f.file}: NAL bytes`,
+    );
     // Timestamps: dts n*interval; pts a permutation of (R..R+N-1)*interval with pts >= dts.
-    tt.ok(samples.every((s, i) => s.dts === Math.round(i * interval) && s.duration === Math.round((i + 1) * interval) - Math.round(i * interval)), `${f.file}: dts, duration`);
+    tt.ok(
+      samples.every((s, i) => s.dts === Math.round(i * interval) && s.duration === Math.round((i + 1) * interval) - Math.round(i * interval)),
+      `${f.file}: dts, duration`,
+    );
     tt.equal(samples[0]!.pts, Math.round(f.reorder * interval), `${f.file}: first pts = reorder delay`);
-    tt.ok(samples.every((s) => s.pts >= s.dts), `${f.file}: pts >= dts`);
+    tt.ok(
+      samples.every((s) => s.pts >= s.dts),
+      `${f.file}: pts >= dts`,
+    );
     tt.same(
       samples.map((s) => s.pts).sort((a, b) => a - b),
       samples.map((_, i) => Math.round((i + f.reorder) * interval)),
       `${f.file}: one pts per presentation slot`,
     );
-    tt.ok(samples.every((s) => s.track === 0 && s.data.length === 0), `${f.file}: track 0, data empty`);
+    tt.ok(
+      samples.every((s) => s.track === 0 && s.data.length === 0),
+      `${f.file}: track 0, data empty`,
+    );
   }
 });
 
@@ -663,7 +708,11 @@ t.test('reader agrees with ffprobe/ffmpeg on the fixtures', { skip: skipNoFfmpeg
     const { samples } = await readAll(file);
     const probe = ffprobeOrder(file);
     tt.equal(samples.length, probe.packetPos.length, `${f.file}: AU count = ffprobe packets`);
-    tt.same(samples.map((s) => s.keyframe), probe.keyframes, `${f.file}: keyframes = ffprobe key flags`);
+    tt.same(
+      samples.map((s) => s.keyframe),
+      probe.keyframes,
+      `${f.file}: keyframes = ffprobe key flags`,
+    );
     // Each AU starts where ffprobe's packet starts.
     const nals = splitAnnexB(bytes);
     const starts: number[] = [];
@@ -675,29 +724,67 @@ t.test('reader agrees with ffprobe/ffmpeg on the fixtures', { skip: skipNoFfmpeg
     tt.same(starts, probe.packetPos, `${f.file}: AU byte offsets = ffprobe packet positions`);
     // The NAL types of each AU match ffmpeg's packets.
     const trace = traceHeaders(file);
-    tt.same(samples.map((s) => types(s.nals!)), trace.map((p) => p.sections.map((sec) => sec.fields.get('nal_unit_type'))), `${f.file}: NAL types per AU`);
+    tt.same(
+      samples.map((s) => types(s.nals!)),
+      trace.map((p) => p.sections.map((sec) => sec.fields.get('nal_unit_type'))),
+      `${f.file}: NAL types per AU`,
+    );
     // Presentation order (decode indices sorted by pts) = ffmpeg's frame output order.
     const indexByPos = new Map(probe.packetPos.map((pos, i) => [pos, i]));
-    tt.same(presentationOrder(samples), probe.framePos.map((pos) => indexByPos.get(pos)), `${f.file}: presentation order`);
+    tt.same(
+      presentationOrder(samples),
+      probe.framePos.map((pos) => indexByPos.get(pos)),
+      `${f.file}: presentation order`,
+    );
   }
 });
 
 t.test('large stream across many 1 MiB blocks agrees with ffprobe', { skip: skipNoFfmpeg }, async (tt) => {
   const file = join(dir, 'large.h264');
   // Lossless (High 4:4:4 Predictive, transform bypass): big frames, 3 B-frames.
-  run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=960x540:rate=30', '-t', '4', '-c:v', 'libx264', '-crf', '0', '-bf', '3', '-g', '60', '-y', file]);
+  run('ffmpeg', [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=960x540:rate=30',
+    '-t',
+    '4',
+    '-c:v',
+    'libx264',
+    '-crf',
+    '0',
+    '-bf',
+    '3',
+    '-g',
+    '60',
+    '-y',
+    file,
+  ]);
   const bytes = readFileSync(file);
   tt.ok(bytes.length > 3 << 20, `file of ${bytes.length} bytes spans several blocks`);
   const { samples } = await readAll(file);
   const probe = ffprobeOrder(file);
   tt.equal(samples.length, 120);
-  tt.same(samples.map((s) => s.keyframe), probe.keyframes);
+  tt.same(
+    samples.map((s) => s.keyframe),
+    probe.keyframes,
+  );
   const nals = splitAnnexB(bytes);
   const mine = samples.flatMap((s) => s.nals!);
   tt.equal(mine.length, nals.length);
-  tt.ok(mine.every((n, i) => Buffer.compare(n, nals[i]!.nal) === 0), 'NAL bytes');
+  tt.ok(
+    mine.every((n, i) => Buffer.compare(n, nals[i]!.nal) === 0),
+    'NAL bytes',
+  );
   const indexByPos = new Map(probe.packetPos.map((pos, i) => [pos, i]));
-  tt.same(presentationOrder(samples), probe.framePos.map((pos) => indexByPos.get(pos)), 'presentation order');
+  tt.same(
+    presentationOrder(samples),
+    probe.framePos.map((pos) => indexByPos.get(pos)),
+    'presentation order',
+  );
 });
 
 t.test('no VUI timing: frame rate from options or 25', async (tt) => {
@@ -727,7 +814,10 @@ t.test('no VUI timing: frame rate from options or 25', async (tt) => {
     tt.equal(reader.probe.tracks[0]!.h264!.frameRate, undefined, `${label}: no VUI frameRate in params`);
     tt.equal(reader.probe.durationMs, (50 * 1000 * c.den) / c.num, `${label}: durationMs`);
     const at = (n: number): number => Math.round((n * 90000 * c.den) / c.num);
-    tt.ok(samples.every((s, i) => s.dts === at(i) && s.duration === at(i + 1) - at(i)), `${label}: dts`);
+    tt.ok(
+      samples.every((s, i) => s.dts === at(i) && s.duration === at(i + 1) - at(i)),
+      `${label}: dts`,
+    );
     tt.equal(samples[0]!.pts, at(2), `${label}: reorder 2 from the VUI bitstream restriction`);
   }
   // The VUI rate wins over the option.
@@ -752,7 +842,12 @@ const AUD = Uint8Array.from([0x09, 0xf0]);
 const SEI = Uint8Array.from([0x06, 0x05, 0x01, 0xaa, 0x80]);
 
 /** An Annex B stream: SPS, PPS, then pictures. */
-function stream(sps: SpsFields, pps: PpsFields, pics: Pic[], opts: { short?: boolean; header?: Uint8Array[] } = {}): { bytes: Uint8Array; nals: Uint8Array[][] } {
+function stream(
+  sps: SpsFields,
+  pps: PpsFields,
+  pics: Pic[],
+  opts: { short?: boolean; header?: Uint8Array[] } = {},
+): { bytes: Uint8Array; nals: Uint8Array[][] } {
   const aus: Uint8Array[][] = [];
   for (const [i, p] of pics.entries()) {
     const au: Uint8Array[] = [...(i === 0 ? (opts.header ?? [writeSps(sps), writePps(pps)]) : []), ...(p.before ?? [])];
@@ -784,11 +879,24 @@ t.test('synthetic: access units, B-frame order, periods', async (tt) => {
   const { bytes, nals } = stream(SPS, PPS, ipbb(2));
   const { samples } = await readAll(tmpFile(bytes));
   tt.equal(samples.length, 14);
-  tt.same(samples.map((s) => s.nals!.map(hex)), nals.map((au) => au.map(hex)), 'AUs are exactly the pictures');
-  tt.same(samples.flatMap((s, i) => (s.keyframe ? [i] : [])), [0, 7]);
+  tt.same(
+    samples.map((s) => s.nals!.map(hex)),
+    nals.map((au) => au.map(hex)),
+    'AUs are exactly the pictures',
+  );
+  tt.same(
+    samples.flatMap((s, i) => (s.keyframe ? [i] : [])),
+    [0, 7],
+  );
   // No VUI bitstream restriction: the reorder delay is the measured depth (1).
-  tt.same(samples.map((s) => s.pts / 3600), [1, 4, 2, 3, 7, 5, 6, 8, 11, 9, 10, 14, 12, 13]);
-  tt.same(samples.map((s) => s.dts / 3600), [...Array(14).keys()]);
+  tt.same(
+    samples.map((s) => s.pts / 3600),
+    [1, 4, 2, 3, 7, 5, 6, 8, 11, 9, 10, 14, 12, 13],
+  );
+  tt.same(
+    samples.map((s) => s.dts / 3600),
+    [...Array(14).keys()],
+  );
 });
 
 t.test('synthetic: VUI max_num_reorder_frames sets the delay', async (tt) => {
@@ -803,12 +911,26 @@ t.test('synthetic: VUI max_num_reorder_frames sets the delay', async (tt) => {
   };
   const sps = spsFields({ vui: { picStructPresent: false, bitstreamRestriction: restriction } });
   const { samples } = await readAll(tmpFile(stream(sps, PPS, ipbb(1)).bytes));
-  tt.same(samples.map((s) => s.pts / 3600), [3, 6, 4, 5, 9, 7, 8], 'delay 3 although 1 would do');
+  tt.same(
+    samples.map((s) => s.pts / 3600),
+    [3, 6, 4, 5, 9, 7, 8],
+    'delay 3 although 1 would do',
+  );
   // A VUI that understates the reordering: the measured depth wins so pts >= dts.
   const low = spsFields({ vui: { picStructPresent: false, bitstreamRestriction: { ...restriction, maxNumReorderFrames: 0 } } });
-  const pics: Pic[] = [{ nalType: 5, pocLsb: 0 }, { pocLsb: 8, frameNum: 1 }, { pocLsb: 2, frameNum: 2, refIdc: 0 }, { pocLsb: 4, frameNum: 2, refIdc: 0 }, { pocLsb: 6, frameNum: 2, refIdc: 0 }];
+  const pics: Pic[] = [
+    { nalType: 5, pocLsb: 0 },
+    { pocLsb: 8, frameNum: 1 },
+    { pocLsb: 2, frameNum: 2, refIdc: 0 },
+    { pocLsb: 4, frameNum: 2, refIdc: 0 },
+    { pocLsb: 6, frameNum: 2, refIdc: 0 },
+  ];
   const r2 = await readAll(tmpFile(stream(low, PPS, pics).bytes));
-  tt.same(r2.samples.map((s) => s.pts / 3600), [1, 5, 2, 3, 4], 'measured depth 1');
+  tt.same(
+    r2.samples.map((s) => s.pts / 3600),
+    [1, 5, 2, 3, 4],
+    'measured depth 1',
+  );
   tt.ok(r2.samples.every((s) => s.pts >= s.dts));
 });
 
@@ -841,7 +963,11 @@ t.test('synthetic: mmco 5 starts a new POC period', async (tt) => {
   ];
   const { samples } = await readAll(tmpFile(stream(SPS, PPS, pics).bytes));
   tt.same(presentationOrder(samples), [0, 2, 1, 3, 5, 4]);
-  tt.same(samples.map((s) => s.keyframe), [true, false, false, false, false, false], 'mmco 5 is not a keyframe');
+  tt.same(
+    samples.map((s) => s.keyframe),
+    [true, false, false, false, false, false],
+    'mmco 5 is not a keyframe',
+  );
 });
 
 t.test('synthetic: POC types 1 and 2 present in decode order', async (tt) => {
@@ -849,8 +975,15 @@ t.test('synthetic: POC types 1 and 2 present in decode order', async (tt) => {
     const sps = spsFields({ picOrderCntType: type, offsetForRefFrame: type === 1 ? [2] : [] });
     const pics: Pic[] = [{ nalType: 5 }, { frameNum: 1, deltaPoc0: 3 }, { frameNum: 2 }, { nalType: 5, idrPicId: 1 }, { frameNum: 1 }];
     const { samples } = await readAll(tmpFile(stream(sps, PPS, pics).bytes));
-    tt.same(samples.map((s) => s.pts), samples.map((s) => s.dts), `type ${type}: pts = dts`);
-    tt.same(samples.map((s) => s.keyframe), [true, false, false, true, false]);
+    tt.same(
+      samples.map((s) => s.pts),
+      samples.map((s) => s.dts),
+      `type ${type}: pts = dts`,
+    );
+    tt.same(
+      samples.map((s) => s.keyframe),
+      [true, false, false, true, false],
+    );
   }
   // POC type 1: two non-reference pictures that differ only in delta_pic_order_cnt[0] are two AUs.
   const sps1 = spsFields({ picOrderCntType: 1, offsetForRefFrame: [2] });
@@ -869,8 +1002,19 @@ t.test('synthetic: slices, AUD, SEI and the boundaries between pictures', async 
   ];
   const { bytes, nals } = stream(SPS, PPS, pics);
   const { samples } = await readAll(tmpFile(bytes));
-  tt.same(samples.map((s) => s.nals!.map(hex)), nals.map((au) => au.map(hex)));
-  tt.same(samples.map((s) => types(s.nals!)), [[7, 8, 6, 5, 5, 5], [1, 1, 1, 1], [9, 6, 1], [9, 1, 1]]);
+  tt.same(
+    samples.map((s) => s.nals!.map(hex)),
+    nals.map((au) => au.map(hex)),
+  );
+  tt.same(
+    samples.map((s) => types(s.nals!)),
+    [
+      [7, 8, 6, 5, 5, 5],
+      [1, 1, 1, 1],
+      [9, 6, 1],
+      [9, 1, 1],
+    ],
+  );
 
   // Two pictures whose slice headers differ only in nal_ref_idc (one 0): two AUs.
   const r2 = await readAll(tmpFile(stream(SPS, PPS, [{ nalType: 5 }, { frameNum: 1, pocLsb: 2 }, { frameNum: 1, pocLsb: 2, refIdc: 0, firstMb: 0 }]).bytes));
@@ -900,7 +1044,11 @@ t.test('synthetic: slices, AUD, SEI and the boundaries between pictures', async 
       ]),
     ),
   );
-  tt.same(r5.samples.map((s) => types(s.nals!)), [[7, 8, 5, 5], [1]], 'redundant picture in the same AU');
+  tt.same(
+    r5.samples.map((s) => types(s.nals!)),
+    [[7, 8, 5, 5], [1]],
+    'redundant picture in the same AU',
+  );
 });
 
 t.test('synthetic: field pictures are paired into one sample', async (tt) => {
@@ -916,11 +1064,24 @@ t.test('synthetic: field pictures are paired into one sample', async (tt) => {
   const { bytes, nals } = stream(sps, PPS, pics);
   const { samples } = await readAll(tmpFile(bytes));
   tt.equal(samples.length, 3, '6 fields, 3 frames');
-  tt.same(samples.map((s) => s.nals!.map(hex)), [nals[0]!.concat(nals[1]!), nals[2]!.concat(nals[3]!), nals[4]!.concat(nals[5]!)].map((au) => au.map(hex)));
+  tt.same(
+    samples.map((s) => s.nals!.map(hex)),
+    [nals[0]!.concat(nals[1]!), nals[2]!.concat(nals[3]!), nals[4]!.concat(nals[5]!)].map((au) => au.map(hex)),
+  );
   tt.same(presentationOrder(samples), [0, 2, 1]);
-  tt.same(samples.map((s) => s.keyframe), [true, false, false]);
+  tt.same(
+    samples.map((s) => s.keyframe),
+    [true, false, false],
+  );
   // An unpaired field stays alone.
-  const lone = await readAll(tmpFile(stream(sps, PPS, [{ nalType: 5, field: 'top' }, { field: 'top', frameNum: 1, pocLsb: 2 }]).bytes));
+  const lone = await readAll(
+    tmpFile(
+      stream(sps, PPS, [
+        { nalType: 5, field: 'top' },
+        { field: 'top', frameNum: 1, pocLsb: 2 },
+      ]).bytes,
+    ),
+  );
   tt.equal(lone.samples.length, 2, 'two top fields do not pair');
 });
 
@@ -937,7 +1098,11 @@ t.test('synthetic: byte-stream details', async (tt) => {
   ];
   for (const v of variants) {
     const { samples } = await readAll(tmpFile(v.bytes));
-    tt.same(samples.map((s) => s.nals!.map(hex)), nals.map((au) => au.map(hex)), v.name);
+    tt.same(
+      samples.map((s) => s.nals!.map(hex)),
+      nals.map((au) => au.map(hex)),
+      v.name,
+    );
   }
 });
 
@@ -957,10 +1122,7 @@ t.test('synthetic: start codes straddling the 1 MiB block boundary', async (tt) 
       tt.equal(bytes.length - annexB([next], short).length, (1 << 20) + shift, 'start code placed');
       const { samples } = await readAll(tmpFile(bytes));
       const ok =
-        samples.length === 2 &&
-        hex(samples[0]!.nals![3]!) === hex(filler) &&
-        samples[1]!.nals!.length === 1 &&
-        hex(samples[1]!.nals![0]!) === hex(next);
+        samples.length === 2 && hex(samples[0]!.nals![3]!) === hex(filler) && samples[1]!.nals!.length === 1 && hex(samples[1]!.nals![0]!) === hex(next);
       tt.ok(ok, `start code at 1 MiB ${shift >= 0 ? '+' : ''}${shift}, ${scBytes}-byte`);
     }
   }
@@ -973,7 +1135,11 @@ t.test('samples(): track filter, independent iterations, close', async (tt) => {
   tt.equal(none.length, 0, 'track 1 does not exist');
   const [a, b] = await Promise.all([collect(reader), collect(reader)]);
   tt.equal(a.length, 25);
-  tt.same(a.map((s) => s.pts), b.map((s) => s.pts), 'two concurrent iterations see the same samples');
+  tt.same(
+    a.map((s) => s.pts),
+    b.map((s) => s.pts),
+    'two concurrent iterations see the same samples',
+  );
   // Stops mid-way when closed.
   let n = 0;
   for await (const _ of reader.samples({ tracks: [0] })) {
@@ -990,27 +1156,47 @@ t.test('errors: not a stream, missing parameter sets, corrupt NAL units', async 
   const slice = writeSlice({ nalType: 5 }, SPS, PPS);
   const cases: { name: string; bytes: Uint8Array; message: RegExp }[] = [
     { name: 'empty file', bytes: new Uint8Array(0), message: /no start code in the file/ },
-    { name: 'garbage', bytes: Uint8Array.from({ length: 4000 }, (_, i) => (i * 7 + 3) & 0xff | 0x10), message: /not an H.264 Annex B stream: no start code before byte 0/ },
+    {
+      name: 'garbage',
+      bytes: Uint8Array.from({ length: 4000 }, (_, i) => ((i * 7 + 3) & 0xff) | 0x10),
+      message: /not an H.264 Annex B stream: no start code before byte 0/,
+    },
     { name: 'garbage before the first start code', bytes: Uint8Array.from([0, 0x42, ...annexB([writeSps(SPS)])]), message: /no start code before byte 1/ },
     { name: 'only zeros', bytes: new Uint8Array(100), message: /no start code in the file/ },
     { name: 'slices without SPS/PPS', bytes: annexB([slice, slice]), message: /no SPS\/PPS before first slice \(NAL type 5 at byte 4\)/ },
     { name: 'PPS but no SPS', bytes: annexB([writePps(PPS), slice]), message: /no SPS\/PPS before first slice/ },
     { name: 'SPS but no PPS', bytes: annexB([writeSps(SPS), slice]), message: /no SPS\/PPS before first slice/ },
     { name: 'parameter sets only', bytes: annexB([writeSps(SPS), writePps(PPS)]), message: /no slices in the stream/ },
-    { name: 'slice refers to an unknown PPS', bytes: annexB([writeSps(SPS), writePps(PPS), writeSlice({ nalType: 5, ppsId: 3 }, SPS, PPS)]), message: /PPS 3, which has not been seen/ },
-    { name: 'forbidden_zero_bit', bytes: annexB([writeSps(SPS), writePps(PPS), Uint8Array.from([0x85, 0x88, 0x80])]), message: /byte \d+ has forbidden_zero_bit set/ },
+    {
+      name: 'slice refers to an unknown PPS',
+      bytes: annexB([writeSps(SPS), writePps(PPS), writeSlice({ nalType: 5, ppsId: 3 }, SPS, PPS)]),
+      message: /PPS 3, which has not been seen/,
+    },
+    {
+      name: 'forbidden_zero_bit',
+      bytes: annexB([writeSps(SPS), writePps(PPS), Uint8Array.from([0x85, 0x88, 0x80])]),
+      message: /byte \d+ has forbidden_zero_bit set/,
+    },
     { name: 'bad SPS', bytes: annexB([writeSps(SPS).subarray(0, 4), writePps(PPS), slice]), message: /bad SPS at byte 4: / },
     { name: 'bad PPS', bytes: annexB([writeSps(SPS), Uint8Array.from([0x68, 0x80]), slice]), message: /bad PPS at byte \d+/ },
     { name: 'empty NAL unit', bytes: Uint8Array.from([0, 0, 1, 0, 0, 1, ...annexB([writeSps(SPS)])]), message: /empty NAL unit at byte 3/ },
     { name: 'partition B without A', bytes: annexB([writeSps(SPS), writePps(PPS), Uint8Array.from([0x23, 0x80])]), message: /partition A/ },
     {
       name: 'VUI timing garbage',
-      bytes: annexB([writeSps(spsFields({ vui: { picStructPresent: false, timing: { numUnitsInTick: 0, timeScale: 50, fixedFrameRate: false } } })), writePps(PPS), slice]),
+      bytes: annexB([
+        writeSps(spsFields({ vui: { picStructPresent: false, timing: { numUnitsInTick: 0, timeScale: 50, fixedFrameRate: false } } })),
+        writePps(PPS),
+        slice,
+      ]),
       message: /bad SPS at byte 4: SPS VUI timing has num_units_in_tick = 0/,
     },
     {
       name: 'VUI 2000 fps',
-      bytes: annexB([writeSps(spsFields({ vui: { picStructPresent: false, timing: { numUnitsInTick: 1, timeScale: 4000, fixedFrameRate: false } } })), writePps(PPS), slice]),
+      bytes: annexB([
+        writeSps(spsFields({ vui: { picStructPresent: false, timing: { numUnitsInTick: 1, timeScale: 4000, fixedFrameRate: false } } })),
+        writePps(PPS),
+        slice,
+      ]),
       message: /2000 fps/,
     },
   ];
@@ -1025,7 +1211,12 @@ t.test('errors: truncation', async (tt) => {
   const last = nals.at(-1)!;
   const lastStart = last.startCode;
   // Cut inside the last slice's header (1 byte after its NAL header): 422.
-  await rejects422(tt, openAnnexB(tmpFile(bytes.subarray(0, lastStart + 4 + 1))), /bad slice header in NAL unit at byte \d+ \(1 bytes, truncated or corrupt\)/, 'cut in a slice header');
+  await rejects422(
+    tt,
+    openAnnexB(tmpFile(bytes.subarray(0, lastStart + 4 + 1))),
+    /bad slice header in NAL unit at byte \d+ \(1 bytes, truncated or corrupt\)/,
+    'cut in a slice header',
+  );
   // Cut right after a start code.
   await rejects422(tt, openAnnexB(tmpFile(bytes.subarray(0, lastStart + 4))), /truncated: the file ends right after the start code/, 'cut after a start code');
   // Cut inside slice data: undetectable without decoding; every AU is still there.
@@ -1045,7 +1236,12 @@ t.test('errors: size caps', async (tt) => {
     f[n - 1] = 0x80;
     return f;
   };
-  await rejects422(tt, openAnnexB(tmpFile(concat(head, annexB([filler(MAX_NAL_BYTES + 1)])))), /NAL unit at byte \d+ is larger than 8388608 bytes/, 'NAL over 8 MiB');
+  await rejects422(
+    tt,
+    openAnnexB(tmpFile(concat(head, annexB([filler(MAX_NAL_BYTES + 1)])))),
+    /NAL unit at byte \d+ is larger than 8388608 bytes/,
+    'NAL over 8 MiB',
+  );
   const third = Math.floor(MAX_ACCESS_UNIT_BYTES / 3) + 10;
   const big = annexB([filler(third), filler(third), filler(third)]);
   await rejects422(tt, openAnnexB(tmpFile(concat(head, big))), /access unit at byte 4 is larger than 16777216 bytes/, 'AU over 16 MiB');
@@ -1063,4 +1259,3 @@ t.test('errors: reordering deeper than any DPB', async (tt) => {
   const ok = await readAll(tmpFile(stream(sps, PPS, pics.slice(0, 18)).bytes));
   tt.equal(ok.samples[0]!.pts, 16 * 3600, 'delay of 16 frames');
 });
-

@@ -177,7 +177,10 @@ t.test('openMedia and probeMedia', async (t) => {
   t.equal(await openMedia(h264Path, { frameRate: 25 }), fake);
   t.same(calls, [[h264Path, { frameRate: 25 }]], 'registered reader gets the path and options');
   t.same(await probeMedia(h264Path), fake.probe);
-  const refused = await openMedia(put('clip.mp4', bytes([0, 0, 0, 0x18], 'ftypmp42'))).then(() => null, (e: unknown) => e);
+  const refused = await openMedia(put('clip.mp4', bytes([0, 0, 0, 0x18], 'ftypmp42'))).then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.match(refused, { statusCode: 422 }, 'a bad MP4 is refused with 422');
 });
 

@@ -71,9 +71,10 @@ function fixture(name: string): string {
     case 'subtitles-only.mp4': {
       const srt = join(dir, 'subs.srt');
       writeFileSync(srt, '1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,500 --> 00:00:02,500\nworld\n');
-      path = name === 'with-subtitles.mp4'
-        ? ffmpeg(name, ['-i', fixture('video-only.mp4'), '-i', srt, '-map', '0:v', '-map', '1:s', '-c:v', 'copy', '-c:s', 'mov_text'])
-        : ffmpeg(name, ['-i', srt, '-c:s', 'mov_text']);
+      path =
+        name === 'with-subtitles.mp4'
+          ? ffmpeg(name, ['-i', fixture('video-only.mp4'), '-i', srt, '-map', '0:v', '-map', '1:s', '-c:v', 'copy', '-c:s', 'mov_text'])
+          : ffmpeg(name, ['-i', srt, '-c:s', 'mov_text']);
       break;
     }
     default:
@@ -114,11 +115,19 @@ interface FfPacket {
 }
 
 function ffprobe(path: string): { streams: FfStream[]; packets: FfPacket[] } {
-  const out = execFileSync('ffprobe', [
-    '-v', 'error', '-show_entries',
-    'stream=index,codec_type,codec_name,time_base,sample_rate,channels,width,height:packet=stream_index,pts,dts,duration,flags,pos,size',
-    '-of', 'json', path,
-  ], { maxBuffer: 64 * 1024 * 1024 });
+  const out = execFileSync(
+    'ffprobe',
+    [
+      '-v',
+      'error',
+      '-show_entries',
+      'stream=index,codec_type,codec_name,time_base,sample_rate,channels,width,height:packet=stream_index,pts,dts,duration,flags,pos,size',
+      '-of',
+      'json',
+      path,
+    ],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   return JSON.parse(out.toString()) as { streams: FfStream[]; packets: FfPacket[] };
 }
 
@@ -290,9 +299,19 @@ t.test('rescale is exact integer rounding, negative values included', async (t) 
 
 t.test('splitLengthPrefixed', async (t) => {
   const s = Uint8Array.of(0, 0, 0, 2, 0x65, 1, 0, 0, 0, 1, 0x41);
-  t.same(splitLengthPrefixed(s, 4).map((n) => [...n]), [[0x65, 1], [0x41]]);
-  t.same(splitLengthPrefixed(Uint8Array.of(0, 1, 9, 0, 0), 2).map((n) => [...n]), [[9]], 'zero-length NAL skipped');
-  t.same(splitLengthPrefixed(Uint8Array.of(1, 7, 1, 8), 1).map((n) => [...n]), [[7], [8]]);
+  t.same(
+    splitLengthPrefixed(s, 4).map((n) => [...n]),
+    [[0x65, 1], [0x41]],
+  );
+  t.same(
+    splitLengthPrefixed(Uint8Array.of(0, 1, 9, 0, 0), 2).map((n) => [...n]),
+    [[9]],
+    'zero-length NAL skipped',
+  );
+  t.same(
+    splitLengthPrefixed(Uint8Array.of(1, 7, 1, 8), 1).map((n) => [...n]),
+    [[7], [8]],
+  );
   t.throws(() => splitLengthPrefixed(Uint8Array.of(0, 0, 0, 3, 1, 2), 4), RangeError, 'length past the sample');
   t.throws(() => splitLengthPrefixed(Uint8Array.of(0, 0, 0, 1, 1, 0, 0), 4), RangeError, 'length prefix cut');
 });
@@ -306,18 +325,25 @@ t.test('H.264 (B-frames) + AAC, moov at end and faststart, MOV', { skip: noFfmpe
     const reader = await openMp4(path);
     t.teardown(() => reader.close());
     const { probe } = reader;
-    t.match(probe.tracks, [
-      { index: 0, kind: 'video', codec: 'h264', supported: true, clockRate: 90000 },
-      { index: 1, kind: 'audio', codec: 'aac', supported: true, clockRate: 44100, channels: 2 },
-    ], `${name}: tracks`);
+    t.match(
+      probe.tracks,
+      [
+        { index: 0, kind: 'video', codec: 'h264', supported: true, clockRate: 90000 },
+        { index: 1, kind: 'audio', codec: 'aac', supported: true, clockRate: 44100, channels: 2 },
+      ],
+      `${name}: tracks`,
+    );
     const h264 = probe.tracks[0]!.h264!;
     t.equal(h264.sps.length, 1);
     t.equal(h264.pps.length, 1);
     t.equal(h264.sps[0]![0]! & 0x1f, 7, 'SPS NAL');
     t.equal(h264.pps[0]![0]! & 0x1f, 8, 'PPS NAL');
     t.equal(h264.profileLevelId, Buffer.from(h264.sps[0]!.subarray(1, 4)).toString('hex'));
-    t.same(probe.tracks[1]!.aac, { audioSpecificConfig: Uint8Array.of(0x12, 0x10, 0x56, 0xe5, 0x00), objectType: 2, sampleRate: 44100, channels: 2 },
-      'ASC as ffmpeg writes it');
+    t.same(
+      probe.tracks[1]!.aac,
+      { audioSpecificConfig: Uint8Array.of(0x12, 0x10, 0x56, 0xe5, 0x00), objectType: 2, sampleRate: 44100, channels: 2 },
+      'ASC as ffmpeg writes it',
+    );
     t.same(await diffWithFfmpeg(path, reader), [], `${name}: every sample equals ffmpeg's`);
     results.push(await collect(reader));
   }
@@ -343,11 +369,17 @@ t.test('64-bit box size and size 0 (to the end of the file)', { skip: noFfmpeg }
     b.writeUInt32BE(mdatSize + 8, free + 12);
   });
   // faststart: the mdat is the last box; size 0 means "to the end of the file".
-  const toEnd = copyWith('size0.mp4', fixture('av-faststart.mp4'), (b) => { b.writeUInt32BE(0, b.lastIndexOf(Buffer.from('mdat')) - 4); });
+  const toEnd = copyWith('size0.mp4', fixture('av-faststart.mp4'), (b) => {
+    b.writeUInt32BE(0, b.lastIndexOf(Buffer.from('mdat')) - 4);
+  });
   for (const path of [large, toEnd]) {
     const r = await openMp4(path);
     t.teardown(() => r.close());
-    t.same((await collect(r)).map((s) => [s.track, s.pts, md5(s.nals ?? [s.data])]), want, path);
+    t.same(
+      (await collect(r)).map((s) => [s.track, s.pts, md5(s.nals ?? [s.data])]),
+      want,
+      path,
+    );
   }
 });
 
@@ -358,13 +390,19 @@ t.test('track selection, keyframes, B-frame timing', { skip: noFfmpeg }, async (
   const audio = await collect(reader, [1]);
   const video = await collect(reader, [0]);
   t.ok(audio.length > 100 && audio.every((s) => s.track === 1 && s.keyframe && s.nals === undefined));
-  t.same(audio.map((s) => s.pts), all.filter((s) => s.track === 1).map((s) => s.pts));
+  t.same(
+    audio.map((s) => s.pts),
+    all.filter((s) => s.track === 1).map((s) => s.pts),
+  );
   t.ok(video.every((s) => s.track === 0 && s.data.length === 0 && s.nals!.length > 0));
   t.equal(video.filter((s) => s.keyframe).length, 2, 'IDR at 0 and 50 (-g 50)');
   t.ok(video[0]!.keyframe && video[50]!.keyframe);
   t.equal(video[0]!.dts, 0, 'video has the earliest dts: the common zero');
   t.equal(video[0]!.pts, 6000, 'first pts = two frames of B-frame delay');
-  t.ok(video.some((s) => s.pts < s.dts + 3000 * 2 && s.pts > s.dts), 'B-frame reordering present');
+  t.ok(
+    video.some((s) => s.pts < s.dts + 3000 * 2 && s.pts > s.dts),
+    'B-frame reordering present',
+  );
   t.equal(audio[0]!.pts, 2940 - 1024, 'AAC priming frame kept, 1024 before presentation start');
   t.same(await collect(reader, [5]), [], 'unknown track selects nothing');
 });
@@ -373,20 +411,23 @@ t.test('edit lists and ctts variants', { skip: noFfmpeg }, async (t) => {
   // ctts v1: the dts move earlier by the largest negative offset, as in ffmpeg.
   const negative = await openMp4(fixture('negative-cts.mp4'));
   t.teardown(() => negative.close());
-  t.same(await diffWithFfmpeg(fixture('negative-cts.mp4'), negative), [], 'negative ctts: every sample equals ffmpeg\'s');
+  t.same(await diffWithFfmpeg(fixture('negative-cts.mp4'), negative), [], "negative ctts: every sample equals ffmpeg's");
   const plain = await openMp4(fixture('av.mp4'));
   t.teardown(() => plain.close());
   // Same presentation as the edit-list form of the file (only the decode delay differs).
   const relative = (ss: Sample[]): number[] => ss.map((s) => s.pts - ss[0]!.pts);
   const negVideo = await collect(negative, [0]);
   t.same(relative(negVideo), relative(await collect(plain, [0])), 'same relative video pts as the edit-list form');
-  t.ok(negVideo.every((s) => s.pts >= s.dts), 'pts >= dts');
+  t.ok(
+    negVideo.every((s) => s.pts >= s.dts),
+    'pts >= dts',
+  );
   t.equal(negVideo[0]!.pts - negVideo[0]!.dts, 3000, 'one frame of decode delay left');
 
   // An empty edit (0.476 s) then media_time 0: the audio track starts later.
   const delayed = await openMp4(fixture('delayed-audio.mp4'));
   t.teardown(() => delayed.close());
-  t.same(await diffWithFfmpeg(fixture('delayed-audio.mp4'), delayed, { lastDuration: false }), [], 'empty edit: every sample equals ffmpeg\'s');
+  t.same(await diffWithFfmpeg(fixture('delayed-audio.mp4'), delayed, { lastDuration: false }), [], "empty edit: every sample equals ffmpeg's");
   t.equal(delayed.probe.tracks[1]!.durationMs, plain.probe.tracks[1]!.durationMs, 'durations from stts');
   const video = (await collect(delayed, [0]))[0]!;
   const audio = (await collect(delayed, [1]))[0]!;
@@ -416,7 +457,9 @@ t.test('avc3: parameter sets from the first sample when avcC has none', { skip: 
   t.same(await diffWithFfmpeg(src, withParams), []);
   // avcC: version, profile, compat, level, 0xfc|lengthSize-1, 0xe0|numSPS. With 0 SPS,
   // the SPS length's high byte (0) reads as 0 PPS: an avcC without parameter sets.
-  const stripped = copyWith('avc3-no-params.mp4', src, (b) => { b[b.indexOf(Buffer.from('avcC')) + 9] = 0xe0; });
+  const stripped = copyWith('avc3-no-params.mp4', src, (b) => {
+    b[b.indexOf(Buffer.from('avcC')) + 9] = 0xe0;
+  });
   const reader = await openMp4(stripped);
   t.teardown(() => reader.close());
   const h264 = reader.probe.tracks[0]!.h264!;
@@ -424,7 +467,9 @@ t.test('avc3: parameter sets from the first sample when avcC has none', { skip: 
   t.same(h264.pps, withParams.probe.tracks[0]!.h264!.pps, 'PPS from the first sample');
   t.match(h264, { width: 320, height: 240, profileLevelId: withParams.probe.tracks[0]!.h264!.profileLevelId });
   // The same file as avc1 has no parameter sets at all: corrupt.
-  const avc1 = copyWith('avc1-no-params.mp4', stripped, (b) => { b.write('avc1', b.indexOf(Buffer.from('avc3'))); });
+  const avc1 = copyWith('avc1-no-params.mp4', stripped, (b) => {
+    b.write('avc1', b.indexOf(Buffer.from('avc3')));
+  });
   await rejects(t, avc1, CorruptMediaError, /^MP4: track 1: avcC holds no SPS$/);
 });
 
@@ -438,8 +483,12 @@ t.test('unsupported tracks', { skip: noFfmpeg }, async (t) => {
   t.ok(mixed.probe.tracks[1]!.durationMs > 2900, 'unsupported tracks still have a duration');
   const samples = await collect(mixed);
   t.ok(samples.length > 0 && samples.every((s) => s.track === 0), 'only the supported track streams');
-  await rejects(t, fixture('unsupported.mp4'), UnsupportedMediaError,
-    new RegExp(`^MP4: no supported track: ${hasX265 ? 'hvc1' : 'mp4v'} \\(video\\), mp4a\\.6b \\(audio\\); offcast streams H\\.264 and AAC-LC from MP4$`));
+  await rejects(
+    t,
+    fixture('unsupported.mp4'),
+    UnsupportedMediaError,
+    new RegExp(`^MP4: no supported track: ${hasX265 ? 'hvc1' : 'mp4v'} \\(video\\), mp4a\\.6b \\(audio\\); offcast streams H\\.264 and AAC-LC from MP4$`),
+  );
   await rejects(t, fixture('fragmented.mp4'), UnsupportedMediaError, /^MP4: fragmented MP4 is not supported$/);
   // Subtitle tracks: not in the probe (TrackKind has no kind for them), named when nothing streams.
   const subs = await openMp4(fixture('with-subtitles.mp4'));
@@ -467,17 +516,43 @@ t.test('corrupt and truncated files', { skip: noFfmpeg }, async (t) => {
   const fastMoovAt = readFileSync(fast).indexOf(Buffer.from('moov')) - 4;
   const fastMoovSize = readFileSync(fast).readUInt32BE(fastMoovAt);
 
-  await rejects(t, copyWith('empty.mp4', atEnd, () => Buffer.alloc(0)), CorruptMediaError, /^MP4: empty file$/);
-  await rejects(t, copyWith('cut-moov-end.mp4', atEnd, (b) => b.subarray(0, moovAt + Math.floor((size - moovAt) / 2))),
-    CorruptMediaError, new RegExp(`^MP4: truncated moov: box at byte ${moovAt} declares ${size - moovAt} bytes, file holds \\d+$`));
-  await rejects(t, copyWith('cut-moov-start.mp4', fast, (b) => b.subarray(0, fastMoovAt + 200)),
-    CorruptMediaError, new RegExp(`^MP4: truncated moov: box at byte ${fastMoovAt} declares ${fastMoovSize} bytes, file holds ${fastMoovAt + 200}$`));
-  await rejects(t, copyWith('cut-mdat-end.mp4', atEnd, (b) => b.subarray(0, moovAt - 1000)),
-    CorruptMediaError, /^MP4: no moov box \(file truncated: 'mdat' at byte \d+ declares \d+ bytes, file holds \d+\)$/);
+  await rejects(
+    t,
+    copyWith('empty.mp4', atEnd, () => Buffer.alloc(0)),
+    CorruptMediaError,
+    /^MP4: empty file$/,
+  );
+  await rejects(
+    t,
+    copyWith('cut-moov-end.mp4', atEnd, (b) => b.subarray(0, moovAt + Math.floor((size - moovAt) / 2))),
+    CorruptMediaError,
+    new RegExp(`^MP4: truncated moov: box at byte ${moovAt} declares ${size - moovAt} bytes, file holds \\d+$`),
+  );
+  await rejects(
+    t,
+    copyWith('cut-moov-start.mp4', fast, (b) => b.subarray(0, fastMoovAt + 200)),
+    CorruptMediaError,
+    new RegExp(`^MP4: truncated moov: box at byte ${fastMoovAt} declares ${fastMoovSize} bytes, file holds ${fastMoovAt + 200}$`),
+  );
+  await rejects(
+    t,
+    copyWith('cut-mdat-end.mp4', atEnd, (b) => b.subarray(0, moovAt - 1000)),
+    CorruptMediaError,
+    /^MP4: no moov box \(file truncated: 'mdat' at byte \d+ declares \d+ bytes, file holds \d+\)$/,
+  );
   const cutAt = fastMoovAt + fastMoovSize + 30000;
-  await rejects(t, copyWith('cut-mdat.mp4', fast, (b) => b.subarray(0, cutAt)),
-    CorruptMediaError, new RegExp(`^MP4: truncated: sample \\d+ of track [12] ends at byte \\d+, file holds ${cutAt}$`));
-  await rejects(t, copyWith('no-moov.mp4', atEnd, (b) => b.subarray(0, moovAt)), CorruptMediaError, /^MP4: no moov box$/);
+  await rejects(
+    t,
+    copyWith('cut-mdat.mp4', fast, (b) => b.subarray(0, cutAt)),
+    CorruptMediaError,
+    new RegExp(`^MP4: truncated: sample \\d+ of track [12] ends at byte \\d+, file holds ${cutAt}$`),
+  );
+  await rejects(
+    t,
+    copyWith('no-moov.mp4', atEnd, (b) => b.subarray(0, moovAt)),
+    CorruptMediaError,
+    /^MP4: no moov box$/,
+  );
 
   let seed = 7;
   const random = Buffer.alloc(5000);
@@ -486,35 +561,76 @@ t.test('corrupt and truncated files', { skip: noFfmpeg }, async (t) => {
     random[i] = seed >>> 24;
   }
   random[4] = 0x01; // certainly not a box type
-  await rejects(t, copyWith('garbage.mp4', atEnd, () => random), CorruptMediaError, /^MP4: not an MP4 file \(garbage box type at byte 0\)$/);
-  await rejects(t, copyWith('text.mp4', atEnd, () => Buffer.from('hello world, not a movie at all')), CorruptMediaError,
-    /^MP4: not an MP4 file \(first box type 'o wo' is none of ftyp, moov, mdat, free\.\.\.\)$/);
-  await rejects(t, copyWith('box-size-3.mp4', atEnd, (b) => { b.writeUInt32BE(3, 0); }), CorruptMediaError, /^MP4: not an MP4 file \(garbage box size 3 for 'ftyp' at byte 0\)$/);
+  await rejects(
+    t,
+    copyWith('garbage.mp4', atEnd, () => random),
+    CorruptMediaError,
+    /^MP4: not an MP4 file \(garbage box type at byte 0\)$/,
+  );
+  await rejects(
+    t,
+    copyWith('text.mp4', atEnd, () => Buffer.from('hello world, not a movie at all')),
+    CorruptMediaError,
+    /^MP4: not an MP4 file \(first box type 'o wo' is none of ftyp, moov, mdat, free\.\.\.\)$/,
+  );
+  await rejects(
+    t,
+    copyWith('box-size-3.mp4', atEnd, (b) => {
+      b.writeUInt32BE(3, 0);
+    }),
+    CorruptMediaError,
+    /^MP4: not an MP4 file \(garbage box size 3 for 'ftyp' at byte 0\)$/,
+  );
   // The second top-level box (after ftyp) gets a tiny size.
-  await rejects(t, copyWith('box-size-second.mp4', atEnd, (b) => { b.writeUInt32BE(5, b.readUInt32BE(0)); }),
-    CorruptMediaError, /^MP4: garbage box size 5 for '\w+' at byte \d+$/);
+  await rejects(
+    t,
+    copyWith('box-size-second.mp4', atEnd, (b) => {
+      b.writeUInt32BE(5, b.readUInt32BE(0));
+    }),
+    CorruptMediaError,
+    /^MP4: garbage box size 5 for '\w+' at byte \d+$/,
+  );
   // Junk after a complete moov is tolerated (samples are checked against the file size).
   const trailing = await openMp4(copyWith('trailing.mp4', atEnd, (b) => Buffer.concat([b, Buffer.from([0, 0, 0, 0, 0xff])])));
   t.equal(trailing.probe.tracks.length, 2, 'trailing junk after moov: opens');
   await trailing.close();
   // stsz of track 1 claims far more entries than its box holds.
-  await rejects(t, copyWith('stsz-count.mp4', fast, (b) => { b.writeUInt32BE(0x0fffffff, b.indexOf(Buffer.from('stsz')) + 12); }),
-    CorruptMediaError, /^MP4: corrupt moov: 'stsz' in track 1 needs \d+ bytes, box holds \d+$/);
+  await rejects(
+    t,
+    copyWith('stsz-count.mp4', fast, (b) => {
+      b.writeUInt32BE(0x0fffffff, b.indexOf(Buffer.from('stsz')) + 12);
+    }),
+    CorruptMediaError,
+    /^MP4: corrupt moov: 'stsz' in track 1 needs \d+ bytes, box holds \d+$/,
+  );
   // stsz with a constant sample size and a huge count: would allocate without bound.
-  await rejects(t, copyWith('stsz-constant.mp4', fast, (b) => {
-    const at = b.indexOf(Buffer.from('stsz'));
-    b.writeUInt32BE(1000, at + 8);
-    b.writeUInt32BE(0xffffffff, at + 12);
-  }), CorruptMediaError, /^MP4: corrupt moov: 'stsz' in track 1 declares 4294967295 samples of 1000 bytes/);
+  await rejects(
+    t,
+    copyWith('stsz-constant.mp4', fast, (b) => {
+      const at = b.indexOf(Buffer.from('stsz'));
+      b.writeUInt32BE(1000, at + 8);
+      b.writeUInt32BE(0xffffffff, at + 12);
+    }),
+    CorruptMediaError,
+    /^MP4: corrupt moov: 'stsz' in track 1 declares 4294967295 samples of 1000 bytes/,
+  );
   // A child box larger than moov.
-  await rejects(t, copyWith('trak-size.mp4', fast, (b) => { b.writeUInt32BE(0x7fffffff, b.indexOf(Buffer.from('trak')) - 4); }),
-    CorruptMediaError, /^MP4: corrupt moov: 'trak' at byte \d+ declares 2147483647 bytes, its parent holds \d+$/);
+  await rejects(
+    t,
+    copyWith('trak-size.mp4', fast, (b) => {
+      b.writeUInt32BE(0x7fffffff, b.indexOf(Buffer.from('trak')) - 4);
+    }),
+    CorruptMediaError,
+    /^MP4: corrupt moov: 'trak' at byte \d+ declares 2147483647 bytes, its parent holds \d+$/,
+  );
 });
 
 t.test('broken NAL length in a sample', { skip: noFfmpeg }, async (t) => {
   const src = fixture('av-faststart.mp4');
   const packets = ffprobe(src).packets.filter((p) => p.stream_index === 0);
-  const broken = copyWith('broken-nal.mp4', src, (b) => { b.writeUInt32BE(0x00ffffff, Number(packets[2]!.pos)); });
+  const broken = copyWith('broken-nal.mp4', src, (b) => {
+    b.writeUInt32BE(0x00ffffff, Number(packets[2]!.pos));
+  });
   const reader = await openMp4(broken);
   t.teardown(() => reader.close());
   let count = 0;
@@ -578,7 +694,11 @@ t.test('ASC equals the config ffmpeg writes in its own SDP', { skip: noFfmpeg },
   const path = fixture('audio-only.mp4');
   const sdp = join(dir, 'a.sdp');
   // A tiny send to a loopback port nobody listens on, only for the SDP file.
-  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-i', path, '-map', '0:a', '-c', 'copy', '-t', '0.1', '-f', 'rtp', 'rtp://127.0.0.1:5996', '-sdp_file', sdp], { timeout: 20000 });
+  execFileSync(
+    'ffmpeg',
+    ['-hide_banner', '-loglevel', 'error', '-y', '-i', path, '-map', '0:a', '-c', 'copy', '-t', '0.1', '-f', 'rtp', 'rtp://127.0.0.1:5996', '-sdp_file', sdp],
+    { timeout: 20000 },
+  );
   const config = /config=([0-9A-Fa-f]+)/.exec(readFileSync(sdp, 'utf8'))?.[1];
   const reader = await openMp4(path);
   t.teardown(() => reader.close());

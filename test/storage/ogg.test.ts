@@ -6,13 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { CorruptMediaError, UnsupportedMediaError } from '../../storage/errors.js';
-import {
-  oggCrc32,
-  OggPacketAssembler,
-  openOggOpus,
-  parseOggPage,
-  parseOpusHead,
-} from '../../storage/ogg.js';
+import { oggCrc32, OggPacketAssembler, openOggOpus, parseOggPage, parseOpusHead } from '../../storage/ogg.js';
 import type { Probe, Sample } from '../../storage/types.js';
 import { opusPacketDuration } from '../../storage/opus/toc.js';
 import { hasFfmpeg as hasFfmpegTool, skipUnless } from '../helpers/tools.js';
@@ -272,7 +266,7 @@ for (const c of fixtureCases) {
       pts += s.duration;
     }
     t.ok(ok, 'contiguous pts, TOC durations, keyframes');
-    if (hasFfmpeg) t.same(diffWithFfmpeg(path, samples, 312), [], 'every packet equals ffmpeg\'s');
+    if (hasFfmpeg) t.same(diffWithFfmpeg(path, samples, 312), [], "every packet equals ffmpeg's");
     else t.comment('ffmpeg not installed: packet comparison skipped');
   });
 }
@@ -292,7 +286,11 @@ t.test('packets spanning pages, 255-multiple lengths, long spans', async (t) => 
       `maxSegments ${maxSegments}: packets equal, pts contiguous`,
     );
     t.equal(probe.durationMs, Math.round((audio.length * 960 - 312) / 48), 'duration from the last granule');
-    if (maxSegments <= 3) t.ok(pages.some((p) => p.flags & 1 && p.granule === -1n), 'has pages that only continue a packet');
+    if (maxSegments <= 3)
+      t.ok(
+        pages.some((p) => p.flags & 1 && p.granule === -1n),
+        'has pages that only continue a packet',
+      );
     if (hasFfmpeg && maxSegments === 3) {
       const ff = ffmpegPackets(path);
       t.same(
@@ -384,7 +382,7 @@ t.test('family 1 (multichannel): read, marked unsupported for RTP', async (t) =>
 
 function pagesOf(buf: Uint8Array): { offset: number; length: number }[] {
   const out: { offset: number; length: number }[] = [];
-  for (let at = 0; at < buf.length; ) {
+  for (let at = 0; at < buf.length;) {
     const p = parseOggPage(buf, at);
     out.push({ offset: at, length: p.length });
     at += p.length;
@@ -404,7 +402,10 @@ t.test('flipped byte in a middle page: bad CRC', async (t) => {
   // A flipped CRC byte in the last page is found at open (tail scan).
   const bad2 = Buffer.from(orig);
   bad2[pages.at(-1)!.offset + 22]! ^= 0x01;
-  const err2 = await openOggOpus(writeFile('badcrc-last.opus', bad2)).then(() => undefined, (e: Error) => e);
+  const err2 = await openOggOpus(writeFile('badcrc-last.opus', bad2)).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   t.type(err2, CorruptMediaError);
   t.match(err2?.message, new RegExp(`last page: bad CRC in page at offset ${pages.at(-1)!.offset}`));
 });
@@ -414,7 +415,10 @@ t.test('truncated last page', async (t) => {
   const pages = pagesOf(orig);
   const last = pages.at(-1)!;
   for (const cut of [100, last.length - 3, last.length - 20]) {
-    const err = await openOggOpus(writeFile('trunc.opus', orig.subarray(0, orig.length - cut))).then(() => undefined, (e: Error) => e);
+    const err = await openOggOpus(writeFile('trunc.opus', orig.subarray(0, orig.length - cut))).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     t.type(err, CorruptMediaError, `cut ${cut}`);
     t.match(err?.message, new RegExp(`^Ogg: last page: truncated page at offset ${last.offset}`));
   }
@@ -488,8 +492,7 @@ t.test('stream-level corruption is reported with the page and offset', async (t)
   // Mostly 2-segment packets; one of 2000 bytes spans pages that complete nothing.
   const audio = Array.from({ length: 40 }, (_, i) => fakeOpusPacket(i === 20 ? 2000 : 300, i));
   const base = (): PageSpec[] => buildStreamPages({ audio, maxSegments: 5 });
-  const offsetOf = (pages: PageSpec[], index: number): number =>
-    pages.slice(0, index).reduce((n, p) => n + 27 + p.lacing.length + p.body.length, 0);
+  const offsetOf = (pages: PageSpec[], index: number): number => pages.slice(0, index).reduce((n, p) => n + 27 + p.lacing.length + p.body.length, 0);
   const completing = (pages: PageSpec[]): number => pages.findIndex((p, i) => i > 4 && p.granule > 0n && !(pages[i + 1]!.flags & 4));
 
   const cases: { name: string; mutate: (pages: PageSpec[]) => number; message: (at: number, pages: PageSpec[], i: number) => RegExp }[] = [
@@ -508,7 +511,10 @@ t.test('stream-level corruption is reported with the page and offset', async (t)
         pages[i]!.granule += 960n;
         return i;
       },
-      message: (at, pages, i) => new RegExp(`^Ogg: page ${i} at offset ${at}: granule position ${pages[i]!.granule} does not match the end of its last packet \\(${pages[i]!.granule - 960n}\\)$`),
+      message: (at, pages, i) =>
+        new RegExp(
+          `^Ogg: page ${i} at offset ${at}: granule position ${pages[i]!.granule} does not match the end of its last packet \\(${pages[i]!.granule - 960n}\\)$`,
+        ),
     },
     {
       name: 'negative granule',
@@ -533,7 +539,8 @@ t.test('stream-level corruption is reported with the page and offset', async (t)
         pages[2]!.granule -= 1n;
         return 2;
       },
-      message: (at, pages) => new RegExp(`^Ogg: page 2 at offset ${at}: granule position ${pages[2]!.granule} is smaller than the \\d+ samples of its packets$`),
+      message: (at, pages) =>
+        new RegExp(`^Ogg: page 2 at offset ${at}: granule position ${pages[2]!.granule} is smaller than the \\d+ samples of its packets$`),
     },
     {
       name: 'continuation flag missing',
@@ -588,7 +595,19 @@ t.test('stream-level corruption is reported with the page and offset', async (t)
 t.test('parseOggPage', async (t) => {
   const buf = readFileSync(join(fixtures, 'sine-mono-2s.opus'));
   const p = parseOggPage(buf, 0);
-  t.match(p, { offset: 0, position: 0, bos: true, eos: false, continued: false, granule: 0n, sequence: 0, segmentCount: 1, bodyOffset: 28, bodyLength: 19, length: 47 });
+  t.match(p, {
+    offset: 0,
+    position: 0,
+    bos: true,
+    eos: false,
+    continued: false,
+    granule: 0n,
+    sequence: 0,
+    segmentCount: 1,
+    bodyOffset: 28,
+    bodyLength: 19,
+    length: 47,
+  });
   t.equal(p.checksum, crcBitwise(Buffer.concat([buf.subarray(0, 22), Buffer.alloc(4), buf.subarray(26, 47)])), 'stored CRC is the bitwise CRC');
   t.equal(oggCrc32(buf, 0, 47, 22), p.checksum, 'table CRC equals bitwise CRC');
   t.equal(oggCrc32(Buffer.from('123456789'), 0, 9), 0x89a1897f, 'check value: CRC-32/POSIX (0x765e7680) without its final xor');
@@ -621,12 +640,15 @@ t.test('OggPacketAssembler', async (t) => {
   const buf = Buffer.concat(pages.map((p) => encodePage(p)));
   const a = new OggPacketAssembler(1000);
   const got: Uint8Array[] = [];
-  for (let at = 0; at < buf.length; ) {
+  for (let at = 0; at < buf.length;) {
     const page = parseOggPage(buf, at);
     got.push(...a.push(page, buf).map((p) => p.data));
     at += page.length;
   }
-  t.same(got.map((g) => Buffer.from(g)), [data, data.subarray(0, 255), data.subarray(0, 10)]);
+  t.same(
+    got.map((g) => Buffer.from(g)),
+    [data, data.subarray(0, 255), data.subarray(0, 10)],
+  );
   t.equal(a.pending, false);
   // Packets over the limit are cut but their length is kept.
   const small = new OggPacketAssembler(100);

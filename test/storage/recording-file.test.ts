@@ -207,20 +207,24 @@ t.test('disk full (ENOSPC) on a 64 KiB tmpfs', { skip: tiny.skip === false ? fal
 const loader = process.execArgv.filter((a) => a.includes('typescript'));
 const canLimit = spawnSync('sh', ['-c', 'ulimit -f 128'], { stdio: 'ignore' }).status === 0 && loader.length > 0;
 
-t.test('file size limit (EFBIG, `ulimit -f`): a disk error without root', { skip: skipUnless(canLimit, 'needs sh with ulimit and tap\'s TypeScript loader') }, async (t) => {
-  const child = fileURLToPath(new URL('../fixtures/recording/disk-error-child.ts', import.meta.url));
-  const path = newPath();
-  // `ulimit -f 128`: 128 blocks of 512 bytes in dash, of 1024 in bash; either is < 256 KiB.
-  // tap's own NODE_OPTIONS loaders write files of their own: keep them out of the child.
-  // The TypeScript compiler's code cache (v8-compile-cache) is written to disk too.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('_TAPJS')));
-  env.DISABLE_V8_COMPILE_CACHE = '1';
-  const r = spawnSync('sh', ['-c', 'ulimit -f 128 && exec "$@"', 'sh', process.execPath, ...loader, child, path], { env, encoding: 'utf8', timeout: 60000 });
-  t.equal(r.status, 0, `child exits 0 ${r.signal ?? ''} ${r.stderr}`);
-  const report = JSON.parse(r.stdout) as Record<string, unknown>;
-  t.same(
-    { ...report, bytesWritten: typeof report.bytesWritten },
-    { flush: 'EFBIG', error: 'EFBIG', bytesWritten: 'number', bytesBuffered: 0, writeAfter: false, finalize: 'EFBIG', partSize: report.bytesWritten },
-  );
-  t.ok((report.bytesWritten as number) > 0 && (report.bytesWritten as number) < 256 * 1024, `short write of ${String(report.bytesWritten)} bytes kept`);
-});
+t.test(
+  'file size limit (EFBIG, `ulimit -f`): a disk error without root',
+  { skip: skipUnless(canLimit, "needs sh with ulimit and tap's TypeScript loader") },
+  async (t) => {
+    const child = fileURLToPath(new URL('../fixtures/recording/disk-error-child.ts', import.meta.url));
+    const path = newPath();
+    // `ulimit -f 128`: 128 blocks of 512 bytes in dash, of 1024 in bash; either is < 256 KiB.
+    // tap's own NODE_OPTIONS loaders write files of their own: keep them out of the child.
+    // The TypeScript compiler's code cache (v8-compile-cache) is written to disk too.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('_TAPJS')));
+    env.DISABLE_V8_COMPILE_CACHE = '1';
+    const r = spawnSync('sh', ['-c', 'ulimit -f 128 && exec "$@"', 'sh', process.execPath, ...loader, child, path], { env, encoding: 'utf8', timeout: 60000 });
+    t.equal(r.status, 0, `child exits 0 ${r.signal ?? ''} ${r.stderr}`);
+    const report = JSON.parse(r.stdout) as Record<string, unknown>;
+    t.same(
+      { ...report, bytesWritten: typeof report.bytesWritten },
+      { flush: 'EFBIG', error: 'EFBIG', bytesWritten: 'number', bytesBuffered: 0, writeAfter: false, finalize: 'EFBIG', partSize: report.bytesWritten },
+    );
+    t.ok((report.bytesWritten as number) > 0 && (report.bytesWritten as number) < 256 * 1024, `short write of ${String(report.bytesWritten)} bytes kept`);
+  },
+);

@@ -289,7 +289,26 @@ t.test('tshark reads the records as the RTP and RTCP packets written', { skip: s
   const file = dump(START_MS, '127.0.0.1', 40000, session);
   const path = join(dir, 'session.rtpdump');
   writeFileSync(path, file);
-  const fields = ['-T', 'fields', '-E', 'separator=,', '-e', 'frame.time_epoch', '-e', 'rtp.seq', '-e', 'rtp.timestamp', '-e', 'rtp.ssrc', '-e', 'rtp.marker', '-e', 'rtp.payload', '-e', 'rtcp.pt'];
+  const fields = [
+    '-T',
+    'fields',
+    '-E',
+    'separator=,',
+    '-e',
+    'frame.time_epoch',
+    '-e',
+    'rtp.seq',
+    '-e',
+    'rtp.timestamp',
+    '-e',
+    'rtp.ssrc',
+    '-e',
+    'rtp.marker',
+    '-e',
+    'rtp.payload',
+    '-e',
+    'rtcp.pt',
+  ];
   let r = await run('tshark', ['-r', path, ...fields]);
   if (/isn't a capture file in a format/.test(r.stderr)) {
     // Wireshark reads rtpdump files itself from 4.2 on; older ones get the same packets
@@ -300,7 +319,11 @@ t.test('tshark reads the records as the RTP and RTCP packets written', { skip: s
     r = await run('tshark', ['-r', pcap, ...fields]);
   }
   t.equal(r.code, 0, r.stderr);
-  const rows = r.stdout.toString().trim().split('\n').map((l) => l.split(','));
+  const rows = r.stdout
+    .toString()
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
   t.equal(rows.length, session.length, 'one packet per record');
   const want = session.map((s) => {
     const time = (1700000000123456 + s.offsetMs * 1000) / 1e6;
@@ -316,7 +339,13 @@ t.test('tshark reads the records as the RTP and RTCP packets written', { skip: s
     };
   });
   const got = rows.map(([time, seq, ts, ssrc, marker, payload, rtcp]) =>
-    rtcp ? { time: Number(time), rtcp } : { time: Number(time), seq, ts, ssrc, marker: marker === '1' || marker === 'True' ? 'True' : 'False', payload: payload!.replace(/:/g, '') },
+    rtcp
+      ? { time: Number(time), rtcp }
+      : { time: Number(time), seq, ts, ssrc, marker: marker === '1' || marker === 'True' ? 'True' : 'False', payload: payload!.replace(/:/g, '') },
   );
-  t.same(got.map((g) => ({ ...g, time: Math.round(g.time * 1e6) })), want.map((w) => ({ ...w, time: Math.round(w.time * 1e6) })), 'seq, timestamp, ssrc, marker, payload and time of every packet');
+  t.same(
+    got.map((g) => ({ ...g, time: Math.round(g.time * 1e6) })),
+    want.map((w) => ({ ...w, time: Math.round(w.time * 1e6) })),
+    'seq, timestamp, ssrc, marker, payload and time of every packet',
+  );
 });

@@ -363,7 +363,12 @@ const bad: Bad[] = [
     error: UnsupportedMediaError,
     message: /A-law with 8-bit samples, 2 channel\(s\)/,
   },
-  { name: 'not RIFF', file: Buffer.from('OggS\x00\x02 and some more bytes here'), error: UnsupportedMediaError, message: /not a RIFF\/WAVE file \(no RIFF header\)/ },
+  {
+    name: 'not RIFF',
+    file: Buffer.from('OggS\x00\x02 and some more bytes here'),
+    error: UnsupportedMediaError,
+    message: /not a RIFF\/WAVE file \(no RIFF header\)/,
+  },
   { name: 'RIFF but AVI', file: riff([chunk('avih', bytes(56, 1))], 'AVI '), error: UnsupportedMediaError, message: /RIFF file of type "AVI " is not WAVE/ },
   { name: 'big-endian RIFX', file: Buffer.from('RIFX\x00\x00\x00\x04WAVE'), error: UnsupportedMediaError, message: /big-endian RIFX/ },
 ];
@@ -411,9 +416,16 @@ t.test('files written by ffmpeg match its own raw output', { skip: hasFfmpeg ? f
   for (const c of cases) {
     const wav = join(dir, `ff-${c.raw}.wav`);
     execFileSync('ffmpeg', [
-      '-hide_banner', '-loglevel', 'error', '-y',
-      '-f', 'lavfi', '-i', 'sine=frequency=523:sample_rate=48000:duration=1.5',
-      ...c.args, wav,
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=523:sample_rate=48000:duration=1.5',
+      ...c.args,
+      wav,
     ]);
     const raw = execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-i', wav, '-c:a', 'copy', '-f', c.raw, '-'], {
       maxBuffer: 64 * 1024 * 1024,

@@ -67,7 +67,7 @@ async function allSamples(reader: MediaReader): Promise<Sample[]> {
 /** Pages of an Ogg file (each checked by the reader's parser, CRC included). */
 function oggPages(file: Uint8Array): OggPage[] {
   const pages: OggPage[] = [];
-  for (let at = 0; at < file.length; ) {
+  for (let at = 0; at < file.length;) {
     const p = parseOggPage(file, at);
     pages.push(p);
     at += p.length;
@@ -98,7 +98,10 @@ function stamp(packets: OpusIn[], base = TS_BASE): RecordedFrame[] {
   });
 }
 
-const TOC_DURATIONS = [480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960];
+const TOC_DURATIONS = [
+  480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 1920, 2880, 480, 960, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960, 120, 240, 480, 960, 120, 240,
+  480, 960,
+];
 
 interface OggCheck {
   /** Expected packets in the file, in order. */
@@ -111,7 +114,11 @@ async function checkOgg(t: Test, path: string, file: Uint8Array, want: OggCheck)
   const pages = oggPages(file);
   t.ok(pages[0]!.bos && pages.slice(1).every((p) => !p.bos), 'BOS on the first page only');
   t.ok(pages.at(-1)!.eos && pages.slice(0, -1).every((p) => !p.eos), 'EOS on the last page only');
-  t.same(pages.map((p) => p.sequence), pages.map((_, i) => i), 'page sequence numbers 0, 1, 2, ...');
+  t.same(
+    pages.map((p) => p.sequence),
+    pages.map((_, i) => i),
+    'page sequence numbers 0, 1, 2, ...',
+  );
   t.equal(pages[0]!.granule, 0n, 'OpusHead page granule 0');
   t.equal(pages[1]!.granule, 0n, 'OpusTags page granule 0');
   // Our reader checks every page's granule against the packet durations (strict).
@@ -141,7 +148,11 @@ function framesIn(p: Uint8Array): number {
 /** ffmpeg reads the same packets (by md5) with the same timestamps. */
 async function checkOggWithFfmpeg(t: Test, path: string, packets: Uint8Array[]): Promise<void> {
   const md5s = parseFrameMd5((await ffmpeg(['-i', path, '-c', 'copy', '-f', 'framemd5', '-'])).toString());
-  t.same(md5s.map((m) => m.hash), packets.map(md5), 'ffmpeg -c copy: packet checksums equal the expected packets');
+  t.same(
+    md5s.map((m) => m.hash),
+    packets.map(md5),
+    'ffmpeg -c copy: packet checksums equal the expected packets',
+  );
   let pts = 0;
   const want = packets.map((p) => {
     const d = TOC_DURATIONS[p[0]! >> 3]! * framesIn(p);
@@ -149,11 +160,19 @@ async function checkOggWithFfmpeg(t: Test, path: string, packets: Uint8Array[]):
     pts += d;
     return r;
   });
-  t.same(md5s.map((m) => ({ pts: m.pts, duration: m.duration })), want, 'ffmpeg: pts and durations');
+  t.same(
+    md5s.map((m) => ({ pts: m.pts, duration: m.duration })),
+    want,
+    'ffmpeg: pts and durations',
+  );
 }
 
 t.test('OggOpusWriter: contiguous packets read back exactly (ours and ffmpeg)', async (t) => {
-  for (const [name, channels] of [['sine-mono-2s.opus', 1], ['stereo-3s.opus', 2], ['noise-60ms-256k.opus', 2]] as const) {
+  for (const [name, channels] of [
+    ['sine-mono-2s.opus', 1],
+    ['stereo-3s.opus', 2],
+    ['noise-60ms-256k.opus', 2],
+  ] as const) {
     const packets = await fixturePackets(name);
     const w = new OggOpusWriter({ channels, serial: 0x1234abcd });
     const flushAfter = new Set(packets.map((_, i) => i).filter((i) => i % 50 === 49)); // ~1 s
@@ -165,16 +184,32 @@ t.test('OggOpusWriter: contiguous packets read back exactly (ours and ffmpeg)', 
     const partial = await allSamples(await openOggOpus(`${path}.part`));
     const flushed = Math.max(...flushAfter) + 1;
     t.ok(partial.length >= flushed && partial.length < packets.length, `crashed file: ${partial.length} packets readable`);
-    t.ok(partial.every((s, i) => Buffer.compare(s.data, packets[i]!.data) === 0), 'crashed file: a prefix of the input');
-    t.ok(oggPages(file).every((p) => p.serial === 0x1234abcd), 'serial as given');
-    t.ok(oggPages(file).every((p) => p.bodyLength < 4096 + 1276), 'pages close at about 4 KB');
+    t.ok(
+      partial.every((s, i) => Buffer.compare(s.data, packets[i]!.data) === 0),
+      'crashed file: a prefix of the input',
+    );
+    t.ok(
+      oggPages(file).every((p) => p.serial === 0x1234abcd),
+      'serial as given',
+    );
+    t.ok(
+      oggPages(file).every((p) => p.bodyLength < 4096 + 1276),
+      'pages close at about 4 KB',
+    );
     t.same(w.stats, { packets: packets.length, dropped: 0, filled: 0, discontinuities: 0, misaligned: 0 });
-    t.equal(w.granule, packets.reduce((n, p) => n + p.duration, 0));
+    t.equal(
+      w.granule,
+      packets.reduce((n, p) => n + p.duration, 0),
+    );
     if (noFfmpeg) {
       t.comment(NO_FFMPEG);
       continue;
     }
-    await checkOggWithFfmpeg(t, path, packets.map((p) => p.data));
+    await checkOggWithFfmpeg(
+      t,
+      path,
+      packets.map((p) => p.data),
+    );
     const pcm = await ffmpeg(['-i', path, '-f', 's16le', '-']);
     t.equal(pcm.length, w.granule * channels * 2, 'ffmpeg decodes exactly granule samples');
   }
@@ -215,7 +250,20 @@ t.test('OggOpusWriter: gaps become TOC-only packets, bad and late packets are dr
   const eosPath = join(dir, 'gaps-empty-eos.opus');
   writeFileSync(eosPath, record(w2, { frames: input, flushAfter, flushBeforeEnd: true }).file);
   const raw = join(dir, 'gaps.raw');
-  const g = await run('gst-launch-1.0', ['-q', 'filesrc', `location=${eosPath}`, '!', 'oggdemux', '!', 'opusdec', '!', 'audio/x-raw,format=S16LE', '!', 'filesink', `location=${raw}`]);
+  const g = await run('gst-launch-1.0', [
+    '-q',
+    'filesrc',
+    `location=${eosPath}`,
+    '!',
+    'oggdemux',
+    '!',
+    'opusdec',
+    '!',
+    'audio/x-raw,format=S16LE',
+    '!',
+    'filesink',
+    `location=${raw}`,
+  ]);
   t.equal(g.code, 0, `gst-launch exits 0 ${g.stderr}`);
   t.equal(readFileSync(raw).length, w2.granule * 2 * 2, 'GStreamer (libopus) decodes exactly granule samples');
 });
@@ -229,7 +277,7 @@ t.test('OggOpusWriter: fillers for gaps the last frame size does not divide', as
   ];
   const w = new OggOpusWriter({ channels: 2 });
   const { file } = record(w, { frames });
-  const celtNb = (ms: number): number => (({ 20: 19, 10: 18, 5: 17, 2.5: 16 }) as Record<number, number>)[ms]! << 3 | 0x04;
+  const celtNb = (ms: number): number => ((({ 20: 19, 10: 18, 5: 17, 2.5: 16 }) as Record<number, number>)[ms]! << 3) | 0x04;
   const expected = [
     silk60(1),
     Uint8Array.of((3 << 3) | 0x04),
@@ -286,8 +334,14 @@ t.test('OggOpusWriter: packets spanning pages, lengths that are multiples of 255
   const w = new OggOpusWriter({ channels: 2 });
   const { file } = record(w, { frames });
   const pages = oggPages(file);
-  t.ok(pages.some((p) => p.continued), 'some page continues a packet');
-  t.ok(pages.some((p) => p.granule === -1n && p.segmentCount === 255), 'a page entirely inside one packet has granule -1');
+  t.ok(
+    pages.some((p) => p.continued),
+    'some page continues a packet',
+  );
+  t.ok(
+    pages.some((p) => p.granule === -1n && p.segmentCount === 255),
+    'a page entirely inside one packet has granule -1',
+  );
   t.ok(pages.every((p) => p.segmentCount <= 255));
   const path = join(dir, 'span.opus');
   await checkOgg(t, path, file, { packets, channels: 2 });
@@ -426,7 +480,10 @@ t.test('WavWriter: samples read back exactly, gaps filled with silence (ours and
       t.comment(NO_FFMPEG);
       continue;
     }
-    for (const [label, p, bytes] of [['finished', path, file], ['crashed', `${path}.part`, crashed]] as const) {
+    for (const [label, p, bytes] of [
+      ['finished', path, file],
+      ['crashed', `${path}.part`, crashed],
+    ] as const) {
       writeFileSync(p, bytes);
       const out = await ffmpeg(['-i', p, '-c:a', 'copy', '-f', c.ffmpegFormat, '-']);
       t.ok(Buffer.compare(out, want) === 0, `${name}: ffmpeg reads the ${label} file's samples exactly`);
@@ -461,9 +518,27 @@ t.test('WavWriter: discontinuity, misuse, limits', async (t) => {
 // ADTS
 
 t.test('AdtsWriter: AUs read back exactly; ffmpeg decodes it like its own ADTS', { skip: noFfmpeg }, async (t) => {
-  for (const [rate, channels] of [[48000, 2], [22050, 1]] as const) {
+  for (const [rate, channels] of [
+    [48000, 2],
+    [22050, 1],
+  ] as const) {
     const source = join(dir, `src-${rate}-${channels}.aac`);
-    await ffmpeg(['-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=${rate}:duration=1`, '-ac', String(channels), '-c:a', 'aac', '-b:a', '48k', '-f', 'adts', '-y', source]);
+    await ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      `sine=frequency=440:sample_rate=${rate}:duration=1`,
+      '-ac',
+      String(channels),
+      '-c:a',
+      'aac',
+      '-b:a',
+      '48k',
+      '-f',
+      'adts',
+      '-y',
+      source,
+    ]);
     const original = new Uint8Array(readFileSync(source));
     const { frames, end } = parseAdtsFrames(original);
     t.equal(end, original.length);
@@ -474,9 +549,13 @@ t.test('AdtsWriter: AUs read back exactly; ffmpeg decodes it like its own ADTS',
     t.equal(w.stats.frames, frames.length);
     const back = parseAdtsFrames(file);
     t.equal(back.end, file.length, 'whole frames only');
-    t.same(back.frames.map((f) => md5(f.data)), frames.map((f) => md5(f.data)), 'every AU read back');
+    t.same(
+      back.frames.map((f) => md5(f.data)),
+      frames.map((f) => md5(f.data)),
+      'every AU read back',
+    );
     t.ok(back.frames.every((f) => f.sampleRate === rate && f.channelConfiguration === channels && f.objectType === 2));
-    t.ok(Buffer.compare(file, original) === 0, 'byte-identical to ffmpeg\'s adts muxer');
+    t.ok(Buffer.compare(file, original) === 0, "byte-identical to ffmpeg's adts muxer");
     const path = join(dir, `ours-${rate}-${channels}.aac`);
     writeFileSync(path, file);
     const a = await ffmpeg(['-i', source, '-f', 's16le', '-']);
@@ -543,15 +622,31 @@ function accessUnits(nals: Uint8Array[]): RecordedFrame[] {
 
 t.test('AnnexBWriter: ffmpeg decodes the rewritten stream to the same frames', { skip: noFfmpeg }, async (t) => {
   const source = join(dir, 'src.h264');
-  await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=size=160x120:rate=25:duration=2', '-c:v', 'libx264', '-g', '10', '-bf', '2', '-pix_fmt', 'yuv420p', '-f', 'h264', '-y', source]);
+  await ffmpeg([
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc=size=160x120:rate=25:duration=2',
+    '-c:v',
+    'libx264',
+    '-g',
+    '10',
+    '-bf',
+    '2',
+    '-pix_fmt',
+    'yuv420p',
+    '-f',
+    'h264',
+    '-y',
+    source,
+  ]);
   const nals = splitNals(new Uint8Array(readFileSync(source)));
   const aus = accessUnits(nals);
   const sps = nals.filter((n) => (n[0]! & 0x1f) === 7);
   const pps = nals.filter((n) => (n[0]! & 0x1f) === 8);
   t.equal(aus.length, 50, '50 access units');
   t.equal(aus.filter((a) => a.keyframe).length, 5, 'an IDR every 10 frames');
-  const framemd5 = async (path: string): Promise<string[]> =>
-    parseFrameMd5((await ffmpeg(['-i', path, '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
+  const framemd5 = async (path: string): Promise<string[]> => parseFrameMd5((await ffmpeg(['-i', path, '-f', 'framemd5', '-'])).toString()).map((f) => f.hash);
   const original = await framemd5(source);
   t.equal(original.length, 50);
 

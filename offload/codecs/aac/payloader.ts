@@ -94,9 +94,7 @@ export class AacPayloader implements RtpPayloader {
     // seek, odd last frame) starts a new packet.
     if (this.#count > 0) {
       const contiguous = sample.pts === this.#firstPts + this.#count * this.frameLength;
-      const fits =
-        AU_HEADERS_LENGTH_BYTES + AU_HEADER_BYTES * (this.#count + 1) + (this.#dataEnd - this.#dataStart) + size <=
-        this.#payloadBytes;
+      const fits = AU_HEADERS_LENGTH_BYTES + AU_HEADER_BYTES * (this.#count + 1) + (this.#dataEnd - this.#dataStart) + size <= this.#payloadBytes;
       if (!contiguous || !fits) this.#emitPending(emit);
     }
     if (this.#count === 0) {

@@ -82,13 +82,13 @@ export async function measureWindow(o) {
     const report = await receiver.stop();
     // CPU used by everything else on the machine (other tenants, the bench itself), in % of one core.
     const ours = Object.values(cpuUse.byPid).reduce((/** @type {number} */ a, v) => a + (v ?? 0), 0);
-    const otherPct = round1(Math.max(0, (cpuUse.machineBusyPct * os.availableParallelism()) - ours));
+    const otherPct = round1(Math.max(0, cpuUse.machineBusyPct * os.availableParallelism() - ours));
     return {
       receiver: streamView(report),
       server: before !== null && after !== null ? roundPacing(pacingView(before, after)) : null,
       cpu: {
-        serverPct: o.server ? cpuUse.byPid[o.server.pid] ?? null : null,
-        receiverPct: receiverPid === null ? null : cpuUse.byPid[receiverPid] ?? null,
+        serverPct: o.server ? (cpuUse.byPid[o.server.pid] ?? null) : null,
+        receiverPct: receiverPid === null ? null : (cpuUse.byPid[receiverPid] ?? null),
         byPid: cpuUse.byPid,
         machineBusyPct: cpuUse.machineBusyPct,
         otherPct,

@@ -17,11 +17,14 @@ const scrape = (counts: number[], sum: number, extra = ''): string =>
 
 t.test('parseMetrics keeps samples by name and labels, skips comments and junk', async (t) => {
   const m = parseMetrics('# HELP x y\nfoo 1\nbar{a="b c"} 2.5\nbaz NaN-ish\n\nqux +Inf\n');
-  t.same([...m.entries()], [
-    ['foo', 1],
-    ['bar{a="b c"}', 2.5],
-    ['qux', Infinity],
-  ]);
+  t.same(
+    [...m.entries()],
+    [
+      ['foo', 1],
+      ['bar{a="b c"}', 2.5],
+      ['qux', Infinity],
+    ],
+  );
 });
 
 t.test('histogram reads buckets in bound order, with sum and count', async (t) => {

@@ -23,7 +23,14 @@ const result = {
     { measure: 'skipped one', value: 'n/a', verdict: 'skipped' as const },
   ],
   tables: [
-    { title: 'Steps', columns: ['N', 'p99'], rows: [[1, null], [2, 3.5]] },
+    {
+      title: 'Steps',
+      columns: ['N', 'p99'],
+      rows: [
+        [1, null],
+        [2, 3.5],
+      ],
+    },
     { title: 'Empty', columns: ['x'], rows: [] },
   ],
   notes: ['a note'],

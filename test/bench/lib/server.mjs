@@ -144,7 +144,7 @@ export async function startOffcast(opts) {
   const url = `http://127.0.0.1:${port}`;
   const exited = exitOf(child);
   let up = false;
-  for (const deadline = performance.now() + 15_000; performance.now() < deadline; ) {
+  for (const deadline = performance.now() + 15_000; performance.now() < deadline;) {
     if (child.exitCode !== null || child.signalCode !== null) break;
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });

@@ -50,28 +50,34 @@ export async function createPlaySessions(server, opts) {
   /** @type {string | null} */
   let firstError = null;
   const t0 = performance.now();
-  const ids = await pool(opts.from, opts.to, opts.concurrency ?? 32, async (i) => {
-    const body = {
-      mode: 'play',
-      media: opts.media,
-      destination: { host: '127.0.0.1', port: opts.portBase + 2 * i },
-      loop: true,
-      ...opts.extra,
-    };
-    try {
-      const r = await server.api('POST', '/v1/sessions', body);
-      if (r.status === 201) {
-        latenciesMs.push(r.ms);
-        return /** @type {string} */ (r.body.id);
+  const ids = await pool(
+    opts.from,
+    opts.to,
+    opts.concurrency ?? 32,
+    async (i) => {
+      const body = {
+        mode: 'play',
+        media: opts.media,
+        destination: { host: '127.0.0.1', port: opts.portBase + 2 * i },
+        loop: true,
+        ...opts.extra,
+      };
+      try {
+        const r = await server.api('POST', '/v1/sessions', body);
+        if (r.status === 201) {
+          latenciesMs.push(r.ms);
+          return /** @type {string} */ (r.body.id);
+        }
+        failures++;
+        firstError ??= `POST /v1/sessions ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`;
+      } catch (err) {
+        failures++;
+        firstError ??= `POST /v1/sessions: ${describeError(err)}`;
       }
-      failures++;
-      firstError ??= `POST /v1/sessions ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`;
-    } catch (err) {
-      failures++;
-      firstError ??= `POST /v1/sessions: ${describeError(err)}`;
-    }
-    return null;
-  }, opts.deadlineMs);
+      return null;
+    },
+    opts.deadlineMs,
+  );
   // Requests never sent because the time budget ran out count as failures.
   const notSent = ids.filter((id) => id === undefined).length;
   if (notSent > 0) {

@@ -14,8 +14,15 @@ t.test('pool runs every index once, never more than `concurrency` at a time', as
     running--;
     return i * 10;
   });
-  t.same(out, Array.from({ length: 17 }, (_, k) => (k + 3) * 10), 'results by index');
-  t.same([...seen].sort((a, b) => a - b), Array.from({ length: 17 }, (_, k) => k + 3));
+  t.same(
+    out,
+    Array.from({ length: 17 }, (_, k) => (k + 3) * 10),
+    'results by index',
+  );
+  t.same(
+    [...seen].sort((a, b) => a - b),
+    Array.from({ length: 17 }, (_, k) => k + 3),
+  );
   t.equal(peak, 4);
 });
 

@@ -123,7 +123,8 @@ function variants() {
     },
     {
       name: 'unconnected, 1 socket, 1 destination',
-      description: 'send(buf, 0, len, port, host): the address is resolved per send and the send deferred to a nextTick, so buffers cannot be reused: a ring of 512',
+      description:
+        'send(buf, 0, len, port, host): the address is resolved per send and the send deferred to a nextTick, so buffers cannot be reused: a ring of 512',
       async open() {
         sockets = [await unconnectedSocket()];
         bufs = Array.from({ length: 512 }, () => packetBuffer(2));

@@ -36,7 +36,7 @@ export async function run(ctx) {
     tables: [rampTable(two)],
     notes: [
       `2-worker ramp: ${two.stoppedBy}.`,
-      'Both workers, the control plane and rtprecv share the machine\'s cores: the receiver\'s CPU is part of what limits N.',
+      "Both workers, the control plane and rtprecv share the machine's cores: the receiver's CPU is part of what limits N.",
     ],
     data: { oneWorker: { largest: one.largest }, twoWorkers: two },
   };

@@ -31,7 +31,7 @@ export async function run(ctx) {
 
   // Baselines at the target N (quick: the ramp's top) and at the first N the server missed:
   // there, same N and same minute, they tell the server's limit from the machine's.
-  const refN = q ? steps.at(-1) ?? 200 : TARGET_N;
+  const refN = q ? (steps.at(-1) ?? 200) : TARGET_N;
   // The N that stopped the ramp (a first window spoiled and then held again does not count).
   const lastStep = ramp.steps.at(-1);
   const missedN = lastStep !== undefined && !lastStep.holds ? lastStep.n : null;
@@ -47,7 +47,7 @@ export async function run(ctx) {
   const ffLargest = ffmpeg.steps.filter((s) => s.holds).reduce((m, s) => Math.max(m, s.n), 0);
   const ffOne = ffmpeg.steps[0] ?? null;
   const ffTop = ffmpeg.steps.at(-1) ?? null;
-  const pps = (/** @type {number} */ n) => `${n} (${fmt(n * 50 / 1000, 0)} kpps)`;
+  const pps = (/** @type {number} */ n) => `${n} (${fmt((n * 50) / 1000, 0)} kpps)`;
   // The server's own view where it is most telling: at the target, else at the step it missed.
   const viewN = atTarget !== null ? refN : missedN;
   const view = viewN === null ? null : stepAt(viewN);
@@ -71,7 +71,7 @@ export async function run(ctx) {
       verdict: q ? 'info' : atTarget !== null && holds(atTarget.receiver, refN) ? 'met' : 'missed',
     },
     ...baselines.map((b) => {
-        const at = stepAt(b.n);
+      const at = stepAt(b.n);
       return /** @type {import('../lib/scenario.mjs').Row} */ ({
         measure: `p99 at N = ${b.n}: offcast vs C rtpsend vs plain Node loop (same N, same minutes)`,
         value: at === null ? 'offcast: not reached' : `offcast ${ms(at.receiver.p99)} (CPU ${fmt(at.cpu.serverPct)} %)`,
@@ -96,7 +96,18 @@ export async function run(ctx) {
 
   const ffTable = {
     title: 'Baseline: ffmpeg -re -stream_loop -1 -c copy -f rtp, one process per stream',
-    columns: ['N', 'pps received', 'p50 / p99 / max (ms)', 'gaps', 'RSS per process', 'RSS total', 'CPU % (all ffmpeg)', 'rtprecv CPU %', 'other CPU %', 'holds'],
+    columns: [
+      'N',
+      'pps received',
+      'p50 / p99 / max (ms)',
+      'gaps',
+      'RSS per process',
+      'RSS total',
+      'CPU % (all ffmpeg)',
+      'rtprecv CPU %',
+      'other CPU %',
+      'holds',
+    ],
     rows: ffmpeg.steps.map((s) => [
       s.n,
       s.receiver.packetsPerSec,
@@ -111,8 +122,19 @@ export async function run(ctx) {
     ]),
   };
   const cTable = {
-    title: 'Baselines pacing the same streams, server stopped: C rtpsend (1 ms ticks, sendmmsg, one socket) and a plain Node loop (1 ms timer, one connected socket per stream)',
-    columns: ['sender', 'N', 'pps received', 'p50 / p99 / p99.9 / max (ms)', 'gaps', 'sender CPU %', 'sender\'s own worst lag (ms)', 'rtprecv CPU %', 'other CPU % (incl. sender)'],
+    title:
+      'Baselines pacing the same streams, server stopped: C rtpsend (1 ms ticks, sendmmsg, one socket) and a plain Node loop (1 ms timer, one connected socket per stream)',
+    columns: [
+      'sender',
+      'N',
+      'pps received',
+      'p50 / p99 / p99.9 / max (ms)',
+      'gaps',
+      'sender CPU %',
+      "sender's own worst lag (ms)",
+      'rtprecv CPU %',
+      'other CPU % (incl. sender)',
+    ],
     rows: baselines.flatMap((b) =>
       [
         ['C rtpsend', b.c],
@@ -120,7 +142,17 @@ export async function run(ctx) {
       ].map(([name, w]) => {
         const x = /** @type {any} */ (w);
         const lag = x.during?.sendLagMaxMs ?? x.during?.lagMaxMs ?? null;
-        return [name, b.n, x.receiver.packetsPerSec, `${x.receiver.p50} / ${x.receiver.p99} / ${x.receiver.p999} / ${x.receiver.max}`, x.receiver.lost, x.during?.cpuPct ?? null, lag === null ? null : Math.round(lag * 100) / 100, x.cpu.receiverPct, x.cpu.otherPct];
+        return [
+          name,
+          b.n,
+          x.receiver.packetsPerSec,
+          `${x.receiver.p50} / ${x.receiver.p99} / ${x.receiver.p999} / ${x.receiver.max}`,
+          x.receiver.lost,
+          x.during?.cpuPct ?? null,
+          lag === null ? null : Math.round(lag * 100) / 100,
+          x.cpu.receiverPct,
+          x.cpu.otherPct,
+        ];
       }),
     ),
   };
@@ -132,7 +164,7 @@ export async function run(ctx) {
     notes: [
       `Ramp: ${ramp.stoppedBy}.`,
       ffmpeg.note,
-      'Lateness = arrival (kernel timestamp) minus the stream\'s RTP-timestamp schedule, fitted per stream by its lower envelope; the server\'s histogram buckets are upper bounds.',
+      "Lateness = arrival (kernel timestamp) minus the stream's RTP-timestamp schedule, fitted per stream by its lower envelope; the server's histogram buckets are upper bounds.",
     ].filter((s) => s !== ''),
     data: { ramp, baselines, ffmpeg },
   };

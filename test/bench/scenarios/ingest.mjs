@@ -61,7 +61,14 @@ export async function run(ctx) {
     return {
       id,
       title,
-      rows: [{ measure: 'records ≥ 100k packets/s with zero loss and complete files', value: 'record sessions not available', target: `≥ ${TARGET_PPS}`, verdict: 'skipped' }],
+      rows: [
+        {
+          measure: 'records ≥ 100k packets/s with zero loss and complete files',
+          value: 'record sessions not available',
+          target: `≥ ${TARGET_PPS}`,
+          verdict: 'skipped',
+        },
+      ],
       tables: [],
       notes: [/** @type {string} */ (unavailable)],
       data: { unavailable },
@@ -79,7 +86,17 @@ export async function run(ctx) {
     idleBeforeSec: 0,
     rcvbuf: 212_992,
     during: () =>
-      runSender({ portBase: DEST_PORT_BASE, count: refRate / STREAM_PPS, pps: refRate, duration: seconds, size: 12 + PAYLOAD, pt: 0, clock: 8000, bin: ctx.tools.rtpsend, maxSeconds: seconds + 30 }),
+      runSender({
+        portBase: DEST_PORT_BASE,
+        count: refRate / STREAM_PPS,
+        pps: refRate,
+        duration: seconds,
+        size: 12 + PAYLOAD,
+        pt: 0,
+        clock: 8000,
+        bin: ctx.tools.rtpsend,
+        maxSeconds: seconds + 30,
+      }),
   });
   return {
     id,
@@ -96,8 +113,34 @@ export async function run(ctx) {
     tables: [
       {
         title: 'Ingest steps (PCMU, 172-byte packets, 50 packets/s per session)',
-        columns: ['packets/s', 'sessions', 'sent', 'recorded', 'lost (server)', 'dropped at its sockets', 'RcvbufErrors Δ (whole machine)', 'files complete', 'backlog read after (ms)', 'recorded ÷ (send + backlog time)', 'server CPU %', 'holds'],
-        rows: steps.map((s) => [s.rate, s.sessions, s.sent, s.recorded, s.lost, s.socketDrops, s.rcvbufErrors, `${s.filesComplete}/${s.sessions}`, s.drainMs ?? null, s.sustainedPps ?? null, s.cpuPct, s.holds ? 'yes' : 'no']),
+        columns: [
+          'packets/s',
+          'sessions',
+          'sent',
+          'recorded',
+          'lost (server)',
+          'dropped at its sockets',
+          'RcvbufErrors Δ (whole machine)',
+          'files complete',
+          'backlog read after (ms)',
+          'recorded ÷ (send + backlog time)',
+          'server CPU %',
+          'holds',
+        ],
+        rows: steps.map((s) => [
+          s.rate,
+          s.sessions,
+          s.sent,
+          s.recorded,
+          s.lost,
+          s.socketDrops,
+          s.rcvbufErrors,
+          `${s.filesComplete}/${s.sessions}`,
+          s.drainMs ?? null,
+          s.sustainedPps ?? null,
+          s.cpuPct,
+          s.holds ? 'yes' : 'no',
+        ]),
       },
     ],
     notes: [`Ramp: ${stoppedBy}.`],
@@ -124,16 +167,22 @@ async function ingestStep(ctx, server, rate, seconds) {
   let failures = 0;
   /** @type {string | null} */
   let firstError = null;
-  const created = await pool(0, sessions, 32, async (i) => {
-    const r = await server.api('POST', '/v1/sessions', recordBody(`bench-${rate}-${i}`)).catch((e) => ({ status: 0, body: String(e), ms: 0 }));
-    const port = r.body?.tracks?.[0]?.port;
-    if (r.status === 201 && typeof port === 'number') made.push({ id: r.body.id, port });
-    else {
-      failures++;
-      firstError ??= `${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
-    }
-    return true;
-  }, performance.now() + 120_000);
+  const created = await pool(
+    0,
+    sessions,
+    32,
+    async (i) => {
+      const r = await server.api('POST', '/v1/sessions', recordBody(`bench-${rate}-${i}`)).catch((e) => ({ status: 0, body: String(e), ms: 0 }));
+      const port = r.body?.tracks?.[0]?.port;
+      if (r.status === 201 && typeof port === 'number') made.push({ id: r.body.id, port });
+      else {
+        failures++;
+        firstError ??= `${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
+      }
+      return true;
+    },
+    performance.now() + 120_000,
+  );
   const notSent = created.filter((x) => x === undefined).length;
   if (notSent > 0) {
     failures += notSent;
@@ -187,7 +236,7 @@ async function ingestStep(ctx, server, rate, seconds) {
   // (or its count stops moving), so a backlog is told apart from a loss.
   const drainStart = performance.now();
   let seen = -1;
-  for (let still = 0; still < 6 && performance.now() - drainStart < 10_000; ) {
+  for (let still = 0; still < 6 && performance.now() - drainStart < 10_000;) {
     const now = await recordedSoFar(server);
     if (now >= sentAll) break;
     still = now === seen ? still + 1 : 0;
@@ -263,7 +312,10 @@ async function recordedSoFar(server) {
  */
 async function fileSize(...paths) {
   for (const p of paths) {
-    const size = await stat(p).then((s) => s.size, () => -1);
+    const size = await stat(p).then(
+      (s) => s.size,
+      () => -1,
+    );
     if (size >= 0) return size;
   }
   return -1;

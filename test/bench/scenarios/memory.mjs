@@ -102,9 +102,7 @@ export async function run(ctx) {
 export function startSoak(ctx) {
   const q = ctx.quick;
   const env = { OFFCAST_RTP_PORT_MIN: String(SOAK_SERVER_PORT_MIN), OFFCAST_RTP_PORT_MAX: String(SOAK_SERVER_PORT_MIN + 1999) };
-  return withServer(ctx, { workers: 1, env }, (server) =>
-    soakRun(ctx, server, q ? 100 : 500, q ? 5 : 60, q ? 30 : ctx.soakMinutes * 60, q ? 5 : 10),
-  );
+  return withServer(ctx, { workers: 1, env }, (server) => soakRun(ctx, server, q ? 100 : 500, q ? 5 : 60, q ? 30 : ctx.soakMinutes * 60, q ? 5 : 10));
 }
 
 /** @param {number} v */
@@ -234,7 +232,7 @@ async function soakRun(ctx, server, sessions, warmupSec, seconds, everySec) {
     max,
     spread: (max - min) / min,
     floorGrowth: (floorLast - floorFirst) / floorFirst,
-    slopeKiBPerMin: round1(slope(samples) / KIB * 60),
+    slopeKiBPerMin: round1((slope(samples) / KIB) * 60),
     receiver: streamView(report),
   };
 }

@@ -74,7 +74,17 @@ export async function run(ctx) {
     tables: [
       {
         title: 'Unpaced egress, each run measured at rtprecv (32 MiB receive buffer)',
-        columns: ['round', 'sender', 'pps at receiver', 'pps sender-side', 'mean size (B)', 'lost at receiver', 'RcvbufErrors', 'sender CPU %', 'machine busy %'],
+        columns: [
+          'round',
+          'sender',
+          'pps at receiver',
+          'pps sender-side',
+          'mean size (B)',
+          'lost at receiver',
+          'RcvbufErrors',
+          'sender CPU %',
+          'machine busy %',
+        ],
         rows: runs.map((x) => [
           x.round + 1,
           x.kind === 'server' ? 'offcast speed max' : x.kind === 'dgram' ? 'Node dgram loop' : 'C rtpsend --max',

@@ -37,10 +37,10 @@ const hex = (n: number) => `0x${n.toString(16).padStart(2, '0')}`;
 t.test('mu-law spot values from the G.711 tables', async (t) => {
   const cases: Array<[input: number, code: number, why: string]> = [
     [0, 0xff, 'positive zero: interval 0..1, character 1111 1111'],
-    [-1, 0x7f, 'negative zero (one\'s complement of -1 is 0)'],
+    [-1, 0x7f, "negative zero (one's complement of -1 is 0)"],
     [3, 0xff, '14-bit 0 still'],
     [4, 0xfe, '14-bit 1: interval 1..3, value 2'],
-    [-5, 0x7e, 'one\'s complement 4 -> 14-bit 1'],
+    [-5, 0x7e, "one's complement 4 -> 14-bit 1"],
     [123, 0xf0, '14-bit 30: last interval of segment 1 (29..31)'],
     [124, 0xef, '14-bit 31: decision value 31 opens segment 2 (31..35, value 33)'],
     [-125, 0x6f, 'negative 14-bit 31'],
@@ -51,7 +51,14 @@ t.test('mu-law spot values from the G.711 tables', async (t) => {
   for (const [input, code, why] of cases) t.equal(hex(linearToUlaw(input)), hex(code), `${input} -> ${hex(code)}: ${why}`);
 
   const decoded: Array<[code: number, value: number]> = [
-    [0xff, 0], [0x7f, 0], [0xfe, 8], [0x7e, -8], [0xf0, 120], [0xef, 132], [0x80, 32124], [0x00, -32124],
+    [0xff, 0],
+    [0x7f, 0],
+    [0xfe, 8],
+    [0x7e, -8],
+    [0xf0, 120],
+    [0xef, 132],
+    [0x80, 32124],
+    [0x00, -32124],
   ];
   for (const [code, value] of decoded) t.equal(ulawToLinear(code), value, `${hex(code)} decodes to ${value} (interval midpoint x 4)`);
 });
@@ -62,8 +69,8 @@ t.test('A-law spot values from the G.711 tables', async (t) => {
     [-1, 0x55, 'negative zero'],
     [15, 0xd5, '12-bit 0'],
     [16, 0xd4, '12-bit 1: interval 2..4'],
-    [-16, 0x55, 'one\'s complement 15 -> 12-bit 0'],
-    [-17, 0x54, 'one\'s complement 16 -> 12-bit 1'],
+    [-16, 0x55, "one's complement 15 -> 12-bit 0"],
+    [-17, 0x54, "one's complement 16 -> 12-bit 1"],
     [511, 0xca, '13-bit 63: last interval of segment 1 (62..64)'],
     [512, 0xf5, '13-bit 64: decision value 64 opens segment 2 (64..68, value 66)'],
     [32767, 0xaa, 'last interval 3968..4096'],
@@ -72,7 +79,13 @@ t.test('A-law spot values from the G.711 tables', async (t) => {
   for (const [input, code, why] of cases) t.equal(hex(linearToAlaw(input)), hex(code), `${input} -> ${hex(code)}: ${why}`);
 
   const decoded: Array<[code: number, value: number]> = [
-    [0xd5, 8], [0x55, -8], [0xd4, 24], [0xca, 504], [0xf5, 528], [0xaa, 32256], [0x2a, -32256],
+    [0xd5, 8],
+    [0x55, -8],
+    [0xd4, 24],
+    [0xca, 504],
+    [0xf5, 528],
+    [0xaa, 32256],
+    [0x2a, -32256],
   ];
   for (const [code, value] of decoded) t.equal(alawToLinear(code), value, `${hex(code)} decodes to ${value} (interval midpoint x 8)`);
 });
@@ -165,7 +178,10 @@ function readFixture(name: string): Uint8Array {
 }
 
 t.test('decoders equal ffmpeg on all 256 codes', async (t) => {
-  for (const [law, decode] of [['ulaw', ulawToLinear], ['alaw', alawToLinear]] as const) {
+  for (const [law, decode] of [
+    ['ulaw', ulawToLinear],
+    ['alaw', alawToLinear],
+  ] as const) {
     const reference = readFixture(`ffmpeg-${law}-decode.s16le`);
     t.equal(reference.length, 512);
     const view = new DataView(reference.buffer, reference.byteOffset, reference.byteLength);
@@ -267,8 +283,14 @@ t.test('bulk encoders equal the per-sample functions', async (t) => {
   const alaw = new Uint8Array(1000);
   t.equal(encodeUlaw(pcm, ulaw), 1000);
   t.equal(encodeAlaw(pcm, alaw), 1000);
-  t.same(ulaw, Uint8Array.from({ length: 1000 }, (_, i) => linearToUlaw(s16At(pcm, i))));
-  t.same(alaw, Uint8Array.from({ length: 1000 }, (_, i) => linearToAlaw(s16At(pcm, i))));
+  t.same(
+    ulaw,
+    Uint8Array.from({ length: 1000 }, (_, i) => linearToUlaw(s16At(pcm, i))),
+  );
+  t.same(
+    alaw,
+    Uint8Array.from({ length: 1000 }, (_, i) => linearToAlaw(s16At(pcm, i))),
+  );
   t.throws(() => encodeUlaw(pcm, new Uint8Array(999)), RangeError);
   t.throws(() => encodeAlaw(pcm, new Uint8Array(999)), RangeError);
   t.throws(() => decodeUlaw(ulaw, new Uint8Array(1999)), RangeError);
@@ -352,7 +374,13 @@ const convertWhole: Record<G711Encoding, Record<G711SourceCodec, (src: Uint8Arra
 t.test('payloader -> depacketizer round trips', async (t) => {
   const encodings: G711Encoding[] = ['PCMU', 'PCMA'];
   const sources: G711SourceCodec[] = ['pcm_s16le', 'pcm_mulaw', 'pcm_alaw'];
-  const budgets: Array<[payloadBytes: number, packetSamples: number]> = [[100, 100], [160, 160], [1200, 160], [161, 160], [1, 1]];
+  const budgets: Array<[payloadBytes: number, packetSamples: number]> = [
+    [100, 100],
+    [160, 160],
+    [1200, 160],
+    [161, 160],
+    [1, 1],
+  ];
   const blockPatterns = [[1, 7, 333], [160], [1000], [37, 160, 3]];
   let seed = 1;
   for (const encoding of encodings) {
@@ -418,7 +446,10 @@ t.test('payloader: a jump in pts closes the current packet', async (t) => {
   payloader.flush(emit);
   t.same(
     packets.map((p) => [p.rtpTs, p.payload.length, p.payload[0]]),
-    [[0, 100, 1], [5000, 100, 2]],
+    [
+      [0, 100, 1],
+      [5000, 100, 2],
+    ],
   );
   payloader.flush(emit);
   t.equal(packets.length, 2, 'a second flush emits nothing');

@@ -88,10 +88,24 @@ t.test('round trips: single NAL, STAP-A, FU-A', async (tt) => {
       const name = `${c.name}, budget ${budget}`;
       const [packets] = packetize([sample(nals, { pts: 1234, dts: 1000, keyframe: c.keyframe ?? false })], budget);
       const ps = packets!;
-      tt.ok(ps.every((p) => p.payload.length <= budget && p.payload.length > 0), `${name}: every payload within the budget`);
-      tt.same(ps.map((p) => p.marker), ps.map((_, i) => i === ps.length - 1), `${name}: marker on the last packet only`);
-      tt.ok(ps.every((p) => p.rtpTs === 1234), `${name}: rtpTs = pts`);
-      tt.same(ps.map((p) => p.sync), ps.map((_, i) => (c.keyframe ?? false) && i === 0), `${name}: sync`);
+      tt.ok(
+        ps.every((p) => p.payload.length <= budget && p.payload.length > 0),
+        `${name}: every payload within the budget`,
+      );
+      tt.same(
+        ps.map((p) => p.marker),
+        ps.map((_, i) => i === ps.length - 1),
+        `${name}: marker on the last packet only`,
+      );
+      tt.ok(
+        ps.every((p) => p.rtpTs === 1234),
+        `${name}: rtpTs = pts`,
+      );
+      tt.same(
+        ps.map((p) => p.sync),
+        ps.map((_, i) => (c.keyframe ?? false) && i === 0),
+        `${name}: sync`,
+      );
       // Structure, NAL by NAL: what each packet must be.
       let k = 0;
       let i = 0;
@@ -151,12 +165,22 @@ t.test('aggregation stays inside an access unit and packs greedily', async (tt) 
   const a = [nal(6, 10), nal(1, 10)];
   const b = [nal(1, 10), nal(1, 10)];
   const aus = packetize([sample(a, { pts: 0 }), sample(b, { pts: 3600 })], 1400);
-  tt.same(aus.map((au) => au.length), [1, 1], 'one STAP-A per AU, never across');
+  tt.same(
+    aus.map((au) => au.length),
+    [1, 1],
+    'one STAP-A per AU, never across',
+  );
   tt.ok(aus.every((au) => type(au[0]!.payload) === 24 && au[0]!.marker));
   // Exactly full: 1 + (2 + 100) * 3 = 307 bytes fits a 307 budget; 306 splits 2 + 1.
   const three = [nal(1, 100), nal(1, 100), nal(1, 100)];
-  tt.same(packetize([sample(three)], 307)[0]!.map((p) => p.payload.length), [307]);
-  tt.same(packetize([sample(three)], 306)[0]!.map((p) => p.payload.length), [205, 100]);
+  tt.same(
+    packetize([sample(three)], 307)[0]!.map((p) => p.payload.length),
+    [307],
+  );
+  tt.same(
+    packetize([sample(three)], 306)[0]!.map((p) => p.payload.length),
+    [205, 100],
+  );
 });
 
 t.test('SPS/PPS insertion before IDR, AUD and filler dropped', async (tt) => {
@@ -177,12 +201,24 @@ t.test('SPS/PPS insertion before IDR, AUD and filler dropped', async (tt) => {
     const [ps] = packetize([sample(c.nals, { keyframe: c.keyframe })], 1400);
     const frames = depacketize(ps!);
     tt.same(frames[0]!.nals!.map(hex), sent.map(hex), c.name);
-    tt.equal(frames[0]!.keyframe, sent.some((n) => type(n) === 5), `${c.name}: keyframe`);
-    tt.equal(ps![0]!.sync, sent.some((n) => type(n) === 5), `${c.name}: sync on the first packet`);
+    tt.equal(
+      frames[0]!.keyframe,
+      sent.some((n) => type(n) === 5),
+      `${c.name}: keyframe`,
+    );
+    tt.equal(
+      ps![0]!.sync,
+      sent.some((n) => type(n) === 5),
+      `${c.name}: sync on the first packet`,
+    );
   }
   const [ps] = packetize([sample([idr], { keyframe: true })], 1400);
   tt.equal(type(ps![0]!.payload), 24, 'the parameter sets go out together in one STAP-A');
-  tt.same(ps!.map((p) => p.sync), [true, false, false, false], 'sync only on that first packet');
+  tt.same(
+    ps!.map((p) => p.sync),
+    [true, false, false, false],
+    'sync only on that first packet',
+  );
   // Several parameter sets in the stream's params: all inserted, in order.
   const sps2 = Uint8Array.from([0x67, 0x42, 0xc0, 0x1e, 0x01]);
   const pps2 = Uint8Array.from([0x68, 0xce, 0x01]);
@@ -198,27 +234,40 @@ t.test('send times spread over the frame interval, never decreasing', async (tt)
     const [ps] = packetize([sample([big], { dts: 9000, pts: 9000, duration: 3600, keyframe: true })], 1400, spread);
     const n = ps!.length;
     tt.equal(n, 1 + fuFragmentCount(14000, 1400));
-    tt.same(ps!.map((p) => p.sendTs), ps!.map((_, k) => 9000 + Math.floor((k * 3600 * spread) / n)), `spread ${spread}`);
+    tt.same(
+      ps!.map((p) => p.sendTs),
+      ps!.map((_, k) => 9000 + Math.floor((k * 3600 * spread) / n)),
+      `spread ${spread}`,
+    );
   }
   // A frame whose spread runs past the next frame's dts: the next frame waits.
-  const aus = packetize(
-    [sample([nal(1, 5000)], { dts: 0, duration: 10000 }), sample([nal(1, 10)], { dts: 3000, duration: 3000 })],
-    1400,
-    1,
-  );
+  const aus = packetize([sample([nal(1, 5000)], { dts: 0, duration: 10000 }), sample([nal(1, 10)], { dts: 3000, duration: 3000 })], 1400, 1);
   const times = aus.flat().map((p) => p.sendTs);
   tt.same(times, [0, 2500, 5000, 7500, 7500], 'clamped to the last send time');
-  tt.ok(times.every((ts, i) => i === 0 || ts >= times[i - 1]!), 'never decreasing');
+  tt.ok(
+    times.every((ts, i) => i === 0 || ts >= times[i - 1]!),
+    'never decreasing',
+  );
 });
 
 t.test('B-frames: rtpTs follows pts, order preserved through the depacketizer', async (tt) => {
   const pts = [7200, 18000, 10800, 14400];
   const samples = pts.map((p, i) => sample([nal(i === 0 ? 5 : 1, 2000)], { pts: p, dts: i * 3600, keyframe: i === 0 }));
   const aus = packetize(samples, 1400);
-  tt.same(aus.map((au) => au.map((p) => p.rtpTs)), pts.map((p, i) => Array<number>(aus[i]!.length).fill(p)));
+  tt.same(
+    aus.map((au) => au.map((p) => p.rtpTs)),
+    pts.map((p, i) => Array<number>(aus[i]!.length).fill(p)),
+  );
   const frames = depacketize(aus.flat());
-  tt.same(frames.map((f) => f.rtpTs), pts, 'one frame per AU, in decode order, with its pts');
-  tt.same(frames.map((f) => f.nals!.at(-1)!.length), [2000, 2000, 2000, 2000]);
+  tt.same(
+    frames.map((f) => f.rtpTs),
+    pts,
+    'one frame per AU, in decode order, with its pts',
+  );
+  tt.same(
+    frames.map((f) => f.nals!.at(-1)!.length),
+    [2000, 2000, 2000, 2000],
+  );
 });
 
 t.test('payloader options', async (tt) => {
@@ -240,7 +289,6 @@ t.test('payloader options', async (tt) => {
   tt.equal(emitted, 1, 'empty NAL units and samples without nals send nothing');
   tt.equal(p.emptySkipped, 1);
   tt.equal(p.clockRate, 90000);
-
 });
 
 // ---------------------------------------------------------------------------
@@ -261,21 +309,33 @@ t.test('depacketizer: loss, duplicates, bad structures', async (tt) => {
     // Loss in the middle of an FU-A: that NAL is dropped, the rest of the AU kept.
     const d = new H264Depacketizer();
     const out = [...d.push(fa[0]!, 1, false, 0), ...d.push(fa[1]!, 1, false, 0), ...d.push(fa[3]!, 1, false, 1), ...d.push(b, 1, true, 0)];
-    tt.same(out.map((f) => f.nals!.map(hex)), [[hex(b)]], 'loss mid FU-A');
+    tt.same(
+      out.map((f) => f.nals!.map(hex)),
+      [[hex(b)]],
+      'loss mid FU-A',
+    );
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
   {
     // Duplicate start: the first (incomplete) one is dropped; the second completes.
     const d = new H264Depacketizer();
     const out = [fa[0]!, fa[1]!, fa[0]!, fa[1]!, fa[2]!, fa[3]!].flatMap((p, i) => d.push(p, 1, i === 5, 0));
-    tt.same(out.map((f) => f.nals!.map(hex)), [[hex(a)]], 'duplicate start');
+    tt.same(
+      out.map((f) => f.nals!.map(hex)),
+      [[hex(a)]],
+      'duplicate start',
+    );
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
   {
     // FU-A without its start: counted once, skipped to its end; the next NAL is fine.
     const d = new H264Depacketizer();
     const out = [fa[1]!, fa[2]!, fa[3]!, b].flatMap((p, i) => d.push(p, 1, i === 3, i === 0 ? 1 : 0));
-    tt.same(out.map((f) => f.nals!.map(hex)), [[hex(b)]], 'FU-A without start');
+    tt.same(
+      out.map((f) => f.nals!.map(hex)),
+      [[hex(b)]],
+      'FU-A without start',
+    );
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
   {
@@ -290,7 +350,10 @@ t.test('depacketizer: loss, duplicates, bad structures', async (tt) => {
     // A single NAL packet while an FU is open: the FU lost its end.
     const d = new H264Depacketizer();
     const out = [fa[0]!, b].flatMap((p, i) => d.push(p, 1, i === 1, 0));
-    tt.same(out.map((f) => f.nals!.map(hex)), [[hex(b)]]);
+    tt.same(
+      out.map((f) => f.nals!.map(hex)),
+      [[hex(b)]],
+    );
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
   {
@@ -299,8 +362,16 @@ t.test('depacketizer: loss, duplicates, bad structures', async (tt) => {
     const first = [...d.push(b, 1, false, 0), ...d.push(fa[0]!, 1, false, 0)];
     tt.same(first, []);
     const second = d.push(b, 2, false, 0);
-    tt.same(second.map((f) => [f.rtpTs, f.nals!.map(hex)]), [[1, [hex(b)]]], 'AU at the timestamp change');
-    tt.same(d.flush().map((f) => [f.rtpTs, f.nals!.map(hex)]), [[2, [hex(b)]]], 'flush outputs the rest');
+    tt.same(
+      second.map((f) => [f.rtpTs, f.nals!.map(hex)]),
+      [[1, [hex(b)]]],
+      'AU at the timestamp change',
+    );
+    tt.same(
+      d.flush().map((f) => [f.rtpTs, f.nals!.map(hex)]),
+      [[2, [hex(b)]]],
+      'flush outputs the rest',
+    );
     tt.same(d.flush(), [], 'second flush: nothing');
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
@@ -320,7 +391,11 @@ t.test('depacketizer: loss, duplicates, bad structures', async (tt) => {
     for (const c of bad) {
       const d = new H264Depacketizer();
       const out = [...d.push(b, 7, false, 0), ...d.push(c.payload, 7, false, 0), ...d.push(b, 7, true, 0)];
-      tt.same(out.map((f) => f.nals!.length), [2], `${c.name}: the good NAL units of the AU survive`);
+      tt.same(
+        out.map((f) => f.nals!.length),
+        [2],
+        `${c.name}: the good NAL units of the AU survive`,
+      );
       tt.same(d.stats, { malformed: 1, dropped: 0 }, `${c.name}: counted as malformed`);
       tt.type(d.lastError, 'string');
     }
@@ -344,18 +419,23 @@ t.test('depacketizer: size caps', async (tt) => {
   const budget = 60000;
   {
     const d = new H264Depacketizer();
-    const frames = depacketize(
-      packetize([sample([nal(1, MAX_NAL_BYTES + 1), nal(1, 50)])], budget)[0]!,
-      d,
+    const frames = depacketize(packetize([sample([nal(1, MAX_NAL_BYTES + 1), nal(1, 50)])], budget)[0]!, d);
+    tt.same(
+      frames.map((f) => f.nals!.map((n) => n.length)),
+      [[50]],
+      'NAL over 8 MiB dropped, the rest kept',
     );
-    tt.same(frames.map((f) => f.nals!.map((n) => n.length)), [[50]], 'NAL over 8 MiB dropped, the rest kept');
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
   {
     const d = new H264Depacketizer();
     const third = Math.floor(MAX_ACCESS_UNIT_BYTES / 3) + 10;
     const frames = depacketize(packetize([sample([nal(1, third), nal(1, third), nal(1, third)]), sample([nal(1, 10)], { pts: 1 })], budget).flat(), d);
-    tt.same(frames.map((f) => f.nals!.map((n) => n.length)), [[10]], 'AU over 16 MiB dropped whole; the next AU is fine');
+    tt.same(
+      frames.map((f) => f.nals!.map((n) => n.length)),
+      [[10]],
+      'AU over 16 MiB dropped whole; the next AU is fine',
+    );
     tt.same(d.stats, { malformed: 0, dropped: 1 });
   }
   {
@@ -432,8 +512,16 @@ t.test('real streams survive packetization byte-exact', async (tt) => {
   for (const name of ['bframes.h264', 'crop-ntsc.h264', 'baseline.h264']) {
     const { samples, frames, params } = await roundTrip(join(FIXTURES, name), 1200);
     tt.equal(frames.length, samples.length, `${name}: one frame per sample`);
-    tt.same(frames.map((f) => f.rtpTs), samples.map((s) => s.pts), `${name}: rtpTs = pts`);
-    tt.same(frames.map((f) => f.keyframe), samples.map((s) => s.keyframe), `${name}: keyframes`);
+    tt.same(
+      frames.map((f) => f.rtpTs),
+      samples.map((s) => s.pts),
+      `${name}: rtpTs = pts`,
+    );
+    tt.same(
+      frames.map((f) => f.keyframe),
+      samples.map((s) => s.keyframe),
+      `${name}: keyframes`,
+    );
     const expected = samples.map((s) => {
       const kept = s.nals!.filter((n) => type(n) !== 9 && type(n) !== 12);
       if (!s.keyframe) return kept;
@@ -442,7 +530,10 @@ t.test('real streams survive packetization byte-exact', async (tt) => {
       if (!kept.some((n) => type(n) === 8)) out.push(...params.pps);
       return [...out, ...kept];
     });
-    tt.ok(frames.every((f, i) => f.nals!.length === expected[i]!.length && f.nals!.every((n, j) => hex(n) === hex(expected[i]![j]!))), `${name}: NAL units byte-exact (AUD dropped)`);
+    tt.ok(
+      frames.every((f, i) => f.nals!.length === expected[i]!.length && f.nals!.every((n, j) => hex(n) === hex(expected[i]![j]!))),
+      `${name}: NAL units byte-exact (AUD dropped)`,
+    );
   }
 });
 

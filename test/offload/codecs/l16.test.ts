@@ -144,7 +144,10 @@ t.test('byte order: little-endian in, network order out', async (t) => {
   // Frame 0: left 0x1234, right -2 (0xfffe); frame 1: left -32768, right 32767.
   payloader.push(sampleOf(Uint8Array.of(0x34, 0x12, 0xfe, 0xff, 0x00, 0x80, 0xff, 0x7f), 0, 2), emit);
   payloader.flush(emit);
-  t.same(packets.map((p) => Array.from(p.payload)), [[0x12, 0x34, 0xff, 0xfe, 0x80, 0x00, 0x7f, 0xff]]);
+  t.same(
+    packets.map((p) => Array.from(p.payload)),
+    [[0x12, 0x34, 0xff, 0xfe, 0x80, 0x00, 0x7f, 0xff]],
+  );
   const [frame] = new L16Depacketizer({ channels: 2 }).push(packets[0].payload, 0, false, 0);
   t.same(Array.from(frame.data), [0x34, 0x12, 0xfe, 0xff, 0x00, 0x80, 0xff, 0x7f]);
 });
@@ -153,7 +156,13 @@ t.test('input aligned to packets: flush emits nothing more', async (t) => {
   const payloader = new L16Payloader({ clockRate: 8000, channels: 1 }, { payloadBytes: 1200, spread: 0 });
   const { emit, packets } = collector();
   payloader.push(sampleOf(new Uint8Array(640), 0, 320), emit);
-  t.same(packets.map((p) => [p.rtpTs, p.payload.length]), [[0, 320], [160, 320]]);
+  t.same(
+    packets.map((p) => [p.rtpTs, p.payload.length]),
+    [
+      [0, 320],
+      [160, 320],
+    ],
+  );
   payloader.flush(emit);
   payloader.flush(emit);
   t.equal(packets.length, 2);
@@ -168,7 +177,11 @@ t.test('a jump in pts closes the current packet so timestamps stay exact', async
   payloader.flush(emit);
   t.same(
     packets.map((p) => [p.rtpTs, p.payload.length / 2, p.payload[0], p.payload[p.payload.length - 1]]),
-    [[0, 100, 1, 1], [1000, 160, 2, 2], [1160, 41, 2, 3]],
+    [
+      [0, 100, 1, 1],
+      [1000, 160, 2, 2],
+      [1160, 41, 2, 3],
+    ],
   );
 });
 

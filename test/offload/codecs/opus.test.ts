@@ -250,7 +250,10 @@ t.test('payloader: one packet per payload, rtpTs = pts', async (t) => {
   payloader.flush(emit);
   t.same(
     packets.map((p) => [p.payload.length, p.rtpTs, p.sendTs, p.marker, p.sync]),
-    [[11, 312, 312, false, true], [1200, 1272, 1272, false, true]],
+    [
+      [11, 312, 312, false, true],
+      [1200, 1272, 1272, false, true],
+    ],
   );
 });
 
@@ -269,7 +272,10 @@ t.test('payloader: empty samples are skipped and counted', async (t) => {
   payloader.push(sampleOf(new Uint8Array(0), 0, 960), emit);
   payloader.push(sampleOf(packet(0xfc), 960, 960), emit);
   t.equal(payloader.emptySkipped, 1);
-  t.same(packets.map((p) => p.rtpTs), [960]);
+  t.same(
+    packets.map((p) => p.rtpTs),
+    [960],
+  );
 });
 
 t.test('depacketizer: malformed packets are counted and dropped; data is a copy', async (t) => {
@@ -326,100 +332,121 @@ function walkOgg(file: Uint8Array): OggWalk {
   return { packets, pages };
 }
 
-t.test('libopus packets: TOC durations match the Ogg granules; payloader -> depacketizer is exact', { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed: no real Opus packets') }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'offcast-opus-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const cases = [
-    { ms: 2.5, channels: 2, args: ['-application', 'lowdelay'] },
-    { ms: 5, channels: 1, args: [] },
-    { ms: 10, channels: 1, args: ['-application', 'voip', '-b:a', '12k'] },
-    { ms: 20, channels: 2, args: [] },
-    { ms: 20, channels: 1, args: ['-application', 'voip', '-b:a', '24k'] },
-    { ms: 40, channels: 1, args: ['-application', 'voip', '-b:a', '12k'] },
-    { ms: 60, channels: 2, args: ['-b:a', '128k'] },
-    { ms: 120, channels: 1, args: ['-b:a', '32k'] },
-  ];
-  const modesSeen = new Set<string>();
-  for (const { ms, channels, args } of cases) {
-    const name = `${ms} ms, ${channels} ch${args.length ? ' ' + args.join(' ') : ''}`;
-    const file = join(dir, `${ms}-${channels}-${args.length}.opus`);
-    execFileSync('ffmpeg', [
-      '-hide_banner', '-loglevel', 'error', '-y',
-      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=1',
-      '-f', 'lavfi', '-i', 'anoisesrc=color=pink:amplitude=0.1:sample_rate=48000:duration=1:seed=7',
-      '-filter_complex', 'amix=inputs=2', '-ac', String(channels),
-      '-c:a', 'libopus', '-frame_duration', String(ms), ...args,
-      '-page_duration', '100000', // 100 ms pages: many granules to check
-      file,
-    ]);
-    const { packets, pages } = walkOgg(new Uint8Array(readFileSync(file)));
-    t.equal(Buffer.from(packets[0].subarray(0, 8)).toString('latin1'), 'OpusHead', `${name}: OpusHead first`);
-    const audio = packets.slice(2);
-    t.ok(audio.length >= 1000 / ms, `${name}: ${audio.length} audio packets`);
+t.test(
+  'libopus packets: TOC durations match the Ogg granules; payloader -> depacketizer is exact',
+  { skip: skipUnless(hasFfmpeg, 'ffmpeg not installed: no real Opus packets') },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'offcast-opus-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const cases = [
+      { ms: 2.5, channels: 2, args: ['-application', 'lowdelay'] },
+      { ms: 5, channels: 1, args: [] },
+      { ms: 10, channels: 1, args: ['-application', 'voip', '-b:a', '12k'] },
+      { ms: 20, channels: 2, args: [] },
+      { ms: 20, channels: 1, args: ['-application', 'voip', '-b:a', '24k'] },
+      { ms: 40, channels: 1, args: ['-application', 'voip', '-b:a', '12k'] },
+      { ms: 60, channels: 2, args: ['-b:a', '128k'] },
+      { ms: 120, channels: 1, args: ['-b:a', '32k'] },
+    ];
+    const modesSeen = new Set<string>();
+    for (const { ms, channels, args } of cases) {
+      const name = `${ms} ms, ${channels} ch${args.length ? ' ' + args.join(' ') : ''}`;
+      const file = join(dir, `${ms}-${channels}-${args.length}.opus`);
+      execFileSync('ffmpeg', [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-y',
+        '-f',
+        'lavfi',
+        '-i',
+        'sine=frequency=440:sample_rate=48000:duration=1',
+        '-f',
+        'lavfi',
+        '-i',
+        'anoisesrc=color=pink:amplitude=0.1:sample_rate=48000:duration=1:seed=7',
+        '-filter_complex',
+        'amix=inputs=2',
+        '-ac',
+        String(channels),
+        '-c:a',
+        'libopus',
+        '-frame_duration',
+        String(ms),
+        ...args,
+        '-page_duration',
+        '100000', // 100 ms pages: many granules to check
+        file,
+      ]);
+      const { packets, pages } = walkOgg(new Uint8Array(readFileSync(file)));
+      t.equal(Buffer.from(packets[0].subarray(0, 8)).toString('latin1'), 'OpusHead', `${name}: OpusHead first`);
+      const audio = packets.slice(2);
+      t.ok(audio.length >= 1000 / ms, `${name}: ${audio.length} audio packets`);
 
-    // Every packet is valid and lasts the requested frame duration.
-    const problems: string[] = [];
-    const cumulative = [0];
-    for (const p of audio) {
-      const error = opusPacketError(p);
-      if (error !== null) problems.push(error);
-      const info = parseOpusPacket(p);
-      modesSeen.add(info.mode);
-      if (info.samples !== ms * 48) problems.push(`packet of ${info.samples} samples`);
-      if (channels === 1 && info.stereo) problems.push('stereo flag on a mono stream');
-      cumulative.push(cumulative[cumulative.length - 1] + info.samples);
-    }
-    t.same(problems, [], `${name}: all packets valid, ${ms * 48} samples each`);
-
-    // Each audio page's granule is the sample count of the packets ended so far
-    // (RFC 7845 4); the last page may be trimmed, so it is left out.
-    let granulesChecked = 0;
-    let granulesWrong = 0;
-    for (const page of pages.slice(0, -1)) {
-      if (page.packetsEnded <= 2) continue;
-      granulesChecked++;
-      if (page.granule !== BigInt(cumulative[page.packetsEnded - 2])) granulesWrong++;
-    }
-    t.ok(granulesChecked >= 1, `${name}: ${granulesChecked} granules checked`);
-    t.equal(granulesWrong, 0, `${name}: TOC durations add up to the granules`);
-
-    // Round trip.
-    const payloader = new OpusPayloader({ payloadBytes: 1200, spread: 0 });
-    const depacketizer = new OpusDepacketizer();
-    const { emit, packets: sent } = collector();
-    audio.forEach((p, i) => payloader.push(sampleOf(p, cumulative[i], ms * 48), emit));
-    payloader.flush(emit);
-    t.equal(sent.length, audio.length, `${name}: one RTP payload per packet`);
-    let mismatches = 0;
-    sent.forEach((p, i) => {
-      const frames = depacketizer.push(p.payload, p.rtpTs, p.marker, 0);
-      if (
-        frames.length !== 1 ||
-        frames[0].rtpTs !== cumulative[i] ||
-        p.sendTs !== cumulative[i] ||
-        p.marker ||
-        !p.sync ||
-        !Buffer.from(frames[0].data).equals(audio[i])
-      ) {
-        mismatches++;
+      // Every packet is valid and lasts the requested frame duration.
+      const problems: string[] = [];
+      const cumulative = [0];
+      for (const p of audio) {
+        const error = opusPacketError(p);
+        if (error !== null) problems.push(error);
+        const info = parseOpusPacket(p);
+        modesSeen.add(info.mode);
+        if (info.samples !== ms * 48) problems.push(`packet of ${info.samples} samples`);
+        if (channels === 1 && info.stereo) problems.push('stereo flag on a mono stream');
+        cumulative.push(cumulative[cumulative.length - 1] + info.samples);
       }
-    });
-    t.equal(mismatches, 0, `${name}: payloads, timestamps and depacketized bytes are exact`);
-    t.same(depacketizer.stats, { malformed: 0, dropped: 0 });
+      t.same(problems, [], `${name}: all packets valid, ${ms * 48} samples each`);
 
-    // A budget below the largest packet stops at the first packet that does not fit.
-    const largest = Math.max(...audio.map((p) => p.length));
-    const first = audio.findIndex((p) => p.length === largest);
-    const small = new OpusPayloader({ payloadBytes: largest - 1, spread: 0 });
-    t.throws(
-      () => audio.forEach((p, i) => small.push(sampleOf(p, cumulative[i], ms * 48), () => {})),
-      {
-        name: 'RangeError',
-        message: `Opus packet of ${largest} bytes at ${(cumulative[first] / 48000).toFixed(3)} s exceeds rtp.payloadBytes (${largest - 1})`,
-      },
-      `${name}: oversized packet`,
-    );
-  }
-  t.ok(modesSeen.has('silk'), `SILK packets seen (${[...modesSeen].join(', ')})`);
-  t.ok(modesSeen.has('celt'), 'CELT packets seen');
-});
+      // Each audio page's granule is the sample count of the packets ended so far
+      // (RFC 7845 4); the last page may be trimmed, so it is left out.
+      let granulesChecked = 0;
+      let granulesWrong = 0;
+      for (const page of pages.slice(0, -1)) {
+        if (page.packetsEnded <= 2) continue;
+        granulesChecked++;
+        if (page.granule !== BigInt(cumulative[page.packetsEnded - 2])) granulesWrong++;
+      }
+      t.ok(granulesChecked >= 1, `${name}: ${granulesChecked} granules checked`);
+      t.equal(granulesWrong, 0, `${name}: TOC durations add up to the granules`);
+
+      // Round trip.
+      const payloader = new OpusPayloader({ payloadBytes: 1200, spread: 0 });
+      const depacketizer = new OpusDepacketizer();
+      const { emit, packets: sent } = collector();
+      audio.forEach((p, i) => payloader.push(sampleOf(p, cumulative[i], ms * 48), emit));
+      payloader.flush(emit);
+      t.equal(sent.length, audio.length, `${name}: one RTP payload per packet`);
+      let mismatches = 0;
+      sent.forEach((p, i) => {
+        const frames = depacketizer.push(p.payload, p.rtpTs, p.marker, 0);
+        if (
+          frames.length !== 1 ||
+          frames[0].rtpTs !== cumulative[i] ||
+          p.sendTs !== cumulative[i] ||
+          p.marker ||
+          !p.sync ||
+          !Buffer.from(frames[0].data).equals(audio[i])
+        ) {
+          mismatches++;
+        }
+      });
+      t.equal(mismatches, 0, `${name}: payloads, timestamps and depacketized bytes are exact`);
+      t.same(depacketizer.stats, { malformed: 0, dropped: 0 });
+
+      // A budget below the largest packet stops at the first packet that does not fit.
+      const largest = Math.max(...audio.map((p) => p.length));
+      const first = audio.findIndex((p) => p.length === largest);
+      const small = new OpusPayloader({ payloadBytes: largest - 1, spread: 0 });
+      t.throws(
+        () => audio.forEach((p, i) => small.push(sampleOf(p, cumulative[i], ms * 48), () => {})),
+        {
+          name: 'RangeError',
+          message: `Opus packet of ${largest} bytes at ${(cumulative[first] / 48000).toFixed(3)} s exceeds rtp.payloadBytes (${largest - 1})`,
+        },
+        `${name}: oversized packet`,
+      );
+    }
+    t.ok(modesSeen.has('silk'), `SILK packets seen (${[...modesSeen].join(', ')})`);
+    t.ok(modesSeen.has('celt'), 'CELT packets seen');
+  },
+);

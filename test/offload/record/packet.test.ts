@@ -109,7 +109,17 @@ t.test('validateRtp: valid packets fill every field', async (t) => {
     [
       '15 CSRCs and an extension of 3 words',
       rtp({ csrcs: Array.from({ length: 15 }, (_, i) => i), extWords: 3 }),
-      { marker: false, payloadType: 96, seq: 0x1234, ts: 0xdeadbeef, ssrc: 0x11223344, payloadOffset: 12 + 60 + 4 + 12, payloadLength: 5, csrcCount: 15, hasExtension: true },
+      {
+        marker: false,
+        payloadType: 96,
+        seq: 0x1234,
+        ts: 0xdeadbeef,
+        ssrc: 0x11223344,
+        payloadOffset: 12 + 60 + 4 + 12,
+        payloadLength: 5,
+        csrcCount: 15,
+        hasExtension: true,
+      },
     ],
     [
       'empty extension (length 0)',

@@ -4,10 +4,7 @@ import { ReorderBuffer, type ReorderBufferOptions } from '../../../offload/recor
 const RESULT_NAMES = ['ACCEPTED', 'DUPLICATE', 'TOO_LATE', 'DROPPED'];
 
 /** One step: push a seq at a time (checking the result), drain at a time, or flush. */
-type Step =
-  | { push: number; at: number; result: string }
-  | { drain: number }
-  | { flush: true };
+type Step = { push: number; at: number; result: string } | { drain: number } | { flush: true };
 
 interface ReorderCase {
   name: string;
@@ -31,7 +28,11 @@ const cases: ReorderCase[] = [
   {
     name: 'in order',
     steps: [...pd(10, 0), ...pd(11, 1), ...pd(12, 2)],
-    released: [[10, 0], [11, 0], [12, 0]],
+    released: [
+      [10, 0],
+      [11, 0],
+      [12, 0],
+    ],
     counters: { received: 3, accepted: 3, reordered: 0, lost: 0, released: 3 },
     size: 0,
     deadline: Infinity,
@@ -39,33 +40,56 @@ const cases: ReorderCase[] = [
   {
     name: 'two swapped',
     steps: [...pd(10, 0), ...pd(12, 1), ...pd(11, 2), ...pd(13, 3)],
-    released: [[10, 0], [11, 0], [12, 0], [13, 0]],
+    released: [
+      [10, 0],
+      [11, 0],
+      [12, 0],
+      [13, 0],
+    ],
     counters: { received: 4, accepted: 4, reordered: 1, lost: 0, released: 4 },
   },
   {
     name: 'first packets arrive reversed: the first push sets the start',
     steps: [...pd(11, 0), ...pd(10, 1, 'TOO_LATE'), ...pd(12, 2)],
-    released: [[11, 0], [12, 0]],
+    released: [
+      [11, 0],
+      [12, 0],
+    ],
     counters: { received: 3, accepted: 2, late: 1, lost: 0 },
   },
   {
     name: 'a gap filled late (before the timeout)',
     steps: [...pd(10, 0), ...pd(12, 5), ...pd(13, 6), drain(104), ...pd(11, 80)],
-    released: [[10, 0], [11, 0], [12, 0], [13, 0]],
+    released: [
+      [10, 0],
+      [11, 0],
+      [12, 0],
+      [13, 0],
+    ],
     counters: { received: 4, accepted: 4, reordered: 1, lost: 0, late: 0, released: 4 },
     deadline: Infinity,
   },
   {
     name: 'a gap never filled: skipped when the oldest held packet waited maxDelay',
     steps: [...pd(10, 0), ...pd(12, 5), ...pd(13, 6), drain(104), drain(105), ...pd(11, 110, 'TOO_LATE'), ...pd(14, 111)],
-    released: [[10, 0], [12, 1], [13, 0], [14, 0]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [13, 0],
+      [14, 0],
+    ],
     counters: { received: 5, accepted: 4, lost: 1, late: 1, released: 4 },
   },
   {
     name: 'several gaps: each waits for its own oldest packet',
     // 11 missing (12 held from t=5), 14 missing (15 held from t=90).
     steps: [...pd(10, 0), ...pd(12, 5), ...pd(13, 6), ...pd(15, 90), drain(105), drain(189), drain(190)],
-    released: [[10, 0], [12, 1], [13, 0], [15, 1]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [13, 0],
+      [15, 1],
+    ],
     counters: { lost: 2, released: 4 },
     size: 0,
   },
@@ -74,7 +98,11 @@ const cases: ReorderCase[] = [
     // 14 arrives first (t=1), then 12 (t=50). At t=101 14 has waited 100 ms: 11 and 13 are
     // skipped although 12 itself waited only 51.
     steps: [...pd(10, 0), ...pd(14, 1), ...pd(12, 50), drain(100), drain(101)],
-    released: [[10, 0], [12, 1], [14, 1]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [14, 1],
+    ],
     counters: { lost: 2, reordered: 1, released: 3 },
   },
   {
@@ -98,7 +126,10 @@ const cases: ReorderCase[] = [
   {
     name: 'a skipped packet arriving late is TOO_LATE, not a duplicate',
     steps: [...pd(10, 0), ...pd(12, 1), drain(101), ...pd(11, 102, 'TOO_LATE'), ...pd(12, 103, 'DUPLICATE')],
-    released: [[10, 0], [12, 1]],
+    released: [
+      [10, 0],
+      [12, 1],
+    ],
     counters: { late: 1, duplicates: 1, lost: 1 },
   },
   {
@@ -106,7 +137,12 @@ const cases: ReorderCase[] = [
     options: { capacity: 4 },
     // 11 missing; 15 does not fit [11, 15): skip 11, release 12, 13; 14 missing, wait.
     steps: [...pd(10, 0), ...pd(12, 1), ...pd(13, 2), ...pd(15, 3), drain(102), drain(103)],
-    released: [[10, 0], [12, 1], [13, 0], [15, 1]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [13, 0],
+      [15, 1],
+    ],
     counters: { lost: 2, released: 4, dropped: 0 },
     size: 0,
   },
@@ -114,7 +150,10 @@ const cases: ReorderCase[] = [
     name: 'full: a far jump with nothing held skips to fit, then waits for the rest of the gap',
     options: { capacity: 4 },
     steps: [...pd(10, 0), ...pd(1000, 1), drain(100), drain(101)],
-    released: [[10, 0], [1000, 989]],
+    released: [
+      [10, 0],
+      [1000, 989],
+    ],
     counters: { lost: 989, released: 2 },
   },
   {
@@ -122,20 +161,34 @@ const cases: ReorderCase[] = [
     options: { capacity: 4 },
     steps: [...pd(10, 0), push(20, 1), push(20, 1, 'DUPLICATE'), push(30, 1, 'DROPPED'), push(12, 1), drain(1), drain(200)],
     // 20 needs next >= 17: 11 skipped, 12 released, 13..16 skipped; 17..19 wait, then skipped.
-    released: [[10, 0], [12, 1], [20, 7]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [20, 7],
+    ],
     counters: { received: 5, accepted: 3, duplicates: 1, dropped: 1, lost: 8 },
   },
   {
     name: 'flush releases everything with its gaps, then starts afresh',
     steps: [...pd(10, 0), ...pd(12, 1), ...pd(15, 2), { flush: true }, ...pd(3, 3), ...pd(4, 4)],
-    released: [[10, 0], [12, 1], [15, 2], [3, 0], [4, 0]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [15, 2],
+      [3, 0],
+      [4, 0],
+    ],
     counters: { lost: 3, released: 5, late: 0 },
   },
   {
     name: 'flush with an overflowing packet',
     options: { capacity: 4 },
     steps: [...pd(10, 0), push(12, 1), push(100, 1), { flush: true }],
-    released: [[10, 0], [12, 1], [100, 87]],
+    released: [
+      [10, 0],
+      [12, 1],
+      [100, 87],
+    ],
     counters: { lost: 88, released: 3 },
     size: 0,
     deadline: Infinity,
@@ -143,19 +196,33 @@ const cases: ReorderCase[] = [
   {
     name: 'extended values near 2^32 and beyond',
     steps: [...pd(BIG - 2, 0), ...pd(BIG, 1), ...pd(BIG - 1, 2), ...pd(BIG + 2, 3), ...pd(BIG + 1, 4), ...pd(BIG - 1, 5, 'DUPLICATE')],
-    released: [[BIG - 2, 0], [BIG - 1, 0], [BIG, 0], [BIG + 1, 0], [BIG + 2, 0]],
+    released: [
+      [BIG - 2, 0],
+      [BIG - 1, 0],
+      [BIG, 0],
+      [BIG + 1, 0],
+      [BIG + 2, 0],
+    ],
     counters: { reordered: 2, duplicates: 1, lost: 0, released: 5 },
   },
   {
     name: 'extended values near 2^48, a gap timed out',
     steps: [...pd(2 ** 48 + 63, 0), ...pd(2 ** 48 + 65, 1), drain(101), ...pd(2 ** 48 + 64, 102, 'TOO_LATE')],
-    released: [[2 ** 48 + 63, 0], [2 ** 48 + 65, 1]],
+    released: [
+      [2 ** 48 + 63, 0],
+      [2 ** 48 + 65, 1],
+    ],
     counters: { lost: 1, late: 1 },
   },
   {
     name: 'negative extended values (a misorder behind the first packet of a cycle)',
     steps: [...pd(-2, 0), ...pd(0, 1), ...pd(-1, 2), ...pd(1, 3)],
-    released: [[-2, 0], [-1, 0], [0, 0], [1, 0]],
+    released: [
+      [-2, 0],
+      [-1, 0],
+      [0, 0],
+      [1, 0],
+    ],
     counters: { reordered: 1, lost: 0 },
   },
 ];
@@ -258,7 +325,10 @@ t.test('a shuffled stream within the window comes out complete and in order', as
   });
   buffer.flush(emit);
   t.equal(out.length, 3200);
-  t.ok(out.every((seq, i) => seq === 70000 + i), 'in order, none missing');
+  t.ok(
+    out.every((seq, i) => seq === 70000 + i),
+    'in order, none missing',
+  );
   t.equal(lostTotal, 0);
   t.equal(buffer.lost, 0);
   t.ok(buffer.reordered > 0, 'some arrived after a higher one');

@@ -1,12 +1,5 @@
 import t from 'tap';
-import {
-  SequenceTracker,
-  SeqResult,
-  extendSeq,
-  clampTotalLost,
-  MAX_DROPOUT,
-  MAX_MISORDER,
-} from '../../../offload/record/sequence.js';
+import { SequenceTracker, SeqResult, extendSeq, clampTotalLost, MAX_DROPOUT, MAX_MISORDER } from '../../../offload/record/sequence.js';
 
 const { Accept: A, Probation: P, Bad: B, Resync: R } = SeqResult;
 const NAMES = ['ACCEPT', 'PROBATION', 'BAD', 'RESYNC'];
