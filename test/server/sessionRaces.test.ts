@@ -126,8 +126,15 @@ t.test('ended record sessions are pruned like play sessions', async (t) => {
     const r = await record(server, `idle${i}`);
     t.equal(r.status, 201, r.text);
     ids.push(r.body.id);
+    // Each ends by itself (idle, no media) before the next is created, so they end in
+    // creation order (timers of sessions created together may fire in any order on a busy machine).
+    for (let k = 0; k < 400; k++) {
+      const state = (await server.api('GET', `/v1/sessions/${r.body.id}`)).body.state;
+      if (state === 'ended' || state === 'failed') break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
-  // Each ends by itself (idle, no media): wait until none is recording.
+  // Wait until none is recording.
   let sessions: any[] = [];
   for (let i = 0; i < 200; i++) {
     sessions = (await server.api('GET', '/v1/sessions')).body.sessions;
