@@ -164,6 +164,8 @@ const FREE = new Uint8Array([0x66, 0x72, 0x65, 0x65]);
 /** Samples the size tables of a moov declared so far. */
 interface SampleBudget {
   samples: number;
+  /** Where (in the moov body) the stsz boxes checkMoov checked in sample tables start. */
+  stsz: Set<number>;
 }
 
 /**
@@ -187,6 +189,7 @@ function checkMoov(b: Uint8Array, start: number, end: number, base: number, file
       const inner = box.type === 'trak' ? `in track ${trackIdOf(b, body, boxEnd) ?? '?'} ` : where;
       checkMoov(b, body, boxEnd, base, fileSize, inner, budget);
     } else if (box.type in TABLE_ENTRY_BYTES || box.type === 'stsz' || box.type === 'stz2' || box.type === 'elst') {
+      if (box.type === 'stsz') budget.stsz.add(pos);
       checkTable(b, box.type, body, boxEnd - body, fileSize, where, budget);
     } else if (UNREAD_TABLES.has(box.type)) {
       // Not read by offcast, and mp4box loops on their entry counts (a corrupt sgpd
@@ -230,6 +233,32 @@ function checkTable(b: Uint8Array, type: string, body: number, bodyBytes: number
   } else {
     need(8);
     need(8 + u32(b, body + 4) * TABLE_ENTRY_BYTES[type]!);
+  }
+}
+
+/**
+ * mp4box also parses an 'stsz' in boxes checkMoov does not walk (udta, mvex,
+ * dinf, sample entries, ...), and a constant-size one becomes one array entry
+ * per declared sample without reading a byte: 200 million of them end the
+ * process (V8's fatal "invalid size error", which no catch sees). Every 'stsz'
+ * fourcc in the moov body outside the checked sample tables counts, as mp4box
+ * would read it, against the same MAX_SAMPLES budget. Throws RangeError.
+ */
+function checkStrayStsz(b: Uint8Array, base: number, budget: SampleBudget): void {
+  const bytes = Buffer.from(b.buffer, b.byteOffset, b.length);
+  for (let at = bytes.indexOf('stsz', 4, 'latin1'); at >= 0; at = bytes.indexOf('stsz', at + 1, 'latin1')) {
+    const start = at - 4;
+    if (budget.stsz.has(start)) continue;
+    // A 64-bit size puts the fields 8 bytes further.
+    const fields = at + 4 + (u32(b, start) === 1 ? 8 : 0);
+    if (fields + 12 > b.length || b[fields] !== 0) continue;
+    const sampleSize = u32(b, fields + 4);
+    const count = u32(b, fields + 8);
+    if (sampleSize === 0) continue; // mp4box reads 4 bytes per sample: the buffer bounds it
+    budget.samples += count;
+    if (budget.samples > MAX_SAMPLES) {
+      throw new RangeError(`'stsz' outside a sample table at byte ${base + start} declares ${count} samples, more than the ${MAX_SAMPLES} offcast reads`);
+    }
   }
 }
 
@@ -316,7 +345,9 @@ async function parseMoov(handle: FileHandle, top: TopLevel, fileSize: number): P
   if (got < moovBytes) throw new CorruptMediaError(`MP4: truncated moov: file now holds ${moov.start + got} bytes`);
   try {
     const inner = bytes.subarray(ftypBytes + moov.headerSize);
-    checkMoov(inner, 0, inner.length, moov.start + moov.headerSize, fileSize, '', { samples: 0 });
+    const budget: SampleBudget = { samples: 0, stsz: new Set() };
+    checkMoov(inner, 0, inner.length, moov.start + moov.headerSize, fileSize, '', budget);
+    checkStrayStsz(inner, moov.start + moov.headerSize, budget);
   } catch (err) {
     throw new CorruptMediaError(`MP4: corrupt moov: ${(err as Error).message}`, { cause: err });
   }

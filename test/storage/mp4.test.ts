@@ -614,6 +614,25 @@ t.test('corrupt and truncated files', { skip: noFfmpeg }, async (t) => {
     CorruptMediaError,
     /^MP4: corrupt moov: 'stsz' in track 1 declares 4294967295 samples of 1000 bytes/,
   );
+  // A constant-size stsz where no sample table is (here in a udta at the end of
+  // moov): mp4box parses it too, and 200 million samples were an array V8
+  // could not grow, a fatal error that ended the process.
+  await rejects(
+    t,
+    copyWith('stsz-in-udta.mp4', atEnd, (b) => {
+      const stsz = Buffer.alloc(20);
+      stsz.writeUInt32BE(20, 0);
+      stsz.write('stsz', 4, 'latin1');
+      stsz.writeUInt32BE(1, 12);
+      stsz.writeUInt32BE(200_000_000, 16);
+      const udta = Buffer.concat([Buffer.from([0, 0, 0, 28]), Buffer.from('udta'), stsz]);
+      t.equal(moovAt + b.readUInt32BE(moovAt), b.length, 'moov is the last box');
+      b.writeUInt32BE(b.readUInt32BE(moovAt) + udta.length, moovAt);
+      return Buffer.concat([b, udta]);
+    }),
+    CorruptMediaError,
+    /^MP4: corrupt moov: 'stsz' outside a sample table at byte \d+ declares 200000000 samples, more than the 4194304 offcast reads$/,
+  );
   // A child box larger than moov.
   await rejects(
     t,
