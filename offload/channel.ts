@@ -8,7 +8,7 @@
  * cross, and the control plane exports it as a metric that stays 0.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { Encoding, Probe, RecordedTrack, TrackSpec } from '../storage/types.js';
+import type { Encoding, Probe, RecordCounts, RecordedTrack, TrackSpec } from '../storage/types.js';
 import type { MediaLayout } from './cache.js';
 
 export interface TrackPlan {
@@ -200,13 +200,7 @@ export interface FlowHeader extends FlowKey {
   length: number;
 }
 
-export interface RecordTrackStats {
-  packets: number;
-  bytes: number;
-  lost: number;
-  duplicates: number;
-  reordered: number;
-  late: number;
+export interface RecordTrackStats extends RecordCounts {
   slowPath: number;
   fastPath: number;
   drops: Record<string, number>;

@@ -4,7 +4,7 @@
  * program holds one), the destination check, and how long ended sessions stay
  * visible.
  */
-import { OffloadError } from '../offload/channel.js';
+import { OffloadError, type PlayTrackParams } from '../offload/channel.js';
 import { badRequest, forbiddenDestination, unavailable } from './errors.js';
 import { type AllowList, resolveHost } from './net.js';
 import type { PortAllocator } from './ports.js';
@@ -117,6 +117,33 @@ export class EndedSessions {
       forget(id);
     }
   }
+}
+
+/**
+ * The sending side of track `i` of a play or live session: its local port, its
+ * destination (RTP on port + 2i) and a fresh RTP header (random SSRC, sequence
+ * number and timestamp base, RFC 3550 5.1).
+ */
+export function playTrack(
+  i: number,
+  localPort: number,
+  dest: { address: string; family: 4 | 6 },
+  destPort: number,
+  payloadType: number,
+  clockRate: number,
+): PlayTrackParams {
+  return {
+    localPort,
+    family: dest.family,
+    destHost: dest.address,
+    destPort: destPort + 2 * i,
+    payloadType,
+    ssrc: random32(),
+    seq: random32() & 0xffff,
+    tsBase: random32(),
+    clockRate,
+    cacheTrack: i,
+  };
 }
 
 /** A random 32-bit value (SSRC, initial timestamp; RFC 3550 5.1). */

@@ -23,7 +23,7 @@ import {
   checkDestination,
   checkPortRoom,
   EndedSessions,
-  random32,
+  playTrack,
   withPortPairs,
   type Retention,
   type SessionSlot,
@@ -206,18 +206,7 @@ export class SessionManager {
       const durationMs = Math.max(1, ...result.tracks.map((t) => (t.endTs * 1000) / t.clockRate));
       let tracks: PlayTrackParams[] = [];
       const { ports, result: res } = await withPortPairs(this.ports, plan.length, (ports) => {
-        tracks = plan.map((p, i) => ({
-          localPort: ports[i]!,
-          family: dest.family,
-          destHost: dest.address,
-          destPort: req.destination.port + 2 * i,
-          payloadType: p.payloadType,
-          ssrc: random32(),
-          seq: random32() & 0xffff,
-          tsBase: random32(),
-          clockRate: result.tracks[i]!.clockRate,
-          cacheTrack: i,
-        }));
+        tracks = plan.map((p, i) => playTrack(i, ports[i]!, dest, req.destination.port, p.payloadType, result.tracks[i]!.clockRate));
         return this.offload.request(worker, 'play.create', {
           sessionId: id,
           cacheKey: load.key,
@@ -299,18 +288,7 @@ export class SessionManager {
       const specs = source.specs;
       let tracks: PlayTrackParams[] = [];
       const { ports } = await withPortPairs(this.ports, specs.length, (ports) => {
-        tracks = specs.map((t, i) => ({
-          localPort: ports[i]!,
-          family: dest.family,
-          destHost: dest.address,
-          destPort: req.destination.port + 2 * i,
-          payloadType: t.payloadType,
-          ssrc: random32(),
-          seq: random32() & 0xffff,
-          tsBase: random32(),
-          clockRate: t.clockRate,
-          cacheTrack: i,
-        }));
+        tracks = specs.map((t, i) => playTrack(i, ports[i]!, dest, req.destination.port, t.payloadType, t.clockRate));
         return this.offload.request(source.worker, 'live.create', {
           sessionId: id,
           recordSessionId: req.live,

@@ -24,11 +24,21 @@ export interface TrackSpec {
   fmtp: Record<string, string>;
 }
 
+/** What a record track counts (RFC 3550 A.1 tracking and the reorder buffer), live and in the final summary. */
+export interface RecordCounts {
+  packets: number;
+  bytes: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  late: number;
+}
+
 /**
  * A recorded track's result: its files and counts. A record session answers
  * with these; the manifest keeps them with the track's spec (ManifestTrack).
  */
-export interface RecordedTrack {
+export interface RecordedTrack extends RecordCounts {
   index: number;
   kind: TrackKind;
   codec: Encoding;
@@ -36,12 +46,6 @@ export interface RecordedTrack {
   file: string;
   rtpdump: string;
   contentType: string;
-  packets: number;
-  bytes: number;
-  lost: number;
-  duplicates: number;
-  reordered: number;
-  late: number;
   /** Media time covered by the track's timestamps, ms. */
   durationMs: number;
   /** Set when the recording ends: false when no player can decode the file (H.264 without any SPS/PPS), with the reason. */
