@@ -237,15 +237,29 @@ function checkTable(b: Uint8Array, type: string, body: number, bodyBytes: number
 }
 
 /**
- * mp4box also parses an 'stsz' in boxes checkMoov does not walk (udta, mvex,
- * dinf, sample entries, ...), and a constant-size one becomes one array entry
- * per declared sample without reading a byte: 200 million of them end the
- * process (V8's fatal "invalid size error", which no catch sees). Every 'stsz'
- * fourcc in the moov body outside the checked sample tables counts, as mp4box
- * would read it, against the same MAX_SAMPLES budget. Throws RangeError.
+ * mp4box also parses boxes checkMoov does not walk into (udta, mvex, dinf,
+ * sample entries, ...), and two kinds grow an array by a declared count
+ * without reading a byte: a constant-size 'stsz' (one entry per sample) and an
+ * 'sgpd' of version 0 or 2 (one object per entry). 200 million entries end the
+ * process (V8's fatal "invalid size error", which no catch sees). So every
+ * 'stsz' fourcc in the moov body outside the checked sample tables counts, as
+ * mp4box would read it, against the same MAX_SAMPLES budget, and an 'sgpd'
+ * (those in sample tables are 'free' by now) may declare no more entries than
+ * bytes follow it. Throws RangeError.
  */
-function checkStrayStsz(b: Uint8Array, base: number, budget: SampleBudget): void {
+function checkStrayTables(b: Uint8Array, base: number, budget: SampleBudget): void {
   const bytes = Buffer.from(b.buffer, b.byteOffset, b.length);
+  for (let at = bytes.indexOf('sgpd', 4, 'latin1'); at >= 0; at = bytes.indexOf('sgpd', at + 1, 'latin1')) {
+    const start = at - 4;
+    const fields = at + 4 + (u32(b, start) === 1 ? 8 : 0);
+    const version = b[fields];
+    const countAt = fields + 8 + (version === 1 ? 4 : 0) + (version !== undefined && version >= 2 ? 4 : 0);
+    if (countAt + 4 > b.length) continue;
+    const count = u32(b, countAt);
+    if (count > b.length - countAt - 4) {
+      throw new RangeError(`'sgpd' outside a sample table at byte ${base + start} declares ${count} entries, ${b.length - countAt - 4} bytes follow`);
+    }
+  }
   for (let at = bytes.indexOf('stsz', 4, 'latin1'); at >= 0; at = bytes.indexOf('stsz', at + 1, 'latin1')) {
     const start = at - 4;
     if (budget.stsz.has(start)) continue;
@@ -347,7 +361,7 @@ async function parseMoov(handle: FileHandle, top: TopLevel, fileSize: number): P
     const inner = bytes.subarray(ftypBytes + moov.headerSize);
     const budget: SampleBudget = { samples: 0, stsz: new Set() };
     checkMoov(inner, 0, inner.length, moov.start + moov.headerSize, fileSize, '', budget);
-    checkStrayStsz(inner, moov.start + moov.headerSize, budget);
+    checkStrayTables(inner, moov.start + moov.headerSize, budget);
   } catch (err) {
     throw new CorruptMediaError(`MP4: corrupt moov: ${(err as Error).message}`, { cause: err });
   }

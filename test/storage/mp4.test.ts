@@ -633,6 +633,23 @@ t.test('corrupt and truncated files', { skip: noFfmpeg }, async (t) => {
     CorruptMediaError,
     /^MP4: corrupt moov: 'stsz' outside a sample table at byte \d+ declares 200000000 samples, more than the 4194304 offcast reads$/,
   );
+  // An sgpd there (sample-table ones reach mp4box as 'free'): mp4box makes an
+  // object per declared entry without reading a byte, for minutes.
+  await rejects(
+    t,
+    copyWith('sgpd-in-udta.mp4', atEnd, (b) => {
+      const sgpd = Buffer.alloc(20);
+      sgpd.writeUInt32BE(20, 0);
+      sgpd.write('sgpd', 4, 'latin1');
+      sgpd.write('zzzz', 12, 'latin1'); // no entry parser: nothing read per entry
+      sgpd.writeUInt32BE(300_000_000, 16);
+      const udta = Buffer.concat([Buffer.from([0, 0, 0, 28]), Buffer.from('udta'), sgpd]);
+      b.writeUInt32BE(b.readUInt32BE(moovAt) + udta.length, moovAt);
+      return Buffer.concat([b, udta]);
+    }),
+    CorruptMediaError,
+    /^MP4: corrupt moov: 'sgpd' outside a sample table at byte \d+ declares 300000000 entries, 0 bytes follow$/,
+  );
   // A child box larger than moov.
   await rejects(
     t,
