@@ -2,8 +2,9 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestServer } from './server.js';
+import type { ApiBody } from './apiTypes.js';
 
-export async function createPaused(server: TestServer, body: Record<string, unknown>): Promise<{ id: string; session: any; sdpPath: string }> {
+export async function createPaused(server: TestServer, body: Record<string, unknown>): Promise<{ id: string; session: ApiBody; sdpPath: string }> {
   const res = await server.api('POST', '/v1/sessions', { mode: 'play', state: 'paused', ...body });
   if (res.status !== 201) throw new Error(`create failed ${res.status}: ${res.text}`);
   const sdp = await server.api('GET', `/v1/sessions/${res.body.id}/sdp`);
@@ -13,7 +14,7 @@ export async function createPaused(server: TestServer, body: Record<string, unkn
   return { id: res.body.id, session: res.body, sdpPath };
 }
 
-export async function waitState(server: TestServer, id: string, state: string, timeoutMs = 60000): Promise<any> {
+export async function waitState(server: TestServer, id: string, state: string, timeoutMs = 60000): Promise<ApiBody> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const res = await server.api('GET', `/v1/sessions/${id}`);

@@ -8,13 +8,22 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../config/index.js';
 import { buildServer, type BuildOptions, type Server } from '../../server/app.js';
+import type { ApiBody } from './apiTypes.js';
+
+/** An answer of the API: its JSON body (undefined if none or not JSON) and its text. */
+export interface ApiResponse<T = ApiBody> {
+  status: number;
+  body: T;
+  text: string;
+  headers: Headers;
+}
 
 export interface TestServer extends Server {
   url: string;
   dir: string;
   mediaRoot: string;
   /** fetch() against the server, JSON in and out. */
-  api(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; text: string; headers: Headers }>;
+  api<T = ApiBody>(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse<T>>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +68,7 @@ export async function startServer(overrides: Record<string, unknown> = {}, build
   const addr = server.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
   const url = `http://127.0.0.1:${port}`;
-  const api: TestServer['api'] = async (method, u, body, headers = {}) => {
+  const api = async <T = ApiBody>(method: string, u: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> => {
     const init: RequestInit = { method, headers: { ...headers } };
     if (body !== undefined) {
       if (body instanceof Uint8Array || typeof body === 'string') init.body = body as BodyInit;
@@ -76,7 +85,7 @@ export async function startServer(overrides: Record<string, unknown> = {}, build
     } catch {
       parsed = undefined;
     }
-    return { status: res.status, body: parsed, text, headers: res.headers };
+    return { status: res.status, body: parsed as T, text, headers: res.headers };
   };
   return Object.assign(server, {
     url,

@@ -8,6 +8,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { waitFor } from '../helpers/ready.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 const CYCLES = Number(process.env.OFFCAST_CHURN_CYCLES ?? 10000);
 /** Time bound: on a shared, loaded machine the cycles stop here (and say how many ran); at least MIN_CYCLES must. */
@@ -32,7 +33,7 @@ const fds = (): number => readdirSync('/proc/self/fd').length;
 /** Sum of the cache entries' reference counts (a private field: what a leak would leave non-zero). */
 const cacheRefs = (): number => [...(server.cache as unknown as { entries: Map<string, { refs: number }> }).entries.values()].reduce((n, e) => n + e.refs, 0);
 
-async function inject(method: 'POST' | 'DELETE', url: string, payload?: unknown): Promise<{ status: number; body: any }> {
+async function inject(method: 'POST' | 'DELETE', url: string, payload?: unknown): Promise<{ status: number; body: ApiBody }> {
   const res = await server.app.inject({ method, url, payload: payload as object | undefined });
   return { status: res.statusCode, body: res.body === '' ? undefined : JSON.parse(res.body) };
 }

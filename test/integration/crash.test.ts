@@ -11,6 +11,7 @@ import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
 import { randomPortBlock } from '../helpers/server.js';
 import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { openWav } from '../../storage/wav.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 const main = fileURLToPath(new URL('../../server/main.ts', import.meta.url));
 
@@ -72,7 +73,7 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ mode: 'record', name: 'crashed', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] }),
   });
-  const session = (await res.json()) as any;
+  const session = (await res.json()) as ApiBody;
   t.equal(res.status, 201, JSON.stringify(session));
   const port: number = session.tracks[0].port;
   const tx = await TestSender.open();
@@ -96,7 +97,7 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   child = startProcess(env);
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await waitHealthy(url, child);
-  const m = (await (await fetch(`${url}/v1/recordings/crashed`)).json()) as any;
+  const m = (await (await fetch(`${url}/v1/recordings/crashed`)).json()) as ApiBody;
   t.equal(m.state, 'finished', 'the recording is finalized at start-up');
   t.equal(m.recovered, true);
   t.equal(m.reason, 'recovered');

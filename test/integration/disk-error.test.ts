@@ -11,6 +11,7 @@ import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { makeWav } from '../helpers/media.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 async function mountTinyDisk(): Promise<string | null> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offcast-full-'));
@@ -58,7 +59,7 @@ if (disk === null) {
     const tx = await TestSender.open();
     t.teardown(() => tx.close());
     // ~400 KB of L16 (rtpdump + WAV twice that) into a 160 KB disk.
-    let view: any;
+    let view!: ApiBody;
     for (let i = 0; i < 400; i++) {
       await tx.send(rtpPacket(96, i, i * 240, 1, payloadFor(i, 960)), big.body.tracks[0].port);
       if (i % 20 === 19) {

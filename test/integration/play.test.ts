@@ -5,6 +5,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import dgram from 'node:dgram';
 import { RtpSink, parseRtcp, extendSeq, receiverReport } from '../helpers/rtp.js';
 import { makeWav, wavData } from '../helpers/media.js';
+import type { ApiTrackStats } from '../helpers/apiTypes.js';
 
 let server: TestServer;
 t.before(async () => {
@@ -228,7 +229,7 @@ t.test('receiver reports from the client show up in the session stats', async (t
   const buf = new ArrayBuffer(rr.getByteLength());
   rr.serialize(buf, 0);
   await sink.sendRtcp(new Uint8Array(buf), track.sourcePort + 1);
-  let stats: any;
+  let stats!: ApiTrackStats;
   for (let i = 0; i < 50; i++) {
     stats = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
     if (stats.rtcp !== null) break;
@@ -258,8 +259,8 @@ t.test('receiver reports count only from the destination’s address and RTCP (o
   t.teardown(() => forger.close());
   await new Promise<void>((r) => forger.bind(0, '127.0.0.1', () => r()));
   await new Promise<void>((r) => forger.send(rr, track.sourcePort + 1, '127.0.0.1', () => r()));
-  const stats = async (until: (s: any) => boolean): Promise<any> => {
-    let s: any;
+  const stats = async (until: (s: ApiTrackStats) => boolean): Promise<ApiTrackStats> => {
+    let s!: ApiTrackStats;
     for (let i = 0; i < 100; i++) {
       s = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
       if (until(s)) break;

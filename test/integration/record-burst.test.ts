@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { rtpPacket, sleep } from '../helpers/sender.js';
+import type { ApiTrackStats } from '../helpers/apiTypes.js';
 
 const SPROP = 'Z0IAHpWoKA9k,aM48gA==';
 const FRAGMENTS = 1000;
@@ -58,7 +59,7 @@ t.test(`a ${FRAGMENTS}-packet keyframe at line rate, as a stream's first packets
     const kernelDropsBefore = await rcvbufErrors();
     // One synchronous loop: the packets leave as fast as the socket takes them.
     for (const p of packets) sock.send(p);
-    let stats: any;
+    let stats!: ApiTrackStats;
     for (let i = 0; i < 250; i++) {
       stats = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
       if (stats.packets + Object.values(stats.drops as Record<string, number>).reduce((a, b) => a + b, 0) >= FRAGMENTS) break;

@@ -11,6 +11,7 @@ import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { waitFor } from '../helpers/ready.js';
 import { openWav } from '../../storage/wav.js';
 import { receiverReport, RtpSink } from '../helpers/rtp.js';
+import type { ApiBody, ApiTrackStats } from '../helpers/apiTypes.js';
 
 let server: TestServer;
 t.before(async () => {
@@ -18,7 +19,7 @@ t.before(async () => {
 });
 t.teardown(() => server.stop());
 
-async function createPcmu(name: string, extra: Record<string, unknown> = {}): Promise<any> {
+async function createPcmu(name: string, extra: Record<string, unknown> = {}): Promise<ApiBody> {
   const res = await server.api('POST', '/v1/sessions', {
     mode: 'record',
     name,
@@ -30,12 +31,12 @@ async function createPcmu(name: string, extra: Record<string, unknown> = {}): Pr
 }
 
 /** A track's live stats once `ready` holds for them (polled, bounded: the checks after it say what is missing). */
-async function statsWhen(id: string, ready: (st: any) => boolean, ms = 5000): Promise<any> {
-  let st: any;
+async function statsWhen(id: string, ready: (st: ApiTrackStats) => boolean, ms = 5000): Promise<ApiTrackStats> {
+  let st!: ApiTrackStats;
   await waitFor(async () => ready((st = (await server.api('GET', `/v1/sessions/${id}`)).body.tracks[0].stats)), ms, 20);
   return st;
 }
-const dropped = (st: any): number => Object.values((st.drops ?? {}) as Record<string, number>).reduce((n, k) => n + k, 0);
+const dropped = (st: ApiTrackStats): number => Object.values((st.drops ?? {}) as Record<string, number>).reduce((n, k) => n + k, 0);
 
 async function readAll(wavPath: string): Promise<Buffer> {
   const r = await openWav(wavPath);
@@ -247,7 +248,7 @@ t.test('a session from the sender’s SDP, and one that stops by itself when idl
     '',
   ].join('\r\n');
   const res = await fetch(`${idle.url}/v1/sessions?name=fromsdp`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: sdp });
-  const body = (await res.json()) as any;
+  const body = (await res.json()) as ApiBody;
   t.equal(res.status, 201, JSON.stringify(body));
   t.equal(body.tracks.length, 2);
   t.match(body.tracks[0], { kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 });
@@ -258,7 +259,7 @@ t.test('a session from the sender’s SDP, and one that stops by itself when idl
   const tx = await TestSender.open();
   t.teardown(() => tx.close());
   for (let i = 0; i < 20; i++) await tx.send(rtpPacket(0, i, i * 160, 9, payloadFor(i, 160)), body.tracks[0].port);
-  let view: any;
+  let view!: ApiBody;
   for (let k = 0; k < 50; k++) {
     await sleep(100);
     view = (await idle.api('GET', `/v1/sessions/${body.id}`)).body;
@@ -271,7 +272,7 @@ t.test('a session from the sender’s SDP, and one that stops by itself when idl
   t.equal(m.body.state, 'finished');
   const list = await idle.api('GET', '/v1/recordings');
   t.same(
-    list.body.recordings.map((r: any) => r.name),
+    list.body.recordings.map((r) => r.name),
     ['fromsdp'],
   );
   const del = await idle.api('DELETE', `/v1/sessions/${body.id}`);
@@ -319,7 +320,7 @@ t.test('live fan-out: two subscribers get the feed as it arrives, each with its 
   const s = await createPcmu('livefeed');
   const subs = [await RtpSink.open(), await RtpSink.open()];
   t.teardown(() => subs.forEach((x) => x.close()));
-  const views: any[] = [];
+  const views: ApiBody[] = [];
   for (const sink of subs) {
     const res = await server.api('POST', '/v1/sessions', { mode: 'play', live: s.id, destination: { host: '127.0.0.1', port: sink.port } });
     t.equal(res.status, 201, res.text);
@@ -392,7 +393,7 @@ t.test('live fan-out to an IPv6 destination', async (t) => {
   await new Promise<void>((r) => other.bind(0, '::1', () => r()));
   await new Promise<void>((r) => other.send(rr, res.body.tracks[0].sourcePort + 1, '::1', () => r()));
   await sink.sendRtcp(rr, res.body.tracks[0].sourcePort + 1, '::1');
-  let stats: any;
+  let stats!: ApiTrackStats;
   for (let i = 0; i < 50; i++) {
     stats = (await server.api('GET', `/v1/sessions/${res.body.id}`)).body.tracks[0].stats;
     if (stats.receiverReports > 0 && stats.rtcpRejected > 0) break;
@@ -412,8 +413,8 @@ function byePacket(ssrc: number): Uint8Array {
   return new Uint8Array(buf);
 }
 
-async function recordStats(id: string, until: (s: any) => boolean): Promise<any> {
-  let body: any;
+async function recordStats(id: string, until: (s: ApiBody) => boolean): Promise<ApiBody> {
+  let body!: ApiBody;
   for (let i = 0; i < 150; i++) {
     body = (await server.api('GET', `/v1/sessions/${id}`)).body;
     if (until(body)) break;

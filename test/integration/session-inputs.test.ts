@@ -8,6 +8,7 @@ import { RtpSink, receiverReport } from '../helpers/rtp.js';
 import { TestSender, payloadFor, rtpPacket } from '../helpers/sender.js';
 import { makeWav, wavData } from '../helpers/media.js';
 import { waitUntil } from '../helpers/ready.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 let server: TestServer;
 /** 2 s of L16 8 kHz mono: 20 ms packets of 160 samples. */
@@ -19,7 +20,7 @@ t.before(async () => {
 });
 t.teardown(() => server.stop());
 
-const view = async (id: string): Promise<any> => (await server.api('GET', `/v1/sessions/${id}`)).body;
+const view = async (id: string): Promise<ApiBody> => (await server.api('GET', `/v1/sessions/${id}`)).body;
 
 /** RTP L16 is big-endian, WAV little-endian (written out here, not with the product's payloader). */
 function bigEndian(b: Buffer): Buffer {
@@ -206,7 +207,7 @@ t.test('record.maxDurationMs ends a record session by itself, with its reason', 
   t.teardown(() => tx.close());
   const sock = dgram.createSocket('udp4');
   t.teardown(() => sock.close());
-  let v: any;
+  let v!: ApiBody;
   let sent = 0;
   await waitUntil(
     async () => {

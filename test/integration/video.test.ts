@@ -28,6 +28,7 @@ import {
   type SourceStream,
 } from '../helpers/video.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 const AAC_FRAME = 1024;
 const AUDIO_RATE = 48000;
@@ -73,20 +74,20 @@ if (!hasFfmpeg()) {
   const keyframes = (): SourcePacket[] => video.packets.filter((p) => p.key);
 
   interface Played {
-    session: any;
+    session: ApiBody;
     sinks: TrackSinks;
     frames: H264Frame[];
     /** Source packet of each frame (undefined: the frame's content matches none). */
     matched: (SourcePacket | undefined)[];
   }
 
-  async function createSession(server: TestServer, sinks: { base: number }, extra: Record<string, unknown> = {}): Promise<any> {
+  async function createSession(server: TestServer, sinks: { base: number }, extra: Record<string, unknown> = {}): Promise<ApiBody> {
     const res = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'av.mp4', destination: { host: '127.0.0.1', port: sinks.base }, ...extra });
     if (res.status !== 201) throw new Error(`create failed ${res.status}: ${res.text}`);
     return res.body;
   }
 
-  function analyse(session: any, sinks: TrackSinks): Played {
+  function analyse(session: ApiBody, sinks: TrackSinks): Played {
     const frames = h264Frames(sinks.rtp[0]!);
     return { session, sinks, frames, matched: frames.map((f) => videoByHash.get(avccHash(f))) };
   }

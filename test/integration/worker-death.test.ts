@@ -5,10 +5,11 @@
 import t from 'tap';
 import dgram from 'node:dgram';
 import type { Worker } from 'node:worker_threads';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, type ApiResponse, type TestServer } from '../helpers/server.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { makeWav } from '../helpers/media.js';
 import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 const HEAP_MB = 160;
 
@@ -21,8 +22,8 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-async function waitState(server: TestServer, id: string, state: string): Promise<any> {
-  let body: any;
+async function waitState(server: TestServer, id: string, state: string): Promise<ApiBody> {
+  let body!: ApiBody;
   for (let i = 0; i < 300; i++) {
     body = (await server.api('GET', `/v1/sessions/${id}`)).body;
     if (body?.state === state) break;
@@ -103,7 +104,7 @@ for (const [how, kill] of Object.entries(deaths)) {
     }
 
     // The replacement takes new sessions.
-    let again: Awaited<ReturnType<TestServer['api']>> | undefined;
+    let again: ApiResponse | undefined;
     for (let i = 0; i < 100; i++) {
       again = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', destination: { host: '127.0.0.1', port: playSink.port } });
       if (again.status === 201) break;

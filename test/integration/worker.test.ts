@@ -5,6 +5,7 @@ import type { Worker } from 'node:worker_threads';
 import { startServer } from '../helpers/server.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { makeWav } from '../helpers/media.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 t.test('two workers share one cache entry; a dead worker is replaced', async (t) => {
   const server = await startServer({ 'offload.workers': 2 });
@@ -27,7 +28,7 @@ t.test('two workers share one cache entry; a dead worker is replaced', async (t)
 
   const workers = (server.offload as unknown as { workers: Worker[] }).workers;
   await workers[0]!.terminate();
-  let failed: any;
+  let failed: ApiBody | undefined;
   for (let i = 0; i < 50; i++) {
     await new Promise((r) => setTimeout(r, 50));
     const views = await Promise.all(ids.map((id) => server.api('GET', `/v1/sessions/${id}`)));
@@ -35,7 +36,7 @@ t.test('two workers share one cache entry; a dead worker is replaced', async (t)
     if (failed !== undefined) break;
   }
   t.ok(failed, 'the session on the dead worker is failed');
-  t.match(failed.error, /worker/);
+  t.match(failed!.error, /worker/);
   for (let i = 0; i < 50 && (server.offload as unknown as { workers: (Worker | null)[] }).workers[0] === null; i++) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 300));
   const sink = await RtpSink.open();

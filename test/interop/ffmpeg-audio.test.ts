@@ -10,6 +10,7 @@ import { makeWav, wavData } from '../helpers/media.js';
 import { waitUdpBound } from '../helpers/ready.js';
 import { alawDecodeRef, alawRef, ulawDecodeRef, ulawRef } from '../helpers/g711-ref.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 if (!hasFfmpeg()) {
   skipFile(NO_FFMPEG);
@@ -21,7 +22,7 @@ if (!hasFfmpeg()) {
   t.teardown(() => server.stop());
 
   /** Plays `media` to an ffmpeg that writes `outArgs`; returns when the session ended and ffmpeg stopped. */
-  async function playToFfmpeg(body: Record<string, unknown>, outArgs: string[], out: string): Promise<{ session: any; stderr: string }> {
+  async function playToFfmpeg(body: Record<string, unknown>, outArgs: string[], out: string): Promise<{ session: ApiBody; stderr: string }> {
     const port = await freePortPair();
     const { id, session, sdpPath } = await createPaused(server, { ...body, destination: { host: '127.0.0.1', port } });
     const ff = startFfmpeg(['-protocol_whitelist', 'file,udp,rtp', '-i', sdpPath, ...outArgs, '-y', out], 120000);

@@ -15,6 +15,7 @@ import { cyclicRun, makeRecordSource, push, reference, reportSkewMs, senderRepor
 import { waitUdpBound, waitUntil } from '../helpers/ready.js';
 import { startsIdrRef } from '../helpers/h264-ref.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 if (!hasFfmpeg()) {
   skipFile(NO_FFMPEG);
@@ -69,7 +70,7 @@ if (!hasFfmpeg()) {
   t.test('two ffmpeg receivers of a live record session decode the feed from a keyframe, in real time', async (t) => {
     const sdp = await senderSdp(src, server.dir);
     const res = await fetch(`${server.url}/v1/sessions?name=livefeed`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: sdp });
-    const rec = (await res.json()) as any;
+    const rec = (await res.json()) as ApiBody;
     t.equal(res.status, 201, JSON.stringify(rec));
     // ffmpeg -> tap -> offcast: the tap stamps when each packet reached offcast's doorstep.
     const ingress = await UdpTap.open([rec.tracks[0].port, rec.tracks[1].port]);
@@ -89,7 +90,7 @@ if (!hasFfmpeg()) {
         .replace(`a=rtcp:${probe.base + 1}`, `a=rtcp:${port + 1}`)
         .replace(`m=audio ${probe.base + 2} `, `m=audio ${port + 2} `)
         .replace(`a=rtcp:${probe.base + 3}`, `a=rtcp:${port + 3}`);
-    const receivers: { id: string; view: any; port: number; sdp: string; vOut: string; aOut: string; ff: ReturnType<typeof startFfmpeg> }[] = [];
+    const receivers: { id: string; view: ApiBody | null; port: number; sdp: string; vOut: string; aOut: string; ff: ReturnType<typeof startFfmpeg> }[] = [];
     for (const k of [0, 1]) {
       const port = await freePortBlock(2);
       const sdp = forPorts(probeSdp.text, port);
@@ -163,7 +164,7 @@ if (!hasFfmpeg()) {
       const origin = (sdp: string): string => sdp.replace(/^o=.*$/m, 'o=');
       t.equal(origin(sdpRes.text), origin(r.sdp), `subscriber ${k}: its SDP is the one its ffmpeg reads (but for the origin line)`);
     }
-    t.not(receivers[0]!.view.tracks[0].ssrc, receivers[1]!.view.tracks[0].ssrc, 'each subscriber has its own SSRC');
+    t.not(receivers[0]!.view!.tracks[0].ssrc, receivers[1]!.view!.tracks[0].ssrc, 'each subscriber has its own SSRC');
 
     // While ffmpeg still sends (a second and a half before its end), both receivers have decoded seconds of it.
     const midAt = sendStart + (SEND_S - 1.5) * 1000;
@@ -235,7 +236,7 @@ if (!hasFfmpeg()) {
     const [pv, pa] = [probe.rtp[0]!, probe.rtp[1]!];
     const first = pv[0] === undefined ? null : payloadNals(pv[0].payload);
     t.same(first?.types, [NAL.SPS, NAL.PPS], 'the video subscriber gets the SPS and PPS first (a STAP-A)');
-    const sprop = /sprop-parameter-sets=([^;\s]+)/.exec(rec.tracks[0].fmtp)?.[1]?.split(',') ?? [];
+    const sprop = /sprop-parameter-sets=([^;\s]+)/.exec(rec.tracks[0].fmtp ?? '')?.[1]?.split(',') ?? [];
     t.same(
       first?.nals.map((n) => Buffer.from(n).toString('base64')),
       sprop,
@@ -283,7 +284,7 @@ if (!hasFfmpeg()) {
         `${label}: every report's RTP timestamp within 250 ms of the stream's clock (${skews.map((d) => d.toFixed(0)).join(', ')} ms)`,
       );
     }
-    const pvSsrc = probeView.body.tracks.map((x: any) => x.ssrc);
+    const pvSsrc = probeView.body.tracks.map((x) => x.ssrc);
     t.ok(pv.every((p) => p.ssrc === pvSsrc[0]) && pa.every((p) => p.ssrc === pvSsrc[1]), 'and its SSRCs');
 
     for (const r of receivers) {

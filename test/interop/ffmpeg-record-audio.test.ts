@@ -11,6 +11,7 @@ import { downloadTrack, senderReports, UdpTap } from '../helpers/record.js';
 import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
 import { waitUntil } from '../helpers/ready.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 if (!hasFfmpeg()) {
   skipFile(NO_FFMPEG);
@@ -26,7 +27,11 @@ if (!hasFfmpeg()) {
    * (from a short dry run to a sink of ours) makes the session; returns the ended session's view, the
    * recording's folder and the RTP packets in its rtpdump.
    */
-  async function record(name: string, src: string, codec: string[]): Promise<{ view: any; dir: string; rtp: Buffer[]; sr: ReturnType<typeof senderReports> }> {
+  async function record(
+    name: string,
+    src: string,
+    codec: string[],
+  ): Promise<{ view: ApiBody; dir: string; rtp: Buffer[]; sr: ReturnType<typeof senderReports> }> {
     const sink = await UdpTap.open(null, 1);
     const sdpFile = path.join(server.dir, `${name}.sdp`);
     try {
@@ -36,12 +41,12 @@ if (!hasFfmpeg()) {
     }
     const sdp = await readFile(sdpFile, 'utf8');
     const res = await fetch(`${server.url}/v1/sessions?name=${name}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: sdp });
-    const s = (await res.json()) as any;
+    const s = (await res.json()) as ApiBody;
     if (res.status !== 201) throw new Error(`${res.status} ${JSON.stringify(s)}`);
     const sender = startFfmpeg(['-re', '-i', src, ...codec, '-rtpflags', 'send_bye', '-f', 'rtp', `rtp://127.0.0.1:${s.tracks[0].port}`], 30000);
     const sent = await sender.done;
     if (sent.code !== 0) throw new Error(`ffmpeg sender: ${sent.stderr}`);
-    let view: any;
+    let view!: ApiBody;
     await waitUntil(
       async () => {
         view = (await server.api('GET', `/v1/sessions/${s.id}`)).body;

@@ -26,6 +26,7 @@ import {
   type Reference,
 } from '../helpers/record.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 if (!hasFfmpeg()) {
   skipFile(NO_FFMPEG);
@@ -83,7 +84,7 @@ if (!hasFfmpeg()) {
   t.test('a session from ffmpeg’s -sdp_file records exactly what ffmpeg sent, and ends with its BYE', async (t) => {
     const sdp = await senderSdp(src, server.dir);
     const res = await fetch(`${server.url}/v1/sessions?name=fromsdp`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: sdp });
-    const s = (await res.json()) as any;
+    const s = (await res.json()) as ApiBody;
     t.equal(res.status, 201, JSON.stringify(s));
     t.match(s.tracks[0], { kind: 'video', codec: 'H264', payloadType: 96, clockRate: 90000 });
     t.match(s.tracks[0].fmtp, /sprop-parameter-sets=/, 'the parameter sets are kept');
@@ -96,7 +97,7 @@ if (!hasFfmpeg()) {
     // -rtpflags send_bye: an SR + BYE on every track; the session ends by itself. Polled closely: a view
     // that says "ended" must say why and carry the recording (the offload's state must not run ahead of it).
     const early: string[] = [];
-    let view: any;
+    let view!: ApiBody;
     for (const end = Date.now() + 10000; Date.now() < end; await new Promise((r) => setTimeout(r, 2))) {
       view = (await server.api('GET', `/v1/sessions/${s.id}`)).body;
       if (view?.state !== 'ended') continue;

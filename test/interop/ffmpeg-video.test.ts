@@ -11,6 +11,7 @@ import { createPaused, waitState, freePortBlock } from '../helpers/play.js';
 import { waitFor, waitUdpBound } from '../helpers/ready.js';
 import { makeMp4, makeSyncClip, readMetadataPrint, sourcePackets, type SourceStream } from '../helpers/video.js';
 import { skipFile } from '../helpers/tools.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 if (!hasFfmpeg()) {
   skipFile(NO_FFMPEG);
@@ -53,7 +54,7 @@ if (!hasFfmpeg()) {
   const RTP_IN = ['-protocol_whitelist', 'file,udp,rtp'];
 
   /** Creates a paused session, starts ffmpeg on its SDP, plays to the end and stops ffmpeg. */
-  async function playToFfmpeg(body: Record<string, unknown>, outArgs: string[]): Promise<{ session: any; stderr: string }> {
+  async function playToFfmpeg(body: Record<string, unknown>, outArgs: string[]): Promise<{ session: ApiBody; stderr: string }> {
     const port = await freePortBlock(2);
     const { id, session, sdpPath } = await createPaused(server, { ...body, destination: { host: '127.0.0.1', port } });
     const ff = startFfmpeg([...RTP_IN, '-i', sdpPath, ...outArgs], 60000);

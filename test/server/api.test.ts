@@ -14,6 +14,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { waitState } from '../helpers/play.js';
+import type { ApiBody, ApiSession } from '../helpers/apiTypes.js';
 
 const OPUS_FIXTURE = new URL('../fixtures/audio/sine-mono-2s.opus', import.meta.url);
 
@@ -25,7 +26,7 @@ t.teardown(() => server?.stop());
 
 interface Res {
   status: number;
-  body: any;
+  body: ApiBody;
   text: string;
   headers: Record<string, string | string[] | undefined>;
 }
@@ -45,7 +46,7 @@ function rawRequest(method: string, rawPath: string, body?: Buffer, headers: Rec
         } catch {
           parsed = undefined;
         }
-        resolve({ status: res.statusCode!, body: parsed, text, headers: res.headers });
+        resolve({ status: res.statusCode!, body: parsed as ApiBody, text, headers: res.headers });
       });
     });
     req.on('error', reject);
@@ -54,7 +55,7 @@ function rawRequest(method: string, rawPath: string, body?: Buffer, headers: Rec
 }
 
 /** Asserts the `{statusCode, code, message}` error body, nothing more. */
-function isError(t: Test, res: { status: number; body: any; text: string }, status: number, code?: string | RegExp, message?: RegExp, what = ''): void {
+function isError(t: Test, res: { status: number; body: ApiBody; text: string }, status: number, code?: string | RegExp, message?: RegExp, what = ''): void {
   const label = what === '' ? '' : `${what}: `;
   t.equal(res.status, status, `${label}status ${status} (${res.text.slice(0, 300)})`);
   t.same(
@@ -139,7 +140,7 @@ t.test('media: upload, probe, list, get, replace, delete', async (t) => {
   const list = await server.api('GET', '/v1/media');
   t.equal(list.status, 200);
   t.same(
-    list.body.media.map((m: any) => [m.name, m.bytes]),
+    list.body.media.map((m) => [m.name, m.bytes]),
     [
       ['sine.opus', opus.length],
       ['tone.wav', wav.length],
@@ -147,7 +148,7 @@ t.test('media: upload, probe, list, get, replace, delete', async (t) => {
     'both listed, sorted by name',
   );
   t.ok(
-    list.body.media.every((m: any) => !Number.isNaN(Date.parse(m.modified))),
+    list.body.media.every((m) => !Number.isNaN(Date.parse(m.modified))),
     'modified times are dates',
   );
 
@@ -240,7 +241,7 @@ t.test('media: a symlink in the library that leads outside is not read', async (
   t.teardown(() => rm(path.join(server.mediaRoot, 'link.wav'), { force: true }));
   const list = await server.api('GET', '/v1/media');
   t.notOk(
-    list.body.media.some((m: any) => m.name === 'link.wav'),
+    list.body.media.some((m) => m.name === 'link.wav'),
     'the list hides it (storage/library.ts rule)',
   );
   isError(t, await server.api('GET', '/v1/media/link.wav'), 404, 'OFFCAST_MEDIA_NOT_FOUND', undefined, 'GET through the link');
@@ -406,7 +407,7 @@ t.test('sessions: invalid bodies get 400 {statusCode, code, message}', async (t)
   isError(t, noType, 415, undefined, undefined, 'JSON sent as text/plain');
   const after = (await server.api('GET', '/v1/sessions')).body.sessions;
   t.equal(after.length, sessionsBefore.length, 'no session was created');
-  for (const s of after) if (!sessionsBefore.some((b: any) => b.id === s.id)) await server.api('DELETE', `/v1/sessions/${s.id}`);
+  for (const s of after) if (!sessionsBefore.some((b) => b.id === s.id)) await server.api('DELETE', `/v1/sessions/${s.id}`);
 });
 
 t.test('sessions: unknown media and unknown session ids get 404', async (t) => {
@@ -528,9 +529,9 @@ t.test('sessions: list with stats, get, patch, delete', async (t) => {
 
   const list = await server.api('GET', '/v1/sessions');
   t.equal(list.status, 200);
-  const byId = new Map<string, any>(list.body.sessions.map((s: any) => [s.id, s]));
-  const p = byId.get(playing.body.id);
-  const q = byId.get(paused.body.id);
+  const byId = new Map<string, ApiSession>(list.body.sessions.map((s) => [s.id, s]));
+  const p = byId.get(playing.body.id)!;
+  const q = byId.get(paused.body.id)!;
   t.ok(p && q, 'both sessions listed');
   t.equal(p.state, 'playing');
   t.equal(q.state, 'paused');

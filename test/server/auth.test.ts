@@ -156,7 +156,7 @@ t.test('every route Fastify serves but the public ones answers 401 without the r
   t.equal((await server.api('GET', `/v1/recordings/${REC}`, undefined, good)).status, 200, 'the recording is still there');
   const list = await server.api('GET', '/v1/sessions', undefined, good);
   t.same(
-    list.body.sessions.filter((s: any) => s.mode === 'play').map((s: any) => [s.id, s.state]),
+    list.body.sessions.filter((s) => s.mode === 'play').map((s) => [s.id, s.state]),
     [[sessionId, 'paused']],
     'no play session created, changed or deleted',
   );
@@ -214,7 +214,7 @@ t.test('every other route answers 401 without the right token', async (t) => {
   t.same((await readdir(server.mediaRoot)).sort(), ['a.wav'], 'no upload stored, no media deleted');
   const list = await server.api('GET', '/v1/sessions', undefined, good);
   t.same(
-    list.body.sessions.map((s: any) => [s.id, s.state]),
+    list.body.sessions.map((s) => [s.id, s.state]),
     [[sessionId, 'paused']],
     'no session created, changed or deleted',
   );

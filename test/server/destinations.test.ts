@@ -6,6 +6,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { TestSender, payloadFor, rtpPacket } from '../helpers/sender.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 /** Only 127.0.0.3, 127.0.0.4 (a bare address) and ::1: not 127.0.0.1, not the default 127.0.0.0/8. */
 const ALLOW = ['127.0.0.3/32', '127.0.0.4', '::1/128'];
@@ -18,12 +19,12 @@ t.before(async () => {
 });
 t.teardown(() => server.stop());
 
-async function play(host: string, port: number): Promise<{ status: number; body: any; text: string }> {
+async function play(host: string, port: number): Promise<{ status: number; body: ApiBody; text: string }> {
   return server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', destination: { host, port } });
 }
 
 /** A 403 that set nothing up: no session, no port, no cache entry. */
-async function refused(t: Test, what: string, create: () => Promise<{ status: number; body: any }>): Promise<void> {
+async function refused(t: Test, what: string, create: () => Promise<{ status: number; body: ApiBody }>): Promise<void> {
   const before = { sessions: (await server.api('GET', '/v1/sessions')).body.sessions.length, ports: server.ports.free, cache: server.cache.size };
   const res = await create();
   t.equal(res.status, 403, `${what}: 403`);
@@ -100,7 +101,7 @@ t.test('live-relay destinations follow the same list', async (t) => {
   const sinks = [await RtpSink.open(4, '127.0.0.3'), await RtpSink.open(6), await RtpSink.open(4, '127.0.0.4')];
   t.teardown(() => sinks.forEach((s) => s.close()));
   const hosts = ['127.0.0.3', '::1', '::ffff:127.0.0.4'];
-  const views: any[] = [];
+  const views: ApiBody[] = [];
   for (const [k, host] of hosts.entries()) {
     const v = await live(host, sinks[k]!.port);
     t.equal(v.status, 201, `live to ${host}: ${v.text.slice(0, 200)}`);

@@ -5,23 +5,27 @@ import t from 'tap';
 import { validate, compileErrors } from '@readme/openapi-parser';
 import { hasOperation, operationKey, routesOf } from '../../server/docs.js';
 import { startServer } from '../helpers/server.js';
+import type { ApiDoc } from '../helpers/apiTypes.js';
+
+/** What the validator takes: the test's loose view of the document is one. */
+type OpenApiInput = Parameters<typeof validate>[0];
 
 const METHODS = ['get', 'put', 'post', 'patch', 'delete'] as const;
 
 t.test('the document is valid OpenAPI 3.1 and covers every route, status and body', async (t) => {
   const server = await startServer();
   t.teardown(() => server.stop());
-  const res = await server.api('GET', '/openapi.json');
+  const res = await server.api<ApiDoc>('GET', '/openapi.json');
   t.equal(res.status, 200);
   const doc = res.body;
   t.match(doc.openapi, /^3\.1\./);
 
   // structuredClone: the validator dereferences in place.
-  const result = await validate(structuredClone(doc));
+  const result = await validate(structuredClone(doc) as unknown as OpenApiInput);
   t.ok(result.valid, result.valid ? 'valid' : compileErrors(result));
-  const broken = structuredClone(doc);
+  const broken: { paths: Record<string, Record<string, { responses: unknown }>> } = structuredClone(doc);
   broken.paths['/v1/sessions'].post.responses = 'none';
-  t.notOk((await validate(broken)).valid, 'the validator does reject a broken document');
+  t.notOk((await validate(broken as unknown as OpenApiInput)).valid, 'the validator does reject a broken document');
 
   const routes = routesOf(server.app).filter((r) => !r.hidden && r.method !== 'HEAD' && r.method !== 'OPTIONS');
   t.ok(routes.length >= 17, `${routes.length} routes registered`);
@@ -73,7 +77,7 @@ t.test('the document is valid OpenAPI 3.1 and covers every route, status and bod
 t.test('the examples in the document are accepted by the server', async (t) => {
   const server = await startServer();
   t.teardown(() => server.stop());
-  const doc = (await server.api('GET', '/openapi.json')).body;
+  const doc = (await server.api<ApiDoc>('GET', '/openapi.json')).body;
   const examples = Object.values<{ value: { mode: string } }>(doc.paths['/v1/sessions'].post.requestBody.content['application/json'].examples);
   t.ok(examples.length >= 3);
   for (const { value: ex } of examples) {
@@ -87,7 +91,7 @@ t.test('the examples in the document are accepted by the server', async (t) => {
 t.test('with api.token, the reference is public and the API is not', async (t) => {
   const server = await startServer({ 'api.token': 's3cret' });
   t.teardown(() => server.stop());
-  const doc = await server.api('GET', '/openapi.json');
+  const doc = await server.api<ApiDoc>('GET', '/openapi.json');
   t.equal(doc.status, 200, '/openapi.json without a token');
   t.ok(doc.body.components.securitySchemes.bearer);
   const ui = await fetch(server.url + '/docs/');

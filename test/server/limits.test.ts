@@ -4,14 +4,15 @@ import dgram from 'node:dgram';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, type ApiResponse, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { waitState } from '../helpers/play.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 const MiB = 1024 * 1024;
 
-function isError(t: Test, res: { status: number; body: any; text: string }, status: number, code: string, message?: RegExp, what = ''): void {
+function isError(t: Test, res: { status: number; body: ApiBody; text: string }, status: number, code: string, message?: RegExp, what = ''): void {
   const label = what === '' ? '' : `${what}: `;
   t.equal(res.status, status, `${label}status ${status} (${res.text.slice(0, 300)})`);
   t.same(
@@ -38,12 +39,12 @@ async function upload(server: TestServer, name: string, body: Uint8Array): Promi
   if (res.status !== 201 && res.status !== 200) throw new Error(`upload ${name}: ${res.status} ${res.text}`);
 }
 
-function play(server: TestServer, media: string, extra: Record<string, unknown> = {}): ReturnType<TestServer['api']> {
+function play(server: TestServer, media: string, extra: Record<string, unknown> = {}): Promise<ApiResponse> {
   return server.api('POST', '/v1/sessions', { mode: 'play', media, state: 'paused', destination: { host: '127.0.0.1', port: 29998 }, ...extra });
 }
 
 async function sessionIds(server: TestServer): Promise<string[]> {
-  return (await server.api('GET', '/v1/sessions')).body.sessions.map((s: any) => s.id).sort();
+  return (await server.api('GET', '/v1/sessions')).body.sessions.map((s) => s.id).sort();
 }
 
 async function counter(server: TestServer, name: string): Promise<number> {
@@ -117,7 +118,7 @@ t.test('uploads over limits.uploadBytes get 413 and leave nothing', async (t) =>
       },
     });
   };
-  const put = async (name: string, body: Buffer, how: 'length' | 'chunked', type?: string): Promise<{ status: number; body: any; text: string }> => {
+  const put = async (name: string, body: Buffer, how: 'length' | 'chunked', type?: string): Promise<{ status: number; body: ApiBody; text: string }> => {
     const headers: Record<string, string> = type === undefined ? {} : { 'content-type': type };
     // A bound on a hang (no answer at all), not on speed: a healthy server answers in milliseconds.
     const init: RequestInit & { duplex?: string } = {
@@ -132,7 +133,7 @@ t.test('uploads over limits.uploadBytes get 413 and leave nothing', async (t) =>
       res = await fetch(`${server.url}/v1/media/${name}`, init);
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
-      return { status: 0, body: undefined, text: `no answer: ${e.name} ${e.cause?.code ?? e.message}` };
+      return { status: 0, body: undefined as unknown as ApiBody, text: `no answer: ${e.name} ${e.cause?.code ?? e.message}` };
     }
     const text = await res.text().catch((err: Error) => `body cut off: ${err.message}`);
     let parsed: unknown;
@@ -141,7 +142,7 @@ t.test('uploads over limits.uploadBytes get 413 and leave nothing', async (t) =>
     } catch {
       parsed = undefined;
     }
-    return { status: res.status, body: parsed, text };
+    return { status: res.status, body: parsed as ApiBody, text };
   };
 
   for (const how of ['length', 'chunked'] as const) {

@@ -3,9 +3,10 @@
 // escape the recordings folder, live-relay mistakes, cross-origin requests
 // (issue 9: items 6, 8, 13, the H.264 warning, and the missing tests of §4).
 import t, { type Test } from 'tap';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, type ApiResponse, type TestServer } from '../helpers/server.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
-function isError(t: Test, res: { status: number; body: any; text: string }, status: number, code: string | RegExp, message?: RegExp, what = ''): void {
+function isError(t: Test, res: { status: number; body: ApiBody; text: string }, status: number, code: string | RegExp, message?: RegExp, what = ''): void {
   const label = what === '' ? '' : `${what}: `;
   t.equal(res.status, status, `${label}status ${status} (${res.text.slice(0, 300)})`);
   t.equal(res.body?.statusCode, status, `${label}statusCode in the body`);
@@ -16,11 +17,11 @@ function isError(t: Test, res: { status: number; body: any; text: string }, stat
 const sdpHead = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n';
 const opusM = (port: number, pt = 97): string => `m=audio ${port} RTP/AVP ${pt}\r\na=rtpmap:${pt} opus/48000/2\r\n`;
 
-function postSdp(server: TestServer, name: string, sdp: string, type = 'application/sdp'): ReturnType<TestServer['api']> {
+function postSdp(server: TestServer, name: string, sdp: string, type = 'application/sdp'): Promise<ApiResponse> {
   return server.api('POST', `/v1/sessions?name=${encodeURIComponent(name)}`, sdp, { 'content-type': type });
 }
 
-function postJson(server: TestServer, name: string, tracks: unknown[]): ReturnType<TestServer['api']> {
+function postJson(server: TestServer, name: string, tracks: unknown[]): Promise<ApiResponse> {
   return server.api('POST', '/v1/sessions', { mode: 'record', name, tracks });
 }
 

@@ -3,9 +3,10 @@
 // requests, metric names and 5xx logging (issue 9: items 6, 8, 13 and §4).
 import { readdir } from 'node:fs/promises';
 import t, { type Test } from 'tap';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, type ApiResponse, type TestServer } from '../helpers/server.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
-function isError(t: Test, res: { status: number; body: any; text: string }, status: number, code: string | RegExp, message?: RegExp, what = ''): void {
+function isError(t: Test, res: { status: number; body: ApiBody; text: string }, status: number, code: string | RegExp, message?: RegExp, what = ''): void {
   const label = what === '' ? '' : `${what}: `;
   t.equal(res.status, status, `${label}status ${status} (${res.text.slice(0, 300)})`);
   t.equal(res.body?.statusCode, status, `${label}statusCode in the body`);
@@ -15,11 +16,11 @@ function isError(t: Test, res: { status: number; body: any; text: string }, stat
 
 const sdpHead = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n';
 
-function postSdp(server: TestServer, name: string, sdp: string, type = 'application/sdp'): ReturnType<TestServer['api']> {
+function postSdp(server: TestServer, name: string, sdp: string, type = 'application/sdp'): Promise<ApiResponse> {
   return server.api('POST', `/v1/sessions?name=${encodeURIComponent(name)}`, sdp, { 'content-type': type });
 }
 
-function postJson(server: TestServer, name: string, tracks: unknown[]): ReturnType<TestServer['api']> {
+function postJson(server: TestServer, name: string, tracks: unknown[]): Promise<ApiResponse> {
   return server.api('POST', '/v1/sessions', { mode: 'record', name, tracks });
 }
 

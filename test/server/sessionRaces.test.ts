@@ -2,12 +2,13 @@
 // and ended record sessions pruned like play sessions (item 7).
 import net from 'node:net';
 import t from 'tap';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, type ApiResponse, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
+import type { ApiSession } from '../helpers/apiTypes.js';
 
 const PCMU = [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }];
 
-function record(server: TestServer, name: string): ReturnType<TestServer['api']> {
+function record(server: TestServer, name: string): Promise<ApiResponse> {
   return server.api('POST', '/v1/sessions', { mode: 'record', name, tracks: PCMU });
 }
 
@@ -58,7 +59,7 @@ t.test('60 concurrent record creates with the limit at 20: exactly 20 run', asyn
   t.equal(server.ports.free, free - 20, 'ports held by the twenty only');
   const listed = (await server.api('GET', '/v1/sessions')).body.sessions;
   t.equal(listed.length, 20, 'twenty sessions listed');
-  await Promise.all(listed.map((s: any) => server.api('DELETE', `/v1/sessions/${s.id}`)));
+  await Promise.all(listed.map((s) => server.api('DELETE', `/v1/sessions/${s.id}`)));
   t.equal(server.ports.free, free, 'every port back');
   t.same(server.offload.load, [0], 'no session placed');
   // Live relays count too: one record session, then concurrent relays up to the limit.
@@ -135,7 +136,7 @@ t.test('ended record sessions are pruned like play sessions', async (t) => {
     }
   }
   // Wait until none is recording.
-  let sessions: any[] = [];
+  let sessions: ApiSession[] = [];
   for (let i = 0; i < 200; i++) {
     sessions = (await server.api('GET', '/v1/sessions')).body.sessions;
     if (sessions.every((s) => s.state === 'ended' || s.state === 'failed') && server.recordings.active === 0) break;

@@ -11,6 +11,7 @@ import { loadConfig } from '../../config/index.js';
 import { buildServer } from '../../server/app.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { makeWav } from '../helpers/media.js';
+import type { ApiBody } from '../helpers/apiTypes.js';
 
 const OPUS_FIXTURE = new URL('../fixtures/audio/sine-mono-2s.opus', import.meta.url);
 const H264_FIXTURE = new URL('../fixtures/h264/baseline.h264', import.meta.url);
@@ -27,7 +28,7 @@ async function mediaDir(): Promise<string[]> {
   return (await readdir(server.mediaRoot)).sort();
 }
 
-function isRefused(t: Test, res: { status: number; body: any; text: string }, status: number, code: string, what: string): void {
+function isRefused(t: Test, res: { status: number; body: ApiBody; text: string }, status: number, code: string, what: string): void {
   t.equal(res.status, status, `${what}: ${status} (${res.text.slice(0, 300)})`);
   t.equal(res.body?.code, code, `${what}: ${code}`);
 }
