@@ -344,7 +344,14 @@ t.test('keys named like Object.prototype members are unknown keys too', async (t
 t.test('the result is deeply frozen', async (t) => {
   const c = loadConfig({ argv: [], env: { OFFCAST_API_TOKEN: 'tok' } });
   // ESM modules are strict: assignments to frozen objects throw.
-  const mutable = c as unknown as Record<string, any>;
+  const mutable = c as unknown as {
+    http: { port: number };
+    mediaRoot: string;
+    newKey: number;
+    api: { token?: string };
+    destinations: { allow: string[] };
+    sources: { allow: string[] };
+  };
   t.throws(
     () => {
       mutable.http.port = 1;
