@@ -234,7 +234,10 @@ export class RecordSessions {
   /** The running record session a live relay follows, or 404. */
   liveSource(id: string): LiveSource {
     const e = this.sessions.get(id);
-    if (e === undefined || e.endedAt !== null) throw new HttpError(404, 'OFFCAST_SESSION_NOT_FOUND', `no recording session ${JSON.stringify(id)} is running`);
+    // Finishing (the offload stopped recording, its summary not in yet) is as good as ended: nothing left to follow.
+    if (e === undefined || e.endedAt !== null || (e.last !== null && e.last.state !== 'recording')) {
+      throw new HttpError(404, 'OFFCAST_SESSION_NOT_FOUND', `no recording session ${JSON.stringify(id)} is running`);
+    }
     return { worker: e.worker, name: e.view.name, specs: e.specs };
   }
 
