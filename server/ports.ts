@@ -10,6 +10,7 @@ export class PortAllocator {
   private readonly used: Uint8Array;
   private next = 0;
   private inUse = 0;
+  private held = 0;
 
   /** @param quarantineMs how long a pair another process holds stays out of rotation */
   constructor(
@@ -25,6 +26,11 @@ export class PortAllocator {
 
   get free(): number {
     return this.pairs - this.inUse;
+  }
+
+  /** Pairs out of rotation because another process held them (see quarantine()). */
+  get quarantined(): number {
+    return this.held;
   }
 
   /** The configured range, for messages ("30000-30999"). */
@@ -71,6 +77,10 @@ export class PortAllocator {
    * of rotation for a while (a minute by default), then offered again.
    */
   quarantine(ports: readonly number[]): void {
-    setTimeout(() => this.release(ports), this.quarantineMs).unref();
+    this.held += ports.length;
+    setTimeout(() => {
+      this.held -= ports.length;
+      this.release(ports);
+    }, this.quarantineMs).unref();
   }
 }

@@ -93,7 +93,9 @@ t.test(`up to ${CYCLES} create/delete cycles leak no descriptor, port or cache r
   // Sockets and files close asynchronously after the answers: wait (bounded) for the count to settle.
   await waitFor(() => fds() <= before.fds, 10000, 50);
   t.ok(fds() <= before.fds, `file descriptors: ${before.fds} before, ${fds()} after`);
-  t.equal(server.ports.free, before.ports, 'every port back in the pool');
+  // A pair that another process (a parallel test, an ephemeral port) happened to hold is quarantined
+  // for a minute, not leaked: it counts as back in the pool.
+  t.equal(server.ports.free + server.ports.quarantined, before.ports, `every port back in the pool (${server.ports.quarantined} quarantined)`);
   t.equal(cacheRefs(), 0, 'no cache reference left');
   t.equal(server.cache.size, before.entries, 'no cache entry added');
   const list = await inject('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: sink.port } });

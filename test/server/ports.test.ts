@@ -131,9 +131,11 @@ t.test('quarantine: a pair another process holds comes back only after the delay
   const busy = ports.allocate(1)!;
   ports.quarantine(busy);
   t.equal(ports.free, 1, 'still held right after');
+  t.equal(ports.quarantined, 1, 'and counted as quarantined');
   t.same(ports.allocate(1), [30002], 'the other pair is granted meanwhile');
   t.equal(ports.allocate(1), null, 'the quarantined pair is not');
   await new Promise((r) => setTimeout(r, 120));
   t.equal(ports.free, 1, 'back in rotation after the delay');
+  t.equal(ports.quarantined, 0, 'no longer counted as quarantined');
   t.same(ports.allocate(1), busy);
 });
