@@ -1,9 +1,9 @@
 /**
- * A play session in the offload: one PlayTrack per media track, each with its
- * own RTP socket (connected to the destination) and RTCP socket on port+1.
- * Tracks are paced by the worker's timing wheel from the cached packets' send
- * times; the per-packet path patches a 12-byte header in place, copies the
- * payload behind it in the track's own buffer and sends — no allocation of ours.
+ * A play session in the offload: one PlayTrack per media track, each with a
+ * sink (offload/play/sink.ts: its own RTP socket, connected to the
+ * destination, and RTCP socket on port+1) and a pacer (offload/play/pacer.ts)
+ * that sends the cached packets at their send times. This file is the session
+ * logic both pacers share: the timeline, seek snapping, loops, pause, RTCP.
  *
  * Timeline: `zeroWall` is the wall time (performance.now ms) at which media time
  * 0 plays; a loop adds the media's length to each track's offsets, a seek or a
@@ -12,51 +12,34 @@
  * seek or pause makes timestamps jump forward consistently, while sequence
  * numbers simply continue.
  */
-import type dgram from 'node:dgram';
 import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import type { MediaPackets, PacketTrack } from '../cache.js';
-import { RTP_HEADER_BYTES, patchRtpHeader, patchRtpHeaderAt, writeRtpHeaderTemplate } from '../rtp.js';
-import type { BatchOwner, BatchSender } from '../batch.js';
-import type { TimingWheel, WheelItem } from '../scheduler.js';
-import { closePortPair, socketFd } from '../sockets.js';
 import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
-import { openSendSockets, sendRtcp } from './track.js';
 import { Histogram } from '../histogram.js';
+import { JsPacer, type JsPacerHooks, type TrackPacer } from './pacer.js';
+import { openUdpSink, type PacketSink } from './sink.js';
 
-/** Most packets one track sends per wheel visit (after a stall, catch up gradually). */
-const BURST = 64;
-/** Packets per turn of the event loop for "speed": "max". */
-const MAX_BURST = 256;
 /** How long after the last packet of a finished session its BYE goes (see finish()). */
 const BYE_AFTER_MS = 200;
 
-export interface PlayHooks {
-  wheel: TimingWheel;
-  /** A packet went out `lateMs` after its ideal send time. */
-  onSent(lateMs: number, bytes: number): void;
+export interface PlayHooks extends JsPacerHooks {
   onEnded(session: PlaySession, reason: 'completed' | 'failed', error?: string): void;
   bindHost: string;
   rtcpIntervalMs: number;
-  /** The native batched sender, when built (else packets go through dgram one by one). */
-  batch: BatchSender | null;
 }
 
-export class PlayTrack implements WheelItem, BatchOwner {
-  due = 0;
-  wheelNext: WheelItem | null = null;
-  wheelPrev: WheelItem | null = null;
-  wheelSlot = -1;
-
+/**
+ * One track of a play session: its place in the cached packets, its RTP
+ * numbering and its counters. How its packets are paced and sent is its
+ * pacer's (offload/play/pacer.ts); where they go is its sink's.
+ */
+export class PlayTrack {
   readonly session: PlaySession;
   readonly packets: PacketTrack;
   readonly params: PlayTrackParams;
-  /** Header template at [0, 12), payload copied behind it. */
-  private readonly pkt: Buffer;
-  rtp!: dgram.Socket;
-  rtcp!: dgram.Socket;
-  /** The RTP socket's descriptor for the native sender (-1: use dgram). */
-  private fd = -1;
+  sink!: PacketSink;
+  pacer!: TrackPacer;
   readonly clockRate: number;
   /** Loop length in this track's clock. */
   readonly loopTicks: number;
@@ -84,96 +67,17 @@ export class PlayTrack implements WheelItem, BatchOwner {
     this.clockRate = params.clockRate;
     this.loopTicks = Math.round((loopMs * this.clockRate) / 1000);
     this.seq = params.seq & 0xffff;
-    this.pkt = Buffer.alloc(RTP_HEADER_BYTES + packets.maxLen);
-    writeRtpHeaderTemplate(this.pkt, params.payloadType, params.ssrc);
   }
 
   async open(bindHost: string): Promise<void> {
-    const sockets = await openSendSockets(this.params, bindHost, this.stats);
-    this.rtp = sockets.rtp;
-    this.rtcp = sockets.rtcp;
-    if (this.session.hooks.batch !== null) this.fd = socketFd(this.rtp);
+    this.sink = await openUdpSink(this.params, bindHost, this.stats);
+    this.pacer = new JsPacer(this, this.sink, this.session.hooks);
   }
 
   /** Wall time at which packet `i` of the current loop is due. */
   dueOf(i: number): number {
     const s = this.session;
     return s.zeroWall + (this.loops * s.loopMs + (this.packets.send[i]! * 1000) / this.clockRate) / s.speed;
-  }
-
-  /** Timing-wheel callback: send everything due by `now`; returns the next due time or -1. */
-  run(now: number): number {
-    const s = this.session;
-    const p = this.packets;
-    let burst = 0;
-    for (;;) {
-      if (this.idx >= p.count) {
-        // The end, unless looping over something (an empty track has nothing to loop).
-        if (!s.loop || p.count === 0) {
-          this.done = true;
-          s.trackDone();
-          return -1;
-        }
-        this.idx = 0;
-        this.byteOff = 0;
-        this.loops++;
-        s.noteLoop(this.loops);
-      }
-      const due = this.dueOf(this.idx);
-      if (due > now) return due;
-      if (burst === BURST) return now;
-      if (!this.sendOne(now - due)) return now + 1;
-      burst++;
-    }
-  }
-
-  /** Sends packet idx; false when the socket still holds the previous one (retry later). */
-  sendOne(lateMs: number): boolean {
-    const p = this.packets;
-    const i = this.idx;
-    const batch = this.session.hooks.batch;
-    const native = batch !== null && this.fd >= 0;
-    // dgram path: the kernel took the previous packet synchronously unless the socket
-    // queued it; only then may our buffer be rewritten.
-    if (!native && this.rtp.getSendQueueCount() > 0) return false;
-    // A sender report ahead of the first packet lets receivers line tracks up from the start
-    // (ffmpeg times packets that arrive before any SR differently from those after).
-    if (this.stats.srSent === 0) this.sendReport(performance.now(), false);
-    const len = p.len[i]!;
-    const ts = (this.params.tsBase + this.rtpEpoch + this.loops * this.loopTicks + p.ts[i]!) >>> 0;
-    if (native) {
-      // Staged with every other packet due this tick; sent by sendmmsg when the tick ends.
-      const off = batch.reserve(this.fd, RTP_HEADER_BYTES + len, this);
-      batch.write(off, this.pkt, p.payload, this.byteOff, len);
-      patchRtpHeaderAt(batch.stage, off, this.params.payloadType, p.marker(i), this.seq, ts);
-    } else {
-      patchRtpHeader(this.pkt, this.params.payloadType, p.marker(i), this.seq, ts);
-      p.payload.copy(this.pkt, RTP_HEADER_BYTES, this.byteOff, this.byteOff + len);
-      this.rtp.send(this.pkt, 0, RTP_HEADER_BYTES + len);
-    }
-    this.midFrame = !p.marker(i);
-    this.seq = (this.seq + 1) & 0xffff;
-    this.lastTs = ts;
-    this.byteOff += len;
-    this.idx = i + 1;
-    this.stats.packets++;
-    this.stats.octets += len;
-    this.lateness.observe(lateMs < 0 ? 0 : lateMs);
-    this.session.hooks.onSent(lateMs, len);
-    return true;
-  }
-
-  /** Sends the rest of the frame in flight now: a receiver cannot use part of a frame. */
-  finishFrame(): void {
-    while (this.midFrame && this.idx < this.packets.count) {
-      if (!this.sendOne(0)) break;
-    }
-    this.session.hooks.batch?.flush();
-  }
-
-  /** The native sender could not send one of ours (BatchOwner). */
-  sendFailed(_errno: number): void {
-    this.stats.sendErrors++;
   }
 
   /** RTP timestamp that corresponds to wall time `now` on this track's clock. */
@@ -184,13 +88,14 @@ export class PlayTrack implements WheelItem, BatchOwner {
   }
 
   sendReport(now: number, bye: boolean): void {
+    this.pacer.refresh();
     const info = senderInfoAt(now, this.params.ssrc, this.rtpNow(now), this.stats.packets, this.stats.octets);
     const msg = bye ? buildBye(info, this.session.cname, 'end of media') : buildSenderReport(info, this.session.cname);
-    if (sendRtcp(this.rtcp, msg, this.params, this.stats)) this.stats.srSent++;
+    if (this.sink.sendRtcp(msg)) this.stats.srSent++;
   }
 
   closeSockets(): void {
-    closePortPair(this);
+    this.sink.close();
   }
 }
 
@@ -220,8 +125,6 @@ export class PlaySession {
   /** Position reported while the landing keyframe waits for its presentation time. */
   private floorPos = 0;
   loopsDone = 0;
-  private maxTimer: NodeJS.Immediate | null = null;
-  private readonly pump = (): void => this.pumpMax();
 
   constructor(params: PlayCreateParams, entry: MediaPackets, hooks: PlayHooks) {
     this.id = params.sessionId;
@@ -295,13 +198,12 @@ export class PlaySession {
     this.startTracks(now);
   }
 
-  pause(now = performance.now()): void {
+  pause(now = performance.now(), finishFrame = false): void {
     if (this.state !== 'playing') return;
+    for (const t of this.tracks) t.pacer.stop(finishFrame);
     this.pausedPos = this.positionUnboundedAt(now);
     this.pausedAt = now;
     this.state = 'paused';
-    for (const t of this.tracks) this.hooks.wheel.cancel(t);
-    this.stopMax();
   }
 
   /**
@@ -311,8 +213,7 @@ export class PlaySession {
    */
   seek(positionMs: number, now = performance.now()): void {
     const wasPlaying = this.state === 'playing';
-    if (wasPlaying) for (const t of this.tracks) t.finishFrame();
-    if (wasPlaying) this.pause(now);
+    if (wasPlaying) this.pause(now, true);
     this.seekTracks(positionMs, now, true);
     if (wasPlaying) this.resume(now);
   }
@@ -359,56 +260,16 @@ export class PlaySession {
   }
 
   private startTracks(now: number): void {
-    if (this.max) {
-      this.stopMax();
-      this.maxTimer = setImmediate(this.pump);
-      return;
-    }
     for (const t of this.tracks) {
       if (t.done) continue;
       if (t.idx >= t.packets.count && !this.loop) {
         t.done = true;
         continue;
       }
-      this.hooks.wheel.schedule(t, t.idx < t.packets.count ? t.dueOf(t.idx) : now);
+      t.pacer.start(now);
     }
     // Nothing left to send: end after the create (or resume) has been answered.
     if (this.tracks.every((t) => t.done)) setImmediate(() => this.trackDone());
-  }
-
-  /** "speed": "max": as fast as the sockets take packets, yielding to the event loop between bursts. */
-  private pumpMax(): void {
-    this.maxTimer = null;
-    if (this.state !== 'playing') return;
-    let active = 0;
-    for (const t of this.tracks) {
-      if (t.done) continue;
-      active++;
-      for (let n = 0; n < MAX_BURST; n++) {
-        if (t.idx >= t.packets.count) {
-          if (!this.loop || t.packets.count === 0) {
-            t.done = true;
-            break;
-          }
-          t.idx = 0;
-          t.byteOff = 0;
-          t.loops++;
-          this.noteLoop(t.loops);
-        }
-        if (!t.sendOne(0)) break;
-      }
-    }
-    this.hooks.batch?.flush();
-    if (active === 0 || this.tracks.every((t) => t.done)) {
-      this.trackDone();
-      return;
-    }
-    this.maxTimer = setImmediate(this.pump);
-  }
-
-  private stopMax(): void {
-    if (this.maxTimer !== null) clearImmediate(this.maxTimer);
-    this.maxTimer = null;
   }
 
   noteLoop(loops: number): void {
@@ -449,18 +310,14 @@ export class PlaySession {
     if (this.state === 'playing' || this.state === 'paused') {
       this.stopSending();
       this.state = 'ended';
-    } else {
-      this.hooks.batch?.flush();
     }
     this.closeSockets();
   }
 
-  /** Flushes what is staged, unschedules every track, keeps the position and (unless told not to) sends SR + BYE. */
+  /** Stops every track's pacer (what is staged goes out), keeps the position and (unless told not to) sends SR + BYE. */
   private stopSending(bye = true): void {
-    this.hooks.batch?.flush();
+    for (const t of this.tracks) t.pacer.stop(false);
     const now = performance.now();
-    for (const t of this.tracks) this.hooks.wheel.cancel(t);
-    this.stopMax();
     this.pausedPos = this.positionUnboundedAt(now);
     if (bye) this.sendByes();
   }
@@ -470,11 +327,14 @@ export class PlaySession {
     for (const t of this.tracks) if (t.stats.packets > 0) t.sendReport(now, true);
   }
 
+  /** The pacers first: a native one lets go of the socket before it closes. */
   private closeSockets(): void {
+    for (const t of this.tracks) t.pacer.close();
     for (const t of this.tracks) t.closeSockets();
   }
 
   stats(now = performance.now()): SessionStats {
+    for (const t of this.tracks) t.pacer.refresh();
     return {
       sessionId: this.id,
       state: this.state,
