@@ -26,6 +26,7 @@ export interface Config {
     readonly uploadIdleMs: number;
   };
   readonly offload: { readonly workers: number; readonly nativeSend: boolean };
+  readonly rtsp: { readonly port: number; readonly sessionTimeoutMs: number; readonly requestTimeoutMs: number };
   readonly record: {
     readonly idleTimeoutMs: number;
     readonly maxDurationMs: number;

@@ -73,6 +73,12 @@ export interface PlayTrackParams {
   clockRate: number;
   /** Index of this track's packets in the cache entry. */
   cacheTrack: number;
+  /**
+   * RTP/AVP/TCP: send on RTSP connection `conn` in `$`-frames on `channel`
+   * (RTCP on channel + 1) instead of UDP; localPort, destHost and destPort are
+   * then unused. Only on the worker that runs the RTSP listener.
+   */
+  interleaved?: { conn: number; channel: number };
 }
 
 export interface PlayCreateParams {
@@ -122,7 +128,15 @@ export interface TrackStats {
   lateness?: HistogramSnapshot;
 }
 
+/** A track's next sequence number and the RTP time of the current position (RTSP RTP-Info). */
+export interface RtpInfoEntry {
+  seq: number;
+  rtptime: number;
+}
+
 export interface SessionStats {
+  /** Play sessions, answering play.update: each track's RTP-Info after the update. */
+  rtpInfo?: RtpInfoEntry[];
   sessionId: string;
   state: 'playing' | 'paused' | 'ended' | 'failed';
   positionMs: number;
@@ -147,6 +161,7 @@ export interface WorkerStats {
   /** Send lateness histogram (ms buckets, cumulative-free counts), and the scheduler's own lag. */
   lateness: HistogramSnapshot;
   lag: HistogramSnapshot;
+  rtsp: RtspWorkerStats;
 }
 
 export interface HistogramSnapshot {
@@ -232,11 +247,71 @@ export interface LiveCreateParams {
   cname: string;
 }
 
+/** Where the RTSP listener listens, and its limits (the worker that runs it). */
+export interface RtspListenParams {
+  host: string;
+  /** 0: any free port (tests). */
+  port: number;
+  /** A request must be whole this long after its first byte (slowloris), ms. */
+  requestTimeoutMs: number;
+  /** A connection with no RTSP session and no bytes for this long is closed, ms. */
+  idleTimeoutMs: number;
+}
+
+/**
+ * One RTSP request, as the offload's listener parsed it, for the control plane
+ * to decide. Requests of one connection go one at a time, in order: the next
+ * follows the answer (`rtsp.respond`) to the previous one.
+ */
+export interface RtspRequestNote {
+  conn: number;
+  /** Position of the request on its connection (answers name it). */
+  seq: number;
+  method: string;
+  uri: string;
+  /** Header values by lower-case name. */
+  headers: Record<string, string>;
+  /** The body as text (an SDP of ANNOUNCE, parameters): control data, never media. */
+  body: string;
+  peer: { address: string; port: number; family: 4 | 6 };
+  /** The listener's own address and port as the client reached it. */
+  local: { address: string; port: number };
+}
+
+/** The control plane's answer to an RTSP request, which the listener writes to the connection. */
+export interface RtspAnswer {
+  conn: number;
+  seq: number;
+  status: number;
+  reason: string;
+  headers: [string, string][];
+  body?: string;
+  /** Close the connection after writing the answer. */
+  close?: boolean;
+}
+
+/** The RTSP listener's counters (the worker that runs it; zeros elsewhere). */
+export interface RtspWorkerStats {
+  connections: number;
+  connectionsTotal: number;
+  requests: number;
+  /** Malformed or oversized requests (answered 400/413/505, connection closed). */
+  badRequests: number;
+  /** Connections closed for a request that did not complete in time, or idleness. */
+  timeouts: number;
+  /** Interleaved frames received on a channel nothing is set up on: dropped. */
+  unknownChannel: number;
+  /** Interleaved packets written, and dropped because the connection's backlog was full. */
+  interleavedPackets: number;
+  interleavedDropped: number;
+}
+
 export interface Requests {
   'cache.load': { params: CacheLoadParams; result: CacheLoadResult };
   'cache.evict': { params: { key: string }; result: { evicted: boolean } };
   'media.probe': { params: MediaProbeParams; result: Probe };
-  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number } };
+  /** rtpInfo: where each track's next packet starts (RTSP's RTP-Info); positionMs: where it starts (keyframe-snapped). */
+  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number; rtpInfo?: RtpInfoEntry[]; positionMs?: number } };
   'play.update': { params: PlayUpdateParams; result: SessionStats };
   /** Ends a play or live session (SR + BYE); null when it had already ended. */
   'session.end': { params: { sessionId: string }; result: SessionStats | null };
@@ -253,6 +328,10 @@ export interface Requests {
   'flow.reject': { params: FlowKey & { reason: string }; result: { dropped: number } };
   'record.recover': { params: { root: string }; result: { recovered: RecordingSummary[]; errors: { name: string; error: string }[] } };
   'live.create': { params: LiveCreateParams; result: { sourcePorts: number[] } };
+  /** Starts the RTSP listener on this worker (see README: RTSP). */
+  'rtsp.listen': { params: RtspListenParams; result: { port: number } };
+  /** Writes the answer to request `seq` of connection `conn`; false when the connection is gone. */
+  'rtsp.respond': { params: RtspAnswer; result: { sent: boolean } };
 }
 
 export type Method = keyof Requests;
@@ -268,6 +347,10 @@ export interface Notifications {
    * result instead, never both.
    */
   'record.ended': { sessionId: string; summary: RecordingSummary };
+  /** An RTSP request for the control plane to decide (answered with `rtsp.respond`). */
+  'rtsp.request': RtspRequestNote;
+  /** An RTSP connection closed (its interleaved tracks can no longer send). */
+  'rtsp.closed': { conn: number; reason: string };
 }
 
 export type Event = keyof Notifications;

@@ -32,6 +32,7 @@ import { RecordSession } from './record/session.js';
 import { LiveSession } from './play/live.js';
 import { recoverRecordings } from './record/recover.js';
 import { registerRecordingReader } from './record/reader.js';
+import { RtspListener } from './rtsp/listener.js';
 
 /**
  * How long a worker waits for a peer's answer to `cache.get`. The owner answers
@@ -49,7 +50,18 @@ const lateness = new Histogram();
 const lag = new Histogram();
 const native = init.nativeSend ? nativeSender() : null;
 const batch = native === null ? null : new BatchSender(native.sendBatch, native.copyBytes);
-const wheel = new TimingWheel(() => performance.now(), { onLag: (ms) => lag.observe(ms), afterTick: () => batch?.flush() });
+/** The RTSP listener (only the worker the control plane asks to listen runs one). */
+const rtsp = new RtspListener({
+  request: (note) => notify('rtsp.request', note),
+  closed: (conn, reason) => notify('rtsp.closed', { conn, reason }),
+});
+const wheel = new TimingWheel(() => performance.now(), {
+  onLag: (ms) => lag.observe(ms),
+  afterTick: () => {
+    batch?.flush();
+    rtsp.flush();
+  },
+});
 const sessions = new Map<string, PlaySession>();
 const records = new Map<string, RecordSession>();
 const lives = new Map<string, LiveSession>();
@@ -70,6 +82,7 @@ const hooks = {
   bindHost: init.bindHost,
   rtcpIntervalMs: init.rtcpIntervalMs,
   batch,
+  rtsp,
   onSent(lateMs: number, bytes: number): void {
     lateness.observe(lateMs < 0 ? 0 : lateMs);
     totals.packets++;
@@ -251,7 +264,13 @@ const handlers: { [M in Method]: Handler<M> } = {
     const session = new PlaySession(params, entry, hooks);
     await session.open(params.startMs, params.paused);
     sessions.set(params.sessionId, session);
-    return { sourcePorts: params.tracks.map((t) => t.localPort), durationMs: session.loopMs };
+    const now = performance.now();
+    return {
+      sourcePorts: params.tracks.map((t) => t.localPort),
+      durationMs: session.loopMs,
+      rtpInfo: session.rtpInfo(now),
+      positionMs: session.stats(now).positionMs,
+    };
   },
 
   'play.update'({ sessionId, state, positionMs }) {
@@ -260,7 +279,8 @@ const handlers: { [M in Method]: Handler<M> } = {
     if (positionMs !== undefined) s.seek(positionMs);
     if (state === 'paused') s.pause();
     else if (state === 'playing') s.resume();
-    return s.stats();
+    const now = performance.now();
+    return { ...s.stats(now), rtpInfo: s.rtpInfo(now) };
   },
 
   'session.end'({ sessionId }) {
@@ -337,9 +357,17 @@ const handlers: { [M in Method]: Handler<M> } = {
       throw new OffloadError('OFFCAST_SESSION_NOT_FOUND', `record session ${params.recordSessionId} is not recording`, 404);
     }
     const live = new LiveSession(params, record);
-    await live.open(init.bindHost);
+    await live.open(init.bindHost, rtsp);
     lives.set(params.sessionId, live);
     return { sourcePorts: params.tracks.map((t) => t.localPort) };
+  },
+
+  async 'rtsp.listen'(params) {
+    return { port: await rtsp.listen(params) };
+  },
+
+  'rtsp.respond'(answer) {
+    return { sent: rtsp.respond(answer) };
   },
 
   'worker.stats'() {
@@ -364,6 +392,7 @@ const handlers: { [M in Method]: Handler<M> } = {
       batches: batch?.batches ?? 0,
       lateness: lateness.snapshot(),
       lag: lag.snapshot(),
+      rtsp: rtsp.snapshot(),
     };
   },
 };

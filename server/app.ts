@@ -28,6 +28,7 @@ import { RecordSessions } from './recordSessions.js';
 import { RecordingStore } from './recordingStore.js';
 import { recordingRoutes } from './routes/recordings.js';
 import { DEFAULT_RETENTION, SessionSlots, type Retention } from './sessionSupport.js';
+import { RtspService } from './rtsp/service.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -40,6 +41,8 @@ export interface Server {
   catalog: Catalog;
   sessions: SessionManager;
   ports: PortAllocator;
+  /** RTSP (null when rtsp.port is 0); `rtsp.port` is where it listens. */
+  rtsp: RtspService | null;
   close(): Promise<void>;
 }
 
@@ -52,6 +55,8 @@ export interface BuildOptions {
   retention?: Retention;
   /** Old-generation heap cap of each offload worker, MB (V8's default when unset; tests shrink it). */
   offloadHeapMb?: number;
+  /** RTSP port instead of rtsp.port's; 0 here is any free port (tests), null no RTSP. */
+  rtspPort?: number | null;
 }
 
 export async function buildServer(config: Config, opts: BuildOptions = {}): Promise<Server> {
@@ -104,6 +109,15 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   for (const r of recovery.recovered) app.log.warn({ recording: r.name, durationMs: r.durationMs }, 'recovered an unfinished recording');
   for (const e of recovery.errors) app.log.error({ recording: e.name, error: e.error }, 'could not recover a recording');
   offload.on('worker.exit', (worker, err) => app.log.error({ worker, err: err.message }, 'offload worker stopped'));
+
+  // RTSP: the listener runs in the offload; this side decides its requests.
+  const rtspPort = opts.rtspPort === undefined ? (config.rtsp.port === 0 ? null : config.rtsp.port) : opts.rtspPort;
+  let rtsp: RtspService | null = null;
+  if (rtspPort !== null) {
+    rtsp = new RtspService(config, offload, { catalog, sessions, recordings, ports, slots }, { port: rtspPort, host: config.http.host });
+    await rtsp.start();
+    app.log.info({ port: rtsp.port }, 'RTSP listening');
+  }
 
   // Cross-site requests (CSRF, DNS rebinding aside): a browser sends Origin with
   // every cross-origin request and every non-GET; one that is not this server's
@@ -199,10 +213,12 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
     ports,
     recordings,
     store,
+    rtsp,
     recovered: recovery.recovered,
     async close() {
       if (closed) return;
       closed = true;
+      rtsp?.close();
       await sessions.closeAll();
       await app.close();
       await offload.close();

@@ -48,6 +48,8 @@ export interface OffloadEvents {
   'session.ended': [worker: number, data: Notifications['session.ended']];
   'flow.new': [worker: number, data: Notifications['flow.new']];
   'record.ended': [worker: number, data: Notifications['record.ended']];
+  'rtsp.request': [worker: number, data: Notifications['rtsp.request']];
+  'rtsp.closed': [worker: number, data: Notifications['rtsp.closed']];
   'worker.exit': [worker: number, error: Error];
 }
 

@@ -241,6 +241,15 @@ export class RecordSessions {
     return { worker: e.worker, name: e.view.name, specs: e.specs };
   }
 
+  /** The running record session writing recording `name` (an RTSP reader joins it live), or null. */
+  liveByName(name: string): (LiveSource & { id: string }) | null {
+    for (const e of this.sessions.values()) {
+      if (e.view.name !== name || e.endedAt !== null || (e.last !== null && e.last.state !== 'recording')) continue;
+      return { id: e.view.id, worker: e.worker, name, specs: e.specs };
+    }
+    return null;
+  }
+
   /** The slow path: decide on a new flow and install or reject it in the offload. */
   private async onFlow(worker: number, h: FlowHeader): Promise<void> {
     const e = this.sessions.get(h.sessionId);

@@ -9,6 +9,9 @@ import { badRequest, forbiddenDestination, unavailable } from './errors.js';
 import { type AllowList, resolveHost } from './net.js';
 import type { PortAllocator } from './ports.js';
 
+/** The offload worker that runs the RTSP listener: sessions that send interleaved on its connections run there. */
+export const RTSP_WORKER = 0;
+
 /** One session's hold on the limit; `release()` gives it back once, however often it is called. */
 export interface SessionSlot {
   release(): void;

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/index.js';
-import type { CacheLoadParams, PlayTrackParams, SessionStats, TrackPlan } from '../offload/channel.js';
+import { OffloadError, type CacheLoadParams, type PlayTrackParams, type SessionStats, type TrackPlan } from '../offload/channel.js';
 import type { Encoding, Probe, TrackInfo } from '../storage/types.js';
 import type { CacheDirectory } from './cache.js';
 import type { Catalog, MediaItem } from './catalog.js';
@@ -20,6 +20,7 @@ import type { PortAllocator } from './ports.js';
 import { sdpTracks, type RecordSessions, type RecordSessionView } from './recordSessions.js';
 import { buildSdp, staticPayloadType } from './sdp.js';
 import {
+  RTSP_WORKER,
   checkDestination,
   checkPortRoom,
   EndedSessions,
@@ -71,7 +72,33 @@ export interface PlaySessionView {
   tracks: (SessionTrack & { stats?: unknown })[];
   sdp: string;
   error?: string;
+  /** A session an RTSP client set up: its RTSP session id and transport. */
+  rtsp?: { session: string; transport: 'udp' | 'tcp' };
 }
+
+/** A track of an RTSP session as its SETUP chose it: UDP to the client's port, or interleaved on its connection. */
+export interface RtspPlayTarget {
+  /** Index of the track in the stream (the plan, or the recording's tracks). */
+  track: number;
+  payloadType: number;
+  clockRate: number;
+  ssrc: number;
+  seq: number;
+  tsBase: number;
+  udp?: { address: string; family: 4 | 6; port: number; localPort: number };
+  interleaved?: { conn: number; channel: number };
+}
+
+/** What an RTSP PLAY creates a session from; the slot and the UDP tracks' local ports come with it. */
+export interface RtspCreate {
+  targets: RtspPlayTarget[];
+  slot: SessionSlot;
+  peer: { address: string; family: 4 | 6 };
+  rtsp: { session: string; transport: 'udp' | 'tcp' };
+}
+
+/** Where each track's next packet starts, for RTSP's RTP-Info. */
+export type RtpInfo = { seq: number; rtptime: number }[];
 
 interface PlayEntry {
   view: PlaySessionView;
@@ -181,20 +208,7 @@ export class SessionManager {
     speed: number | 'max',
     slot: SessionSlot,
   ): Promise<PlaySessionView> {
-    const spread = this.cfg.pacing.spread;
-    const payloadBytes = this.cfg.rtp.payloadBytes;
-    const encodings = plan.map((p) => `${p.source}:${p.encoding}`).join(',');
-    const load: CacheLoadParams = {
-      key: `${item.name}|${item.version}|${encodings}|${payloadBytes}|${spread}|${req.frameRate ?? ''}`,
-      path: item.path,
-      format: item.probe.format,
-      tracks: plan.map((p): TrackPlan => ({ source: p.source, encoding: p.encoding })),
-      payloadBytes,
-      spread,
-    };
-    if (req.frameRate !== undefined) load.frameRate = req.frameRate;
-    // The worker that just probed the file holds it parsed: it loads it, without a second parse.
-    if (item.probedBy !== undefined) load.probed = item.probedBy.key;
+    const load = this.loadParams(item, plan, req.frameRate);
     const estimate = Math.ceil(item.bytes * (plan.every((p) => p.halves) ? 0.5 : 1));
     const id = randomUUID();
     // The playing worker is chosen with the cache: the one that holds (or will load) the media unless another is less loaded.
@@ -337,6 +351,200 @@ export class SessionManager {
     }
   }
 
+  /**
+   * An RTSP session's first PLAY of media: the tracks it set up, each to its
+   * own target, starting at `startMs`. Its slot and local ports are the
+   * RTSP session's until this succeeds, then the play session's (they go
+   * back when it ends); on failure the ports are released here, the slot not.
+   */
+  async createRtspPlay(req: RtspCreate & { item: MediaItem; startMs: number }): Promise<{ view: PlaySessionView; rtpInfo: RtpInfo }> {
+    const { item, targets } = req;
+    const plan = planTracks(item.probe, undefined);
+    const load = this.loadParams(item, plan, undefined);
+    const ports = targets.filter((t) => t.udp !== undefined).map((t) => t.udp!.localPort);
+    const id = randomUUID();
+    const interleaved = targets.some((t) => t.interleaved !== undefined);
+    let worker: number;
+    if (interleaved) {
+      this.offload.pin(id, RTSP_WORKER);
+      worker = RTSP_WORKER;
+    } else worker = this.offload.place(id, this.cache.ownerOf(load.key) ?? item.probedBy?.worker);
+    let acquired = false;
+    try {
+      const estimate = Math.ceil(item.bytes * (plan.every((p) => p.halves) ? 0.5 : 1));
+      const { owner, result } = await this.cache.acquire(load, estimate, worker);
+      acquired = true;
+      const durationMs = Math.max(1, ...result.tracks.map((t) => (t.endTs * 1000) / t.clockRate));
+      const tracks = targets.map((t) => rtspTrackParams(t, req.peer, result.tracks[t.track]!.clockRate));
+      const res = await this.offload.request(worker, 'play.create', {
+        sessionId: id,
+        cacheKey: load.key,
+        cacheOwner: owner,
+        tracks,
+        loop: false,
+        paused: false,
+        startMs: req.startMs,
+        speed: 1,
+        durationMs,
+        cname: `offcast-${id.slice(0, 8)}`,
+      });
+      const view = this.rtspView(
+        id,
+        req,
+        { media: item.name, durationMs: Math.round(res.durationMs), positionMs: res.positionMs ?? req.startMs },
+        targets,
+        (i) => {
+          const p = plan[targets[i]!.track]!;
+          return { kind: p.info.kind, encoding: p.encoding, channels: p.channels, info: p.info };
+        },
+      );
+      this.add({ view, worker, ports, slot: req.slot, cacheKey: load.key, last: null, endedAt: null, closing: null });
+      return { view, rtpInfo: res.rtpInfo ?? [] };
+    } catch (err) {
+      this.offload.unplace(id);
+      if (acquired) this.cache.release(load.key);
+      this.giveBackPorts(ports, err);
+      throw err;
+    }
+  }
+
+  /** An RTSP session's first PLAY of a recording in progress: a live relay of the tracks it set up. */
+  async createRtspLive(req: RtspCreate & { recordId: string }): Promise<{ view: PlaySessionView; rtpInfo: RtpInfo }> {
+    const { targets } = req;
+    const ports = targets.filter((t) => t.udp !== undefined).map((t) => t.udp!.localPort);
+    const id = randomUUID();
+    try {
+      const source = this.recordings.liveSource(req.recordId);
+      const worker = source.worker;
+      this.offload.pin(id, worker);
+      const tracks = targets.map((t) => ({ ...rtspTrackParams(t, req.peer, t.clockRate), recordTrack: t.track }));
+      await this.offload.request(worker, 'live.create', { sessionId: id, recordSessionId: req.recordId, tracks, cname: `offcast-${id.slice(0, 8)}` });
+      const sdpSpecs = sdpTracks(source.specs, () => 0);
+      const view = this.rtspView(id, req, { live: req.recordId, durationMs: 0, positionMs: 0 }, targets, (i) => {
+        const t = sdpSpecs[targets[i]!.track]!;
+        return { kind: t.kind, encoding: t.encoding, channels: t.channels, info: t.info };
+      });
+      this.add({ view, worker, ports, slot: req.slot, cacheKey: '', last: null, endedAt: null, closing: null });
+      return { view, rtpInfo: targets.map((t) => ({ seq: t.seq, rtptime: t.tsBase })) };
+    } catch (err) {
+      this.offload.unplace(id);
+      this.giveBackPorts(ports, err);
+      throw err;
+    }
+  }
+
+  private giveBackPorts(ports: number[], err: unknown): void {
+    if (ports.length === 0) return;
+    if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') this.ports.quarantine(ports);
+    else this.ports.release(ports);
+  }
+
+  private rtspView(
+    id: string,
+    req: RtspCreate,
+    what: { media?: string; live?: string; durationMs: number; positionMs: number },
+    targets: RtspPlayTarget[],
+    describe: (i: number) => { kind: 'audio' | 'video'; encoding: Encoding; channels: number | undefined; info: TrackInfo },
+  ): PlaySessionView {
+    const firstUdp = targets.find((t) => t.udp !== undefined)?.udp;
+    const view: PlaySessionView = {
+      id,
+      mode: 'play',
+      state: 'playing',
+      destination: { host: req.peer.address, port: firstUdp?.port ?? 0 },
+      loop: false,
+      speed: 1,
+      durationMs: what.durationMs,
+      positionMs: what.positionMs,
+      createdAt: new Date().toISOString(),
+      tracks: targets.map((t, i) => {
+        const d = describe(i);
+        const v: SessionTrack = {
+          kind: d.kind,
+          codec: d.encoding,
+          payloadType: t.payloadType,
+          clockRate: t.clockRate,
+          ssrc: t.ssrc,
+          port: t.udp?.port ?? 0,
+          sourcePort: t.udp?.localPort ?? 0,
+        };
+        if (d.channels !== undefined) v.channels = d.channels;
+        return v;
+      }),
+      sdp: buildSdp({
+        id,
+        name: what.media ?? `live ${what.live ?? ''}`,
+        destination: { address: req.peer.address, family: req.peer.family },
+        origin: req.peer.family === 6 ? '::1' : '127.0.0.1',
+        tracks: targets.map((t, i) => {
+          const d = describe(i);
+          const s = { kind: d.kind, encoding: d.encoding, payloadType: t.payloadType, clockRate: t.clockRate, port: t.udp?.port ?? 0, info: d.info };
+          return d.channels === undefined ? s : { ...s, channels: d.channels };
+        }),
+      }),
+      rtsp: req.rtsp,
+    };
+    if (what.media !== undefined) view.media = what.media;
+    if (what.live !== undefined) view.live = what.live;
+    return view;
+  }
+
+  /** PLAY (resume, seek) and PAUSE of an RTSP session: the update, and where each track's next packet starts. */
+  async updateRtsp(id: string, body: { state: 'playing' | 'paused'; positionMs?: number }): Promise<{ view: PlaySessionView; rtpInfo: RtpInfo }> {
+    const e = this.entry(id);
+    if (e.endedAt !== null) throw new HttpError(454, 'OFFCAST_SESSION_ENDED', `session ${id} has ended`);
+    const stats = await this.offload.request(e.worker, 'play.update', { sessionId: id, ...body });
+    this.apply(e, stats);
+    return { view: this.render(e), rtpInfo: stats.rtpInfo ?? [] };
+  }
+
+  /** RTCP receiver reports received so far by each of these sessions (RTSP keep-alives). */
+  async rtcpCounts(ids: string[]): Promise<Map<string, number>> {
+    const byWorker = new Map<number, string[]>();
+    for (const id of ids) {
+      const e = this.sessions.get(id);
+      if (e === undefined || e.endedAt !== null) continue;
+      byWorker.set(e.worker, [...(byWorker.get(e.worker) ?? []), id]);
+    }
+    const out = new Map<string, number>();
+    await Promise.all(
+      [...byWorker].map(async ([worker, wanted]) => {
+        for (const s of await this.offload.request(worker, 'session.stats', { sessionIds: wanted })) {
+          out.set(
+            s.sessionId,
+            s.tracks.reduce((n, t) => n + t.rrCount, 0),
+          );
+        }
+      }),
+    );
+    return out;
+  }
+
+  private readonly endedListeners: ((id: string) => void)[] = [];
+
+  /** Calls `fn` with the id of every play or live session that ends (by itself, DELETE or failure). */
+  onPlayEnded(fn: (id: string) => void): void {
+    this.endedListeners.push(fn);
+  }
+
+  private loadParams(item: MediaItem, plan: PlannedTrack[], frameRate: number | undefined): CacheLoadParams {
+    const spread = this.cfg.pacing.spread;
+    const payloadBytes = this.cfg.rtp.payloadBytes;
+    const encodings = plan.map((p) => `${p.source}:${p.encoding}`).join(',');
+    const load: CacheLoadParams = {
+      key: `${item.name}|${item.version}|${encodings}|${payloadBytes}|${spread}|${frameRate ?? ''}`,
+      path: item.path,
+      format: item.probe.format,
+      tracks: plan.map((p): TrackPlan => ({ source: p.source, encoding: p.encoding })),
+      payloadBytes,
+      spread,
+    };
+    if (frameRate !== undefined) load.frameRate = frameRate;
+    // The worker that just probed the file holds it parsed: it loads it, without a second parse.
+    if (item.probedBy !== undefined) load.probed = item.probedBy.key;
+    return load;
+  }
+
   private add(e: PlayEntry): void {
     this.sessions.set(e.view.id, e);
     this.running++;
@@ -439,6 +647,7 @@ export class SessionManager {
     this.ports.release(e.ports);
     if (e.cacheKey !== '') this.cache.release(e.cacheKey);
     this.offload.unplace(e.view.id);
+    for (const fn of this.endedListeners) fn(e.view.id);
   }
 
   private apply(e: PlayEntry, stats: SessionStats): void {
@@ -546,6 +755,24 @@ export function planTracks(probe: Probe, codec: PlayCodecOption | undefined): Pl
     out.push(p);
   }
   return out;
+}
+
+/** The offload's parameters of an RTSP session's track. */
+function rtspTrackParams(t: RtspPlayTarget, peer: { address: string; family: 4 | 6 }, clockRate: number): PlayTrackParams {
+  const p: PlayTrackParams = {
+    localPort: t.udp?.localPort ?? 0,
+    family: t.udp?.family ?? peer.family,
+    destHost: t.udp?.address ?? peer.address,
+    destPort: t.udp?.port ?? 0,
+    payloadType: t.payloadType,
+    ssrc: t.ssrc,
+    seq: t.seq,
+    tsBase: t.tsBase,
+    clockRate,
+    cacheTrack: t.track,
+  };
+  if (t.interleaved !== undefined) p.interleaved = t.interleaved;
+  return p;
 }
 
 function round3(v: number): number {

@@ -9,12 +9,14 @@ import type dgram from 'node:dgram';
 import type { LiveCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import { closePortPair } from '../sockets.js';
-import { RTP_HEADER_BYTES, patchRtpHeader, writeRtpHeaderTemplate } from '../rtp.js';
+import { RTP_HEADER_BYTES, patchRtpHeader, patchRtpHeaderAt, writeRtpHeaderTemplate } from '../rtp.js';
 import type { PacketSubscriber, RecordSession, RecordTrack } from '../record/session.js';
 import { spropParameterSets } from '../../storage/recording/probe.js';
 import { buildStapA, startsKeyframe } from '../codecs/h264/keyframe.js';
 import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
-import { openSendSockets, sendRtcp } from './track.js';
+import { openInterleaved, openSendSockets, readInterleavedReport, sendRtcp } from './track.js';
+import type { InterleavedReceiver, RtspConnection, RtspListener } from '../rtsp/listener.js';
+import type { InterleavedWriter } from '../rtsp/interleaved.js';
 
 /** A STAP-A carrying the parameter sets of the SDP, sent ahead of the first keyframe. */
 function parameterSetsPacket(fmtp: Record<string, string>): Buffer | null {
@@ -22,13 +24,16 @@ function parameterSetsPacket(fmtp: Record<string, string>): Buffer | null {
   return buildStapA([...sps, ...pps]);
 }
 
-export class LiveTrack implements PacketSubscriber {
+export class LiveTrack implements PacketSubscriber, InterleavedReceiver {
   readonly session: LiveSession;
   readonly params: PlayTrackParams;
   readonly source: RecordTrack;
   private pkt: Buffer = Buffer.alloc(RTP_HEADER_BYTES + 1500);
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
+  /** RTP/AVP/TCP: the RTSP connection and its writer (no sockets of our own then). */
+  private conn: RtspConnection | null = null;
+  private sink: InterleavedWriter | null = null;
   private readonly video: boolean;
   private readonly paramSets: Buffer | null;
   private started = false;
@@ -50,7 +55,12 @@ export class LiveTrack implements PacketSubscriber {
     writeRtpHeaderTemplate(this.pkt, params.payloadType, params.ssrc);
   }
 
-  async open(bindHost: string): Promise<void> {
+  async open(bindHost: string, rtsp: RtspListener | null): Promise<void> {
+    if (this.params.interleaved !== undefined) {
+      this.conn = openInterleaved(this.params, rtsp, this);
+      this.sink = this.conn.writer;
+      return;
+    }
     const sockets = await openSendSockets(this.params, bindHost, this.stats);
     this.rtp = sockets.rtp;
     this.rtcp = sockets.rtcp;
@@ -74,7 +84,30 @@ export class LiveTrack implements PacketSubscriber {
     this.lastAt = now;
   }
 
+  /** RTCP from the client on our interleaved RTCP channel (InterleavedReceiver). */
+  receive(buf: Buffer, off: number, len: number): void {
+    readInterleavedReport(buf, off, len, this.params, this.stats);
+  }
+
   private send(src: Buffer, off: number, len: number, ts: number, marker: boolean): void {
+    const sink = this.sink;
+    if (sink !== null) {
+      const outTs = (ts + this.tsOffset) >>> 0;
+      const at = sink.reserve(this.params.interleaved!.channel, RTP_HEADER_BYTES + len);
+      this.seq = (this.seq + 1) & 0xffff;
+      this.lastTs = outTs;
+      if (at < 0) {
+        this.stats.dropped++;
+        return;
+      }
+      const stage = sink.stage;
+      this.pkt.copy(stage, at, 0, RTP_HEADER_BYTES);
+      src.copy(stage, at + RTP_HEADER_BYTES, off, off + len);
+      patchRtpHeaderAt(stage, at, this.params.payloadType, marker, (this.seq - 1) & 0xffff, outTs);
+      this.stats.packets++;
+      this.stats.octets += len;
+      return;
+    }
     if (this.rtp.getSendQueueCount() > 0) {
       // The socket still holds our buffer: dropping beats corrupting it.
       this.stats.dropped++;
@@ -100,10 +133,18 @@ export class LiveTrack implements PacketSubscriber {
     const rtpTs = (this.lastTs + Math.round(((now - this.lastAt) * this.params.clockRate) / 1000)) >>> 0;
     const info = senderInfoAt(now, this.params.ssrc, rtpTs, this.stats.packets, this.stats.octets);
     const msg = bye ? buildBye(info, this.session.cname, 'end of live feed') : buildSenderReport(info, this.session.cname);
-    if (sendRtcp(this.rtcp, msg, this.params, this.stats)) this.stats.srSent++;
+    if (this.sink !== null) {
+      if (this.sink.writePacket(this.params.interleaved!.channel + 1, msg)) this.stats.srSent++;
+    } else if (sendRtcp(this.rtcp, msg, this.params, this.stats)) this.stats.srSent++;
   }
 
   close(): void {
+    if (this.conn !== null) {
+      this.conn.unbind(this.params.interleaved!.channel + 1, this);
+      this.conn = null;
+      this.sink = null;
+      return;
+    }
     closePortPair(this);
   }
 }
@@ -127,11 +168,11 @@ export class LiveSession {
     });
   }
 
-  async open(bindHost: string): Promise<void> {
+  async open(bindHost: string, rtsp: RtspListener | null): Promise<void> {
     const opened: LiveTrack[] = [];
     try {
       for (const t of this.tracks) {
-        await t.open(bindHost);
+        await t.open(bindHost, rtsp);
         opened.push(t);
       }
     } catch (err) {

@@ -19,6 +19,8 @@ import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
 import { Histogram } from '../histogram.js';
 import { JsPacer, type JsPacerHooks, type TrackPacer } from './pacer.js';
 import { openUdpSink, type PacketSink } from './sink.js';
+import type { RtspListener } from '../rtsp/listener.js';
+import { InterleavedSink } from '../rtsp/sink.js';
 
 /** How long after the last packet of a finished session its BYE goes (see finish()). */
 const BYE_AFTER_MS = 200;
@@ -27,6 +29,8 @@ export interface PlayHooks extends JsPacerHooks {
   onEnded(session: PlaySession, reason: 'completed' | 'failed', error?: string): void;
   bindHost: string;
   rtcpIntervalMs: number;
+  /** The RTSP listener of this worker, for tracks that send interleaved on its connections. */
+  rtsp: RtspListener | null;
 }
 
 /**
@@ -70,7 +74,10 @@ export class PlayTrack {
   }
 
   async open(bindHost: string): Promise<void> {
-    this.sink = await openUdpSink(this.params, bindHost, this.stats);
+    this.sink =
+      this.params.interleaved === undefined
+        ? await openUdpSink(this.params, bindHost, this.stats)
+        : new InterleavedSink(this.params, this.session.hooks.rtsp, this.stats);
     this.pacer = new JsPacer(this, this.sink, this.session.hooks);
   }
 
@@ -331,6 +338,19 @@ export class PlaySession {
   private closeSockets(): void {
     for (const t of this.tracks) t.pacer.close();
     for (const t of this.tracks) t.closeSockets();
+  }
+
+  /**
+   * RTSP's RTP-Info: each track's next sequence number and the RTP time of the
+   * current position (the landing keyframe's after a seek), on one timeline
+   * for all tracks, so a client lines them up from the first packet.
+   */
+  rtpInfo(now = performance.now()): { seq: number; rtptime: number }[] {
+    const mediaMs = Math.max(this.positionUnboundedAt(now), this.floorPos);
+    return this.tracks.map((t) => {
+      t.pacer.refresh();
+      return { seq: t.seq, rtptime: (t.params.tsBase + t.rtpEpoch + Math.round((mediaMs * t.clockRate) / 1000)) >>> 0 };
+    });
   }
 
   stats(now = performance.now()): SessionStats {

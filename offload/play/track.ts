@@ -14,6 +14,8 @@ import type dgram from 'node:dgram';
 import type { PlayTrackParams, TrackStats } from '../channel.js';
 import { bindPortPair, closePortPair, connect, type PortPair } from '../sockets.js';
 import { isWellFormedRtcp, readReceptionReport } from '../rtcp.js';
+import { OffloadError } from '../channel.js';
+import type { InterleavedReceiver, RtspConnection, RtspListener } from '../rtsp/listener.js';
 
 /** A sending track's sockets and the destination as the kernel writes it (for comparing with senders). */
 export interface SendSockets extends PortPair {
@@ -48,6 +50,24 @@ export async function openSendSockets(params: PlayTrackParams, bindHost: string,
     else readReport(msg, params, stats);
   });
   return { rtp: pair.rtp, rtcp: pair.rtcp, destAddress };
+}
+
+/**
+ * The RTSP connection an interleaved track sends on (RTP/AVP/TCP): its RTCP
+ * channel (channel + 1) is bound to `receiver`, which gets the client's
+ * receiver reports. Fails when the connection closed meanwhile.
+ */
+export function openInterleaved(params: PlayTrackParams, rtsp: RtspListener | null, receiver: InterleavedReceiver): RtspConnection {
+  const il = params.interleaved!;
+  const conn = rtsp?.get(il.conn);
+  if (conn === undefined || conn.closed) throw new OffloadError('OFFCAST_RTSP_CONNECTION_GONE', `RTSP connection ${il.conn} is closed`, 410);
+  conn.bind(il.channel + 1, receiver);
+  return conn;
+}
+
+/** A receiver report that came interleaved on the RTSP connection (the connection is the client's, so its source is). */
+export function readInterleavedReport(buf: Buffer, off: number, len: number, params: PlayTrackParams, stats: TrackStats): void {
+  readReport(buf.subarray(off, off + len), params, stats);
 }
 
 function readReport(msg: Buffer, params: PlayTrackParams, stats: TrackStats): void {

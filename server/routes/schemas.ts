@@ -138,6 +138,7 @@ export const sessionSchema = {
     reason: { type: 'string' },
     warnings: { type: 'array', items: { type: 'string' } },
     recording: { type: 'object', additionalProperties: true },
+    rtsp: { type: 'object', properties: { session: { type: 'string' }, transport: { type: 'string' } } },
   },
 } as const;
 

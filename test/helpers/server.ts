@@ -63,7 +63,8 @@ export async function startServer(overrides: Record<string, unknown> = {}, build
       ...overrides,
     },
   });
-  const server = await buildServer(config, { logger: false, ...build });
+  // RTSP only where a test asks for it (BuildOptions.rtspPort: 0 is any free port): parallel files would fight over 8554.
+  const server = await buildServer(config, { logger: false, rtspPort: null, ...build });
   await server.app.listen({ host: '127.0.0.1', port: 0 });
   const addr = server.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;

@@ -1,0 +1,495 @@
+/**
+ * Reading over RTSP: DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN and the
+ * keep-alives. An RTSP session collects its tracks' transports over SETUPs
+ * (UDP: a local port pair from the pool, answered as server_port; TCP: a pair
+ * of interleaved channels of the connection), and its first PLAY creates the
+ * ordinary play session (or live relay) that sends them, through
+ * `SessionManager`. Later PLAYs and PAUSEs update it; TEARDOWN, a keep-alive
+ * timeout, a DELETE of the session, or the close of the connection that
+ * carries its interleaved tracks end it.
+ *
+ * Name resolution (one namespace, as MediaMTX has it): a recording in progress
+ * named NAME is relayed live; otherwise NAME is media or a finished recording.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../../config/index.js';
+import type { TrackSpec } from '../../storage/types.js';
+import type { Catalog, MediaItem } from '../catalog.js';
+import { AllowList } from '../net.js';
+import type { PortAllocator } from '../ports.js';
+import type { RecordSessions } from '../recordSessions.js';
+import { planTracks, type RtspPlayTarget, type SessionManager } from '../sessions.js';
+import { random32, type SessionSlot, type SessionSlots } from '../sessionSupport.js';
+import { RtspError, type RtspReply } from './messages.js';
+import { describeSdp, type DescribedTrack } from './sdp.js';
+import { RTSP_WORKER, type MethodHandler, type RtspCall } from './service.js';
+import { chooseTransport } from './transport.js';
+import { contentBase, parseTarget } from './url.js';
+import { recordingTrackInfo } from '../../storage/recording/probe.js';
+
+export const READER_METHODS = ['OPTIONS', 'DESCRIBE', 'SETUP', 'PLAY', 'PAUSE', 'TEARDOWN', 'GET_PARAMETER', 'SET_PARAMETER'] as const;
+
+/** Announced in `Session: ID;timeout=N` (seconds): clients send keep-alives well within it. */
+export interface ReaderDeps {
+  catalog: Catalog;
+  sessions: SessionManager;
+  recordings: RecordSessions;
+  ports: PortAllocator;
+  slots: SessionSlots;
+}
+
+/** A stream as a name resolves: cached media, or a recording in progress. */
+type Stream =
+  | { kind: 'media'; name: string; item: MediaItem; tracks: DescribedTrack[]; durationMs: number }
+  | { kind: 'live'; name: string; recordId: string; worker: number; specs: readonly TrackSpec[]; tracks: DescribedTrack[] };
+
+interface SetupTrack {
+  /** Index in the stream's tracks (trackID). */
+  index: number;
+  transport: 'udp' | 'tcp';
+  /** UDP: the client's RTP port; its RTCP port is the next one. */
+  clientPort: number;
+  /** UDP: our local port pair (owned by the RTSP session until PLAY hands it to the play session). */
+  localPort: number;
+  /** TCP: the RTP channel (RTCP on the next). */
+  channel: number;
+  ssrc: number;
+  seq: number;
+  tsBase: number;
+}
+
+interface ReaderSession {
+  id: string;
+  stream: Stream;
+  conn: number;
+  peer: { address: string; family: 4 | 6 };
+  tracks: SetupTrack[];
+  slot: SessionSlot;
+  /** The play session or live relay in /v1/sessions, once PLAY created it. */
+  sessionId: string | null;
+  state: 'ready' | 'playing' | 'paused';
+  lastSeen: number;
+  /** Receiver reports counted at the last check: a new one is a keep-alive too. */
+  rtcpSeen: number;
+  /** A PLAY (creating the session) in progress. */
+  busy: boolean;
+}
+
+export class RtspReader {
+  private readonly cfg: Config;
+  private readonly deps: ReaderDeps;
+  private readonly destinations: AllowList;
+  private readonly byId = new Map<string, ReaderSession>();
+  /** Interleaved channels in use per connection. */
+  private readonly channels = new Map<number, Set<number>>();
+  private timer: NodeJS.Timeout | null = null;
+  private port = 0;
+  /** RTSP sessions ended by their keep-alive timeout (for tests and /metrics). */
+  timeouts = 0;
+  /** Tells tests (and logs) an RTSP session ended, and why. */
+  onTeardown: (id: string, reason: 'teardown' | 'timeout' | 'connection' | 'ended') => void = () => undefined;
+
+  constructor(cfg: Config, deps: ReaderDeps) {
+    this.cfg = cfg;
+    this.deps = deps;
+    this.destinations = new AllowList(cfg.destinations.allow);
+    deps.sessions.onPlayEnded((sessionId) => {
+      for (const s of this.byId.values()) if (s.sessionId === sessionId) this.forget(s, 'ended');
+    });
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  start(port: number): void {
+    this.port = port;
+    const every = Math.max(50, Math.min(1000, Math.floor(this.cfg.rtsp.sessionTimeoutMs / 4)));
+    this.timer = setInterval(() => void this.checkTimeouts(), every);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  methods(): [string, MethodHandler][] {
+    return [
+      ['DESCRIBE', (c) => this.describe(c)],
+      ['SETUP', (c) => this.setup(c)],
+      ['PLAY', (c) => this.play(c)],
+      ['PAUSE', (c) => this.pause(c)],
+      ['TEARDOWN', (c) => this.teardown(c)],
+      ['GET_PARAMETER', (c) => this.keepAlive(c)],
+      ['SET_PARAMETER', (c) => this.keepAlive(c)],
+    ];
+  }
+
+  // --- name resolution ---------------------------------------------------------------
+
+  private async resolve(name: string): Promise<Stream> {
+    const live = this.deps.recordings.liveByName(name);
+    if (live !== null) {
+      const tracks = live.specs.map((t, i): DescribedTrack => {
+        const d: DescribedTrack = {
+          kind: t.kind,
+          encoding: t.encoding,
+          payloadType: t.payloadType,
+          clockRate: t.clockRate,
+          info: recordingTrackInfo(t, i, 0),
+          control: i,
+        };
+        if (t.channels !== undefined) d.channels = t.channels;
+        return d;
+      });
+      return { kind: 'live', name, recordId: live.id, worker: live.worker, specs: live.specs, tracks };
+    }
+    let item: MediaItem;
+    try {
+      item = await this.deps.catalog.get(name, { recent: true });
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode;
+      if (status === 404 || status === 400) throw new RtspError(404, `no stream named ${JSON.stringify(name)}`);
+      throw err;
+    }
+    const plan = planTracks(item.probe, undefined);
+    const tracks = plan.map((p, i): DescribedTrack => {
+      const d: DescribedTrack = {
+        kind: p.info.kind,
+        encoding: p.encoding,
+        payloadType: p.payloadType,
+        clockRate: rtpClock(p.encoding, p.info.clockRate),
+        info: p.info,
+        control: i,
+      };
+      if (p.channels !== undefined) d.channels = p.channels;
+      return d;
+    });
+    return { kind: 'media', name, item, tracks, durationMs: item.probe.durationMs };
+  }
+
+  // --- methods -------------------------------------------------------------------------
+
+  private async describe(c: RtspCall): Promise<RtspReply> {
+    const target = parseTarget(c.uri);
+    if (target === null || target.track !== null) throw new RtspError(404, 'DESCRIBE needs rtsp://HOST:PORT/NAME');
+    const accept = c.header('accept');
+    if (accept !== undefined && !/application\/sdp|\*\/\*|application\/\*/i.test(accept)) throw new RtspError(406, 'only application/sdp is offered');
+    const stream = await this.resolve(target.name);
+    const host = hostOf(c.note.local.address);
+    const sdp = describeSdp(stream.name, { address: host, family: host.includes(':') ? 6 : 4 }, stream.tracks, stream.kind === 'media' ? stream.durationMs : 0);
+    return {
+      status: 200,
+      headers: [
+        ['Content-Base', contentBase(host, this.port, stream.name)],
+        ['Content-Type', 'application/sdp'],
+      ],
+      body: sdp,
+    };
+  }
+
+  private async setup(c: RtspCall): Promise<RtspReply> {
+    const target = parseTarget(c.uri);
+    if (target === null) throw new RtspError(404, 'SETUP needs rtsp://HOST:PORT/NAME/trackID=N');
+    const header = c.header('transport');
+    if (header === undefined) throw new RtspError(461, 'SETUP needs a Transport header');
+    const spec = chooseTransport(header);
+    if (spec === null) throw new RtspError(461, 'offered transports: RTP/AVP;unicast;client_port=N-N+1 or RTP/AVP/TCP;interleaved=N-N+1');
+    if (spec.mode === 'record') throw new RtspError(455, 'mode=record needs ANNOUNCE first');
+    let s = this.sessionOf(c, false);
+    if (s !== null && s.stream.name !== target.name) throw new RtspError(459, 'a session holds the tracks of one stream');
+    if (s !== null && s.state !== 'ready') throw new RtspError(455, 'tracks can be added only before PLAY');
+    let created = false;
+    if (s === null) {
+      const stream = await this.resolve(target.name);
+      // A single-track stream may be set up by its own URL.
+      if (target.track === null && stream.tracks.length !== 1) throw new RtspError(459, 'SETUP names one track: rtsp://HOST:PORT/NAME/trackID=N');
+      const slot = this.deps.slots.take();
+      s = {
+        id: randomBytes(8).toString('hex').toUpperCase(),
+        stream,
+        conn: c.note.conn,
+        peer: { address: c.note.peer.address, family: c.note.peer.family },
+        tracks: [],
+        slot,
+        sessionId: null,
+        state: 'ready',
+        lastSeen: performance.now(),
+        rtcpSeen: 0,
+        busy: false,
+      };
+      created = true;
+    }
+    const index = target.track ?? 0;
+    if (index >= s.stream.tracks.length) throw new RtspError(404, `${s.stream.name} has no track ${index}`);
+    if (s.tracks.some((t) => t.index === index)) throw new RtspError(455, `track ${index} is already set up`);
+    const track: SetupTrack = {
+      index,
+      transport: spec.kind,
+      clientPort: 0,
+      localPort: 0,
+      channel: -1,
+      ssrc: random32(),
+      seq: random32() & 0xffff,
+      tsBase: random32(),
+    };
+    try {
+      if (spec.kind === 'udp') {
+        if (!this.destinations.allows(c.note.peer.address)) throw new RtspError(403, `client ${c.note.peer.address} is outside destinations.allow`);
+        const ports = this.deps.ports.allocate(1);
+        if (ports === null) throw new RtspError(453, `no free RTP port pairs in ${this.deps.ports.range}`);
+        track.clientPort = spec.rtpPort;
+        track.localPort = ports[0]!;
+      } else {
+        if (s.stream.kind === 'live' && s.stream.worker !== RTSP_WORKER) {
+          throw new RtspError(461, 'this recording runs on another offload worker: read it over UDP (RTP/AVP;unicast)');
+        }
+        if (s.tracks.some((t) => t.transport === 'tcp') && s.conn !== c.note.conn)
+          throw new RtspError(455, 'interleaved tracks of a session share one connection');
+        track.channel = this.takeChannel(c.note.conn, spec.channel);
+        s.conn = c.note.conn;
+      }
+    } catch (err) {
+      if (created) s.slot.release();
+      throw err;
+    }
+    s.tracks.push(track);
+    s.lastSeen = performance.now();
+    if (created) this.byId.set(s.id, s);
+    const ssrc = track.ssrc.toString(16).toUpperCase().padStart(8, '0');
+    const transport =
+      track.transport === 'udp'
+        ? `RTP/AVP;unicast;client_port=${track.clientPort}-${track.clientPort + 1};server_port=${track.localPort}-${track.localPort + 1};ssrc=${ssrc}`
+        : `RTP/AVP/TCP;unicast;interleaved=${track.channel}-${track.channel + 1};ssrc=${ssrc}`;
+    return { status: 200, headers: [['Transport', transport], this.sessionHeader(s)] };
+  }
+
+  private async play(c: RtspCall): Promise<RtspReply> {
+    const s = this.sessionOf(c, true)!;
+    this.checkAggregate(c, s);
+    const range = parseRange(c.header('range'));
+    if (s.busy) throw new RtspError(455, 'a PLAY is in progress');
+    s.busy = true;
+    try {
+      if (s.sessionId === null) return await this.firstPlay(c, s, range);
+      if (s.stream.kind === 'live') {
+        if (range !== null && range.startMs !== null) throw new RtspError(457, 'a live stream has no position to seek to');
+        return { status: 200, headers: [this.sessionHeader(s), ['Range', 'npt=now-']] };
+      }
+      const body: { state: 'playing'; positionMs?: number } = { state: 'playing' };
+      if (range !== null && range.startMs !== null) {
+        this.checkRangeWithin(s, range.startMs);
+        body.positionMs = range.startMs;
+      }
+      const { view, rtpInfo } = await this.deps.sessions.updateRtsp(s.sessionId, body);
+      s.state = 'playing';
+      return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(view.positionMs)}-`], ['RTP-Info', this.rtpInfo(c, s, rtpInfo)]] };
+    } finally {
+      s.busy = false;
+    }
+  }
+
+  private async firstPlay(c: RtspCall, s: ReaderSession, range: { startMs: number | null } | null): Promise<RtspReply> {
+    if (s.stream.kind === 'media' && range !== null && range.startMs !== null) this.checkRangeWithin(s, range.startMs);
+    const targets: RtspPlayTarget[] = s.tracks.map((t) => {
+      const st = s.stream.tracks[t.index]!;
+      const base = { track: t.index, payloadType: st.payloadType, clockRate: st.clockRate, ssrc: t.ssrc, seq: t.seq, tsBase: t.tsBase };
+      return t.transport === 'udp'
+        ? { ...base, udp: { address: s.peer.address, family: s.peer.family, port: t.clientPort, localPort: t.localPort } }
+        : { ...base, interleaved: { conn: s.conn, channel: t.channel } };
+    });
+    const rtsp = { session: s.id, transport: s.tracks.some((t) => t.transport === 'tcp') ? ('tcp' as const) : ('udp' as const) };
+    const startMs = range?.startMs ?? 0;
+    let created: { view: { id: string; positionMs: number }; rtpInfo: { seq: number; rtptime: number }[] };
+    try {
+      created =
+        s.stream.kind === 'media'
+          ? await this.deps.sessions.createRtspPlay({ item: s.stream.item, targets, startMs, slot: s.slot, peer: s.peer, rtsp })
+          : await this.deps.sessions.createRtspLive({ recordId: s.stream.recordId, targets, slot: s.slot, peer: s.peer, rtsp });
+    } catch (err) {
+      // Its local ports went back to the pool (or into quarantine) with the failed create.
+      for (const t of s.tracks) t.localPort = 0;
+      this.forget(s, 'ended');
+      throw err;
+    }
+    // The play session owns the slot and the ports now.
+    s.sessionId = created.view.id;
+    s.state = 'playing';
+    const headers: [string, string][] = [this.sessionHeader(s)];
+    headers.push(['Range', s.stream.kind === 'live' ? 'npt=now-' : `npt=${npt(created.view.positionMs)}-`]);
+    headers.push(['RTP-Info', this.rtpInfo(c, s, created.rtpInfo)]);
+    return { status: 200, headers };
+  }
+
+  private async pause(c: RtspCall): Promise<RtspReply> {
+    const s = this.sessionOf(c, true)!;
+    this.checkAggregate(c, s);
+    if (s.stream.kind === 'live') throw new RtspError(455, 'a live stream cannot pause');
+    if (s.sessionId === null) throw new RtspError(455, 'PAUSE needs PLAY first');
+    if (s.busy) throw new RtspError(455, 'a PLAY is in progress');
+    const { view } = await this.deps.sessions.updateRtsp(s.sessionId, { state: 'paused' });
+    s.state = 'paused';
+    return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(view.positionMs)}-`]] };
+  }
+
+  private async teardown(c: RtspCall): Promise<RtspReply> {
+    const s = this.sessionOf(c, true)!;
+    const target = parseTarget(c.uri);
+    if (target !== null && target.track !== null && s.tracks.length > 1) throw new RtspError(459, 'TEARDOWN ends the whole session: use the stream URL');
+    await this.end(s, 'teardown');
+    return { status: 200, headers: [] };
+  }
+
+  private keepAlive(c: RtspCall): RtspReply {
+    this.sessionOf(c, false);
+    return { status: 200, headers: c.header('session') === undefined ? [] : [['Session', c.header('session')!.split(';')[0]!.trim()]] };
+  }
+
+  // --- sessions ------------------------------------------------------------------------
+
+  /** The session the request names (a keep-alive for it); 454 when it names an unknown one; null or 454 when none. */
+  private sessionOf(c: RtspCall, required: boolean): ReaderSession | null {
+    const h = c.header('session');
+    if (h === undefined) {
+      if (required) throw new RtspError(454, `${c.method} needs a Session header`);
+      return null;
+    }
+    const id = h.split(';')[0]!.trim();
+    const s = this.byId.get(id);
+    if (s === undefined) throw new RtspError(454, `no session ${JSON.stringify(id.slice(0, 64))}`);
+    s.lastSeen = performance.now();
+    return s;
+  }
+
+  /** PLAY and PAUSE act on the whole session: a track URL is refused when there are several. */
+  private checkAggregate(c: RtspCall, s: ReaderSession): void {
+    const target = parseTarget(c.uri);
+    if (target !== null && target.name !== s.stream.name) throw new RtspError(459, 'the URL names another stream than the session');
+    if (target !== null && target.track !== null && s.tracks.length > 1) throw new RtspError(459, `${c.method} acts on the whole session: use the stream URL`);
+  }
+
+  private checkRangeWithin(s: ReaderSession, startMs: number): void {
+    if (s.stream.kind === 'media' && startMs >= s.stream.durationMs && s.stream.durationMs > 0) {
+      throw new RtspError(457, `the stream is ${npt(s.stream.durationMs)} s long`);
+    }
+  }
+
+  private sessionHeader(s: ReaderSession): [string, string] {
+    return ['Session', `${s.id};timeout=${Math.max(1, Math.round(this.cfg.rtsp.sessionTimeoutMs / 1000))}`];
+  }
+
+  private rtpInfo(c: RtspCall, s: ReaderSession, info: { seq: number; rtptime: number }[]): string {
+    const host = hostOf(c.note.local.address);
+    const base = contentBase(host, this.port, s.stream.name);
+    return s.tracks.map((t, i) => `url=${base}trackID=${t.index};seq=${info[i]?.seq ?? t.seq};rtptime=${info[i]?.rtptime ?? t.tsBase}`).join(',');
+  }
+
+  private takeChannel(conn: number, wanted: number): number {
+    let used = this.channels.get(conn);
+    if (used === undefined) this.channels.set(conn, (used = new Set()));
+    let ch = wanted >= 0 && !used.has(wanted) && !used.has(wanted + 1) ? wanted : -1;
+    for (let c = 0; ch < 0 && c < 255; c += 2) if (!used.has(c) && !used.has(c + 1)) ch = c;
+    if (ch < 0) throw new RtspError(453, 'no free interleaved channels on this connection');
+    used.add(ch);
+    used.add(ch + 1);
+    return ch;
+  }
+
+  /** Ends an RTSP session: its play session (if PLAY made one), or the ports and slot it holds. */
+  private async end(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection'): Promise<void> {
+    if (!this.byId.has(s.id)) return;
+    const sessionId = s.sessionId;
+    this.forget(s, why);
+    if (sessionId !== null) await this.deps.sessions.delete(sessionId).catch(() => undefined);
+  }
+
+  /** Forgets the RTSP session and gives back what it holds itself (before PLAY: ports and slot). */
+  private forget(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection' | 'ended'): void {
+    if (!this.byId.delete(s.id)) return;
+    if (s.sessionId === null) {
+      const ports = s.tracks.filter((t) => t.localPort !== 0).map((t) => t.localPort);
+      if (ports.length > 0) this.deps.ports.release(ports);
+      s.slot.release();
+    }
+    const used = this.channels.get(s.conn);
+    for (const t of s.tracks) {
+      if (t.channel < 0 || used === undefined) continue;
+      used.delete(t.channel);
+      used.delete(t.channel + 1);
+    }
+    this.onTeardown(s.id, why);
+  }
+
+  /** The connection closed: its interleaved sessions end; UDP ones live until their timeout. */
+  connectionClosed(conn: number): void {
+    for (const s of [...this.byId.values()]) {
+      if (s.conn === conn && s.tracks.some((t) => t.transport === 'tcp')) void this.end(s, 'connection');
+    }
+    this.channels.delete(conn);
+  }
+
+  /** The listener's worker stopped: every connection is gone. */
+  connectionsLost(): void {
+    for (const s of [...this.byId.values()]) if (s.tracks.some((t) => t.transport === 'tcp')) void this.end(s, 'connection');
+    this.channels.clear();
+  }
+
+  /** Sessions without a request or RTCP receiver report for rtsp.sessionTimeoutMs end. */
+  private async checkTimeouts(): Promise<void> {
+    const now = performance.now();
+    const limit = this.cfg.rtsp.sessionTimeoutMs;
+    const stale = [...this.byId.values()].filter((s) => now - s.lastSeen > limit);
+    if (stale.length === 0) return;
+    // A receiver report since the last look counts as a keep-alive.
+    const ids = stale.filter((s) => s.sessionId !== null).map((s) => s.sessionId!);
+    const counts = ids.length === 0 ? new Map<string, number>() : await this.deps.sessions.rtcpCounts(ids).catch(() => new Map<string, number>());
+    for (const s of stale) {
+      const n = s.sessionId === null ? undefined : counts.get(s.sessionId);
+      if (n !== undefined && n > s.rtcpSeen) {
+        s.rtcpSeen = n;
+        s.lastSeen = now;
+        continue;
+      }
+      if (performance.now() - s.lastSeen <= limit) continue;
+      this.timeouts++;
+      void this.end(s, 'timeout');
+    }
+  }
+}
+
+/** The RTP clock of an encoding as the payloaders use it. */
+function rtpClock(encoding: string, sourceClock: number): number {
+  if (encoding === 'H264') return 90000;
+  if (encoding === 'opus') return 48000;
+  if (encoding === 'PCMU' || encoding === 'PCMA') return 8000;
+  return sourceClock;
+}
+
+/** `Range: npt=START-[END]` (RFC 2326 3.6); null when absent; startMs null for `now`. */
+export function parseRange(h: string | undefined): { startMs: number | null } | null {
+  if (h === undefined) return null;
+  const m = /^\s*npt\s*=\s*(now|[0-9]+(?:\.[0-9]*)?|[0-9]+:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]*)?)?\s*-\s*([0-9.:]*)\s*(?:;.*)?$/i.exec(h);
+  if (m === null) {
+    if (/^\s*(smpte|clock)/i.test(h)) return null;
+    throw new RtspError(457, `malformed Range ${JSON.stringify(h.slice(0, 64))}`);
+  }
+  const start = m[1];
+  if (start === undefined || start.toLowerCase() === 'now') return { startMs: null };
+  let seconds: number;
+  if (start.includes(':')) {
+    const [hh, mm, ss] = start.split(':') as [string, string, string];
+    seconds = Number(hh) * 3600 + Number(mm) * 60 + Number(ss);
+  } else seconds = Number(start);
+  if (!Number.isFinite(seconds)) throw new RtspError(457, 'malformed Range');
+  return { startMs: Math.round(seconds * 1000) };
+}
+
+function npt(ms: number): string {
+  return (Math.max(0, ms) / 1000).toFixed(3);
+}
+
+/** The address as a URL host (IPv4-mapped IPv6 shown as IPv4). */
+function hostOf(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
