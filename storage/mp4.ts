@@ -3,12 +3,12 @@
  * sample with bounded memory.
  *
  * Only the `moov` box (wherever it is) and `ftyp` are read into memory: the
- * top-level boxes are walked with positioned reads, `moov` is checked for sizes
- * and table counts that fit their boxes (mp4box would otherwise loop or allocate
- * without bound on garbage) and handed to mp4box for parsing. The sample tables
- * (stsz, stsc, stco/co64, stts, ctts, stss) are then turned into typed arrays
- * (about 30 bytes per sample) rather than mp4box's per-sample objects, and sample
- * bytes are read with coalesced positioned reads, one bounded window per track.
+ * top-level boxes are walked with positioned reads, and `moov` is parsed by
+ * ./mp4moov.ts, which reads only the boxes this reader uses and checks every size
+ * and table count against the box's real bytes, so a corrupt or hostile moov costs
+ * no more than its size. The sample tables (stsz, stsc, stco/co64, stts, ctts, stss)
+ * are then expanded into per-sample typed arrays (about 30 bytes per sample), and
+ * sample bytes are read with coalesced positioned reads, one bounded window per track.
  *
  * Timing: every track's media time is mapped through its edit list, then converted
  * exactly (integer rational, rounded) to the output clock: 90 kHz for video, the
@@ -25,11 +25,11 @@
  * has no kind for them) but are named when no track can be streamed.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { createFile, MP4BoxBuffer } from 'mp4box';
 import { AOT_AAC_LC, AOT_PS, AOT_SBR, parseAudioSpecificConfig, type AudioSpecificConfig } from './aac.js';
 import { CorruptMediaError, UnsupportedMediaError } from './errors.js';
 import { readInto } from './io.js';
 import { h264ParamsFromParameterSets } from './h264/sps.js';
+import { boxHeaderAt, parseMoovBody, type BoxHeader, type Esds, type MoovInfo, type Stbl, type Trak } from './mp4moov.js';
 import type { AacParams, H264Params, MediaReader, Probe, Sample, SampleOptions, TrackInfo, TrackKind } from './types.js';
 
 /** Largest moov we load (a 10-hour movie's tables are well below this). */
@@ -37,12 +37,6 @@ const MAX_MOOV_BYTES = 256 * 1024 * 1024;
 const MAX_FTYP_BYTES = 64 * 1024;
 /** A sane file has a handful of top-level boxes; this bounds the walk on garbage. */
 const MAX_TOP_LEVEL_BOXES = 10000;
-/**
- * Samples in one file, over all tracks: the tables cost ~30 bytes a sample (and
- * mp4box's arrays more while parsing), so a small moov must not declare millions.
- * 2^22 is 24 h of 48 kHz AAC, or 10 h of 60 fps video with its audio.
- */
-export const MAX_SAMPLES = 1 << 22;
 /** Larger samples are treated as corrupt tables (the biggest 4K I-frames are a few MB). */
 const MAX_SAMPLE_BYTES = 64 * 1024 * 1024;
 /** Per-track read window: consecutive samples of a track are fetched together. */
@@ -54,61 +48,6 @@ const EMPTY = new Uint8Array(0);
 
 // ---------------------------------------------------------------------------
 // Box walking (top level over the file, children inside moov)
-
-interface BoxHeader {
-  type: string;
-  /** Offset of the box start. */
-  start: number;
-  headerSize: number;
-  /** Offset just past the box (start + declared size). */
-  end: number;
-}
-
-function fourcc(b: Uint8Array, offset: number): string {
-  return String.fromCharCode(b[offset]!, b[offset + 1]!, b[offset + 2]!, b[offset + 3]!);
-}
-
-function isBoxType(b: Uint8Array, offset: number): boolean {
-  for (let i = 0; i < 4; i++) {
-    const c = b[offset + i]!;
-    if (c < 0x20 || c > 0x7e) return false;
-  }
-  return true;
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
-function u64(b: Uint8Array, o: number): number {
-  return u32(b, o) * 2 ** 32 + u32(b, o + 4);
-}
-
-/**
- * Reads the box header in `b` at `offset` (`b[0]` is at file position `base`);
- * `limit` is where the enclosing space ends (size 0 extends to it). Throws
- * RangeError for sizes that cannot be, TypeError for a type that is not a fourcc.
- */
-function boxHeaderAt(b: Uint8Array, offset: number, available: number, base: number, limit: number): BoxHeader {
-  const start = base + offset;
-  if (available < 8) throw new RangeError(`${available} stray bytes at byte ${start}`);
-  if (!isBoxType(b, offset + 4)) throw new TypeError(`garbage box type at byte ${start}`);
-  const type = fourcc(b, offset + 4);
-  const size32 = u32(b, offset);
-  let headerSize = 8;
-  let size: number;
-  if (size32 === 1) {
-    if (available < 16) throw new RangeError(`box '${type}' at byte ${start} is cut inside its 64-bit size`);
-    size = u64(b, offset + 8);
-    headerSize = 16;
-  } else if (size32 === 0) {
-    size = limit - start;
-  } else {
-    size = size32;
-  }
-  if (size < headerSize) throw new RangeError(`garbage box size ${size} for '${type}' at byte ${start}`);
-  return { type, start, headerSize, end: start + size };
-}
 
 /** Box types an MP4/MOV file starts with (QuickTime files may lack ftyp). */
 const FIRST_BOX_TYPES = new Set(['ftyp', 'styp', 'moov', 'mdat', 'free', 'skip', 'wide', 'pnot', 'uuid', 'junk', 'pdin', 'sidx', 'moof', 'meta']);
@@ -154,236 +93,27 @@ async function walkTopLevel(handle: FileHandle, fileSize: number): Promise<TopLe
   return out;
 }
 
-/** Table boxes: bytes per entry and the offset of the entry count after the box header. */
-const TABLE_ENTRY_BYTES: Record<string, number> = { stco: 4, co64: 8, stsc: 12, stts: 8, ctts: 8, stss: 4 };
-const CONTAINERS = new Set(['moov', 'trak', 'mdia', 'minf', 'stbl', 'edts']);
-/** Sample-table boxes the reader does not use (sample groups, sub-samples, aux info, padding, priorities). */
-const UNREAD_TABLES = new Set(['sgpd', 'sbgp', 'subs', 'saiz', 'saio', 'sdtp', 'stsh', 'stdp', 'padb']);
-const FREE = new Uint8Array([0x66, 0x72, 0x65, 0x65]);
-
-/** Samples the size tables of a moov declared so far. */
-interface SampleBudget {
-  samples: number;
-  /** Where (in the moov body) the stsz boxes checkMoov checked in sample tables start. */
-  stsz: Set<number>;
-}
-
-/**
- * Checks the boxes mp4box will parse in moov: children inside their parents,
- * table entry counts that fit their boxes, and no more samples than the file can
- * hold (constant-size samples within the file, at most MAX_SAMPLES in all:
- * mp4box expands a 20-byte constant-size stsz into one array entry per sample).
- * Throws RangeError naming the box.
- */
-function checkMoov(b: Uint8Array, start: number, end: number, base: number, fileSize: number, where: string, budget: SampleBudget): void {
-  let pos = start;
-  // Fewer than 8 bytes left: padding some muxers leave; nothing mp4box will parse.
-  while (end - pos >= 8) {
-    const box = boxHeaderAt(b, pos, end - pos, base, base + end);
-    const boxEnd = box.end - base;
-    if (boxEnd > end) {
-      throw new RangeError(`'${box.type}' ${where}at byte ${box.start} declares ${box.end - box.start} bytes, its parent holds ${base + end - box.start}`);
-    }
-    const body = pos + box.headerSize;
-    if (CONTAINERS.has(box.type)) {
-      const inner = box.type === 'trak' ? `in track ${trackIdOf(b, body, boxEnd) ?? '?'} ` : where;
-      checkMoov(b, body, boxEnd, base, fileSize, inner, budget);
-    } else if (box.type in TABLE_ENTRY_BYTES || box.type === 'stsz' || box.type === 'stz2' || box.type === 'elst') {
-      if (box.type === 'stsz') budget.stsz.add(pos);
-      checkTable(b, box.type, body, boxEnd - body, fileSize, where, budget);
-    } else if (UNREAD_TABLES.has(box.type)) {
-      // Not read by offcast, and mp4box loops on their entry counts (a corrupt sgpd
-      // count held it for minutes): hand them over as 'free' boxes.
-      b.set(FREE, pos + 4);
-    }
-    pos = boxEnd;
-  }
-}
-
-function checkTable(b: Uint8Array, type: string, body: number, bodyBytes: number, fileSize: number, where: string, budget: SampleBudget): void {
-  const need = (n: number): void => {
-    if (bodyBytes < n) throw new RangeError(`'${type}' ${where}needs ${n} bytes, box holds ${bodyBytes}`);
-  };
-  const spend = (count: number): void => {
-    budget.samples += count;
-    if (budget.samples > MAX_SAMPLES) {
-      throw new RangeError(`'${type}' ${where}brings the file to ${budget.samples} samples, more than the ${MAX_SAMPLES} offcast reads`);
-    }
-  };
-  if (type === 'stsz') {
-    need(12);
-    const sampleSize = u32(b, body + 4);
-    const count = u32(b, body + 8);
-    if (sampleSize === 0) need(12 + 4 * count);
-    else if (sampleSize * count > fileSize) {
-      throw new RangeError(`'stsz' ${where}declares ${count} samples of ${sampleSize} bytes, file holds ${fileSize}`);
-    }
-    spend(count);
-  } else if (type === 'stz2') {
-    need(12);
-    const fieldBits = b[body + 7]!;
-    const count = u32(b, body + 8);
-    if (fieldBits !== 4 && fieldBits !== 8 && fieldBits !== 16) throw new RangeError(`'stz2' ${where}has field size ${fieldBits}`);
-    need(12 + Math.ceil((count * fieldBits) / 8));
-    spend(count);
-  } else if (type === 'elst') {
-    need(8);
-    const version = b[body]!;
-    need(8 + u32(b, body + 4) * (version === 1 ? 20 : 12));
-  } else {
-    need(8);
-    need(8 + u32(b, body + 4) * TABLE_ENTRY_BYTES[type]!);
-  }
-}
-
-/**
- * mp4box also parses boxes checkMoov does not walk into (udta, mvex, dinf,
- * sample entries, ...), and two kinds grow an array by a declared count
- * without reading a byte: a constant-size 'stsz' (one entry per sample) and an
- * 'sgpd' of version 0 or 2 (one object per entry). 200 million entries end the
- * process (V8's fatal "invalid size error", which no catch sees). So every
- * 'stsz' fourcc in the moov body outside the checked sample tables counts, as
- * mp4box would read it, against the same MAX_SAMPLES budget, and an 'sgpd'
- * (those in sample tables are 'free' by now) may declare no more entries than
- * bytes follow it. Throws RangeError.
- */
-function checkStrayTables(b: Uint8Array, base: number, budget: SampleBudget): void {
-  const bytes = Buffer.from(b.buffer, b.byteOffset, b.length);
-  for (let at = bytes.indexOf('sgpd', 4, 'latin1'); at >= 0; at = bytes.indexOf('sgpd', at + 1, 'latin1')) {
-    const start = at - 4;
-    const fields = at + 4 + (u32(b, start) === 1 ? 8 : 0);
-    const version = b[fields];
-    const countAt = fields + 8 + (version === 1 ? 4 : 0) + (version !== undefined && version >= 2 ? 4 : 0);
-    if (countAt + 4 > b.length) continue;
-    const count = u32(b, countAt);
-    if (count > b.length - countAt - 4) {
-      throw new RangeError(`'sgpd' outside a sample table at byte ${base + start} declares ${count} entries, ${b.length - countAt - 4} bytes follow`);
-    }
-  }
-  for (let at = bytes.indexOf('stsz', 4, 'latin1'); at >= 0; at = bytes.indexOf('stsz', at + 1, 'latin1')) {
-    const start = at - 4;
-    if (budget.stsz.has(start)) continue;
-    // A 64-bit size puts the fields 8 bytes further.
-    const fields = at + 4 + (u32(b, start) === 1 ? 8 : 0);
-    if (fields + 12 > b.length || b[fields] !== 0) continue;
-    const sampleSize = u32(b, fields + 4);
-    const count = u32(b, fields + 8);
-    if (sampleSize === 0) continue; // mp4box reads 4 bytes per sample: the buffer bounds it
-    budget.samples += count;
-    if (budget.samples > MAX_SAMPLES) {
-      throw new RangeError(`'stsz' outside a sample table at byte ${base + start} declares ${count} samples, more than the ${MAX_SAMPLES} offcast reads`);
-    }
-  }
-}
-
-/** track_ID from the tkhd inside a trak body, if present. */
-function trackIdOf(b: Uint8Array, start: number, end: number): number | undefined {
-  let pos = start;
-  while (pos + 8 <= end) {
-    const size = u32(b, pos);
-    if (size < 8 || pos + size > end) return undefined;
-    if (fourcc(b, pos + 4) === 'tkhd') {
-      const idAt = pos + 8 + (b[pos + 8] === 1 ? 20 : 12);
-      return idAt + 4 <= pos + size ? u32(b, idAt) : undefined;
-    }
-    pos += size;
-  }
-  return undefined;
-}
-
-// ---------------------------------------------------------------------------
-// The subset of mp4box's parsed boxes this reader uses (everything optional: the
-// input may be corrupt).
-
-interface ParamSet {
-  data?: Uint8Array;
-}
-interface SampleEntryLike {
-  type?: string;
-  width?: number;
-  height?: number;
-  channel_count?: number;
-  samplerate?: number;
-  avcC?: { lengthSizeMinusOne?: number; SPS?: ParamSet[]; PPS?: ParamSet[] };
-  esds?: EsdsLike;
-  wave?: { esds?: EsdsLike };
-}
-interface DescriptorLike {
-  tag?: number;
-  oti?: number;
-  data?: Uint8Array;
-  descs?: DescriptorLike[];
-}
-interface EsdsLike {
-  esd?: DescriptorLike;
-}
-interface TrakLike {
-  tkhd?: { track_id?: number; width?: number; height?: number };
-  edts?: { elst?: { entries?: { segment_duration: number; media_time: number }[] } };
-  mdia?: {
-    mdhd?: { timescale?: number };
-    hdlr?: { handler?: string };
-    minf?: { stbl?: StblLike };
-  };
-}
-interface StblLike {
-  stsd?: { entries?: SampleEntryLike[] };
-  stsz?: { sample_sizes?: number[] };
-  stz2?: { sample_sizes?: number[] };
-  stsc?: { first_chunk?: number[]; samples_per_chunk?: number[]; sample_description_index?: number[] };
-  stco?: { chunk_offsets?: number[] };
-  co64?: { chunk_offsets?: number[] };
-  stts?: { sample_counts?: number[]; sample_deltas?: number[] };
-  ctts?: { sample_counts?: number[]; sample_offsets?: number[] };
-  stss?: { sample_numbers?: number[] };
-}
-interface MoovLike {
-  mvhd?: { timescale?: number };
-  mvex?: unknown;
-  traks?: TrakLike[];
-}
-
-async function parseMoov(handle: FileHandle, top: TopLevel, fileSize: number): Promise<MoovLike> {
+async function parseMoov(handle: FileHandle, top: TopLevel, fileSize: number): Promise<MoovInfo> {
   const moov = top.moov!;
   const moovBytes = moov.end - moov.start;
   if (moovBytes > MAX_MOOV_BYTES) throw new UnsupportedMediaError(`MP4: moov box of ${moovBytes} bytes exceeds ${MAX_MOOV_BYTES}`);
-  const ftyp = top.ftyp !== undefined && top.ftyp.end - top.ftyp.start <= MAX_FTYP_BYTES ? top.ftyp : undefined;
-  const ftypBytes = ftyp === undefined ? 0 : ftyp.end - ftyp.start;
-  // ftyp then moov, contiguous from position 0: mp4box needs no mdat, and chunk
-  // offsets in moov are absolute file positions anyway.
-  const buffer = new MP4BoxBuffer(ftypBytes + moovBytes);
-  buffer.fileStart = 0;
-  const bytes = new Uint8Array(buffer);
-  if (ftyp !== undefined) await readInto(handle, bytes, 0, ftypBytes, ftyp.start);
-  const got = await readInto(handle, bytes, ftypBytes, moovBytes, moov.start);
-  if (got < moovBytes) throw new CorruptMediaError(`MP4: truncated moov: file now holds ${moov.start + got} bytes`);
+  // QuickTime sound sample entries of version 1 and 2 are longer: the ftyp's major
+  // brand says which layout the file uses (a file without ftyp gets the ISO one).
+  let quickTime = false;
+  const ftyp = top.ftyp;
+  if (ftyp !== undefined && ftyp.end - ftyp.start <= MAX_FTYP_BYTES && ftyp.end - ftyp.start >= ftyp.headerSize + 4) {
+    const brand = new Uint8Array(4);
+    await readInto(handle, brand, 0, 4, ftyp.start + ftyp.headerSize);
+    quickTime = String.fromCharCode(...brand).includes('qt');
+  }
+  const body = new Uint8Array(moovBytes - moov.headerSize);
+  const got = await readInto(handle, body, 0, body.length, moov.start + moov.headerSize);
+  if (got < body.length) throw new CorruptMediaError(`MP4: truncated moov: file now holds ${moov.start + moov.headerSize + got} bytes`);
   try {
-    const inner = bytes.subarray(ftypBytes + moov.headerSize);
-    const budget: SampleBudget = { samples: 0, stsz: new Set() };
-    checkMoov(inner, 0, inner.length, moov.start + moov.headerSize, fileSize, '', budget);
-    checkStrayTables(inner, moov.start + moov.headerSize, budget);
+    return parseMoovBody(body, moov.start + moov.headerSize, fileSize, quickTime);
   } catch (err) {
     throw new CorruptMediaError(`MP4: corrupt moov: ${(err as Error).message}`, { cause: err });
   }
-  const errors: string[] = [];
-  const file = createFile();
-  file.onError = (_module: string, message: string) => {
-    errors.push(message);
-  };
-  // The reader builds compact tables itself; mp4box's per-sample objects would
-  // cost ~200 bytes per sample.
-  file.sampleListBuilt = true;
-  try {
-    file.appendBuffer(buffer, true);
-    file.flush();
-  } catch (err) {
-    throw new CorruptMediaError(`MP4: cannot parse moov: ${(err as Error).message}`, { cause: err });
-  }
-  const parsed = (file as unknown as { moov?: MoovLike }).moov;
-  if (parsed === undefined || !Array.isArray(parsed.traks)) {
-    throw new CorruptMediaError(`MP4: cannot parse moov${errors.length > 0 ? `: ${errors[0]}` : ''}`);
-  }
-  return parsed;
 }
 
 // ---------------------------------------------------------------------------
@@ -435,12 +165,14 @@ function durationOut(t: TrackTable, i: number): number {
   return rescale(start + t.durations[i]!, t.timescale, t.clock) - rescale(start, t.timescale, t.clock);
 }
 
-function numbers(a: number[] | undefined): number[] {
-  return Array.isArray(a) ? a : [];
+const NO_ENTRIES = new Uint32Array(0);
+
+function numbers<T extends ArrayLike<number>>(a: T | undefined): T | Uint32Array {
+  return a ?? NO_ENTRIES;
 }
 
-/** Builds the typed sample tables from mp4box's parsed stbl; throws RangeError on inconsistencies. */
-function buildTables(stbl: StblLike, fileSize: number, trackId: number): Omit<TrackTable, 'index' | 'trackId' | 'kind' | 'timescale' | 'clock' | 'shift' | 'zero' | 'nalLengthSize'> {
+/** Expands the sample tables into per-sample typed arrays; throws RangeError on inconsistencies. */
+function buildTables(stbl: Stbl, fileSize: number, trackId: number): Omit<TrackTable, 'index' | 'trackId' | 'kind' | 'timescale' | 'clock' | 'shift' | 'zero' | 'nalLengthSize'> {
   const sizesIn = numbers((stbl.stsz ?? stbl.stz2)?.sample_sizes);
   if (stbl.stsz === undefined && stbl.stz2 === undefined) throw new RangeError('no stsz box');
   const count = sizesIn.length;
@@ -519,23 +251,15 @@ function buildTables(stbl: StblLike, fileSize: number, trackId: number): Omit<Tr
 }
 
 /** Edit-list shift in media timescale units (see the module comment). */
-function editShift(trak: TrakLike, timescale: number, movieTimescale: number | undefined): number {
-  const entries = trak.edts?.elst?.entries;
-  if (!Array.isArray(entries)) return 0;
-  let delay = 0;
-  for (const e of entries) {
-    if (e.media_time === -1) {
-      delay += e.segment_duration;
-      continue;
-    }
-    const delayT = movieTimescale ? Math.round((delay * timescale) / movieTimescale) : 0;
-    return delayT - e.media_time;
-  }
-  return 0;
+function editShift(trak: Trak, timescale: number, movieTimescale: number | undefined): number {
+  const edit = trak.edit;
+  if (edit?.mediaTime === undefined) return 0;
+  const delayT = movieTimescale ? Math.round((edit.delay * timescale) / movieTimescale) : 0;
+  return delayT - edit.mediaTime;
 }
 
 /** The DecoderSpecificInfo (tag 5) inside the DecoderConfigDescriptor (tag 4). */
-function esdsConfig(esds: EsdsLike | undefined): { oti: number; dsi?: Uint8Array } | undefined {
+function esdsConfig(esds: Esds | undefined): { oti: number; dsi?: Uint8Array } | undefined {
   const dcd = esds?.esd?.descs?.find((d) => d.tag === 4);
   if (dcd === undefined || typeof dcd.oti !== 'number') return undefined;
   const dsi = dcd.descs?.find((d) => d.tag === 5)?.data;
@@ -587,7 +311,7 @@ const HANDLER_NAMES: Record<string, string> = {
   meta: 'metadata',
 };
 
-function sumDurations(stbl: StblLike | undefined): number {
+function sumDurations(stbl: Stbl | undefined): number {
   const c = numbers(stbl?.stts?.sample_counts);
   const d = numbers(stbl?.stts?.sample_deltas);
   let total = 0;
@@ -596,7 +320,7 @@ function sumDurations(stbl: StblLike | undefined): number {
 }
 
 function classify(
-  trak: TrakLike,
+  trak: Trak,
   index: number,
   kind: TrackKind,
   movieTimescale: number | undefined,
@@ -637,9 +361,9 @@ function classify(
   } else {
     const avcC = entry!.avcC;
     if (avcC === undefined) throw new RangeError(`track ${trackId}: ${type} sample entry without avcC`);
-    nalLengthSize = (avcC.lengthSizeMinusOne ?? 3) + 1;
-    const sps = (avcC.SPS ?? []).flatMap((p) => (p.data ? [p.data.slice()] : []));
-    const pps = (avcC.PPS ?? []).flatMap((p) => (p.data ? [p.data.slice()] : []));
+    nalLengthSize = avcC.lengthSizeMinusOne + 1;
+    const sps = avcC.SPS.map((p) => p.slice());
+    const pps = avcC.PPS.map((p) => p.slice());
     const width = trackDimension(trak.tkhd?.width, entry!.width);
     const height = trackDimension(trak.tkhd?.height, entry!.height);
     if (sps.length === 0 || pps.length === 0) {

@@ -87,7 +87,7 @@ const ACCIDENTAL = [
  * True for an error a parser threw on purpose (not one V8 raised on a bug). A
  * wrapped error is judged by its innermost cause: an accidental one raised in
  * offcast's own code is a bug even when a reader wrapped it in a MediaError; one
- * raised inside a dependency (mp4box) and wrapped is the reader's defence working.
+ * raised inside a dependency and wrapped is the reader's defence working.
  */
 export function isDeliberate(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
