@@ -158,6 +158,17 @@ export interface WorkerStats {
   nativeSend: boolean;
   nativeError: string | null;
   batches: number;
+  /**
+   * Who paces UDP play tracks: the native engine's C thread, or JavaScript
+   * (the addon is missing, `offload.nativeSend` is false, or the engine failed: `engineError`).
+   */
+  engine: 'native' | 'js';
+  engineError: string | null;
+  /** Tracks in the engine now; its sendmmsg/sendmsg calls, GSO sends, and sockets that refused GSO. */
+  engineTracks: number;
+  engineSyscalls: number;
+  gsoSends: number;
+  gsoRefused: number;
   /** Send lateness histogram (ms buckets, cumulative-free counts), and the scheduler's own lag. */
   lateness: HistogramSnapshot;
   lag: HistogramSnapshot;

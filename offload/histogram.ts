@@ -24,7 +24,19 @@ export class Histogram {
     this.count++;
   }
 
+  /** Takes sum, count and the bucket counts stored from `at` in `src` (the native engine's counters). */
+  load(src: Float64Array, at: number): void {
+    this.sum = src[at]!;
+    this.count = src[at + 1]!;
+    for (let i = 0; i < this.counts.length; i++) this.counts[i] = src[at + 2 + i]!;
+  }
+
   snapshot(): HistogramSnapshot {
     return { buckets: [...this.buckets], counts: Array.from(this.counts), sum: this.sum, count: this.count };
   }
+}
+
+/** The sum of two snapshots over the same buckets. */
+export function addSnapshots(a: HistogramSnapshot, b: HistogramSnapshot): HistogramSnapshot {
+  return { buckets: a.buckets, counts: a.counts.map((c, i) => c + (b.counts[i] ?? 0)), sum: a.sum + b.sum, count: a.count + b.count };
 }

@@ -25,9 +25,10 @@ import { loadMediaPackets } from './load.js';
 import { probeFile, ProbedReaders } from './probe.js';
 import { TimingWheel } from './scheduler.js';
 import { PlaySession } from './play/session.js';
-import { Histogram } from './histogram.js';
+import { Histogram, addSnapshots } from './histogram.js';
 import { BatchSender } from './batch.js';
-import { nativeSender, nativeLoadError } from './native/index.js';
+import { engineAddon, nativeSender, nativeLoadError } from './native/index.js';
+import { E, NativeEngine } from './native/engine.js';
 import { RecordSession } from './record/session.js';
 import { LiveSession } from './play/live.js';
 import { recoverRecordings } from './record/recover.js';
@@ -50,6 +51,21 @@ const lateness = new Histogram();
 const lag = new Histogram();
 const native = init.nativeSend ? nativeSender() : null;
 const batch = native === null ? null : new BatchSender(native.sendBatch, native.copyBytes);
+/** Slots of the native pacing engine: tracks beyond them are paced in JavaScript. */
+const ENGINE_TRACKS = 32768;
+const addon = init.nativeSend ? engineAddon() : null;
+let engine: NativeEngine | null = null;
+let engineError: string | null = init.nativeSend && addon === null ? (nativeLoadError() ?? 'the addon has no engine') : null;
+/** The native pacing engine, opened (its thread started) at the first track that uses it. */
+function nativeEngine(): NativeEngine | null {
+  if (engine !== null || addon === null || engineError !== null) return engine;
+  try {
+    engine = new NativeEngine(addon, ENGINE_TRACKS);
+  } catch (err) {
+    engineError = (err as Error).message;
+  }
+  return engine;
+}
 /** The RTSP listener (only the worker the control plane asks to listen runs one). */
 const rtsp = new RtspListener({
   request: (note) => notify('rtsp.request', note),
@@ -83,6 +99,7 @@ const hooks = {
   rtcpIntervalMs: init.rtcpIntervalMs,
   batch,
   rtsp,
+  engine: nativeEngine,
   onSent(lateMs: number, bytes: number): void {
     lateness.observe(lateMs < 0 ? 0 : lateMs);
     totals.packets++;
@@ -378,11 +395,12 @@ const handlers: { [M in Method]: Handler<M> } = {
         sendErrors += t.stats.sendErrors;
         dropped += t.stats.dropped;
       }
+    const e = engine;
     return {
       worker: init.index,
       sessions: sessions.size,
-      packets: totals.packets,
-      octets: totals.octets,
+      packets: totals.packets + (e?.totals[E.packets] ?? 0),
+      octets: totals.octets + (e?.totals[E.octets] ?? 0),
       sendErrors,
       dropped,
       cacheEntries: cache.size,
@@ -390,8 +408,14 @@ const handlers: { [M in Method]: Handler<M> } = {
       nativeSend: batch !== null,
       nativeError: init.nativeSend && batch === null ? (nativeLoadError() ?? 'not built') : null,
       batches: batch?.batches ?? 0,
-      lateness: lateness.snapshot(),
-      lag: lag.snapshot(),
+      engine: addon !== null && engineError === null ? 'native' : 'js',
+      engineError,
+      engineTracks: e?.tracks ?? 0,
+      engineSyscalls: e?.totals[E.syscalls] ?? 0,
+      gsoSends: e?.totals[E.gso] ?? 0,
+      gsoRefused: e?.totals[E.gsoRefused] ?? 0,
+      lateness: e === null ? lateness.snapshot() : addSnapshots(lateness.snapshot(), e.lateness()),
+      lag: e === null ? lag.snapshot() : addSnapshots(lag.snapshot(), e.lag()),
       rtsp: rtsp.snapshot(),
     };
   },

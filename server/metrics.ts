@@ -139,6 +139,17 @@ export function createMetrics(deps: MetricsDeps): { registry: client.Registry; r
     },
   });
   gauge('offcast_offload_native_send', 'Workers sending with the native sendmmsg addon', () => workers.filter((w) => w.nativeSend).length);
+  gauge(
+    'offcast_offload_native_engine',
+    'Workers whose UDP play tracks the native pacing engine (a C thread) paces',
+    () => workers.filter((w) => w.engine === 'native').length,
+  );
+  gauge('offcast_engine_tracks', 'Play tracks in the native pacing engines now', () => sum((w) => w.engineTracks));
+  counter('offcast_engine_syscalls_total', 'sendmmsg calls of the native pacing engines', () => sum((w) => w.engineSyscalls));
+  counter('offcast_engine_gso_sends_total', 'UDP GSO sends (a run of same-size packets in one message) of the native pacing engines', () =>
+    sum((w) => w.gsoSends),
+  );
+  counter('offcast_engine_gso_refused_total', 'Sockets whose GSO send the kernel refused (they send packet by packet since)', () => sum((w) => w.gsoRefused));
   const lateness = new MergedHistogram('offcast_send_lateness_seconds', 'Lateness of each RTP send against its schedule');
   const lag = new MergedHistogram('offcast_scheduler_lag_seconds', 'How late the timing wheel ran its ticks');
   registry.registerMetric(lateness as unknown as client.Metric);

@@ -3,6 +3,7 @@
  * with node-gyp). When it is missing, the offload sends with Node's dgram.
  */
 import { createRequire } from 'node:module';
+import type { EngineAddon } from './engine.js';
 
 export type SendBatch = (fds: Int32Array, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, status: Int32Array, count: number) => number;
 /** memcpy of `len` bytes; throws on a range outside either array. */
@@ -43,4 +44,10 @@ export function nativeSender(): NativeSender | null {
 
 export function nativeLoadError(): string | null {
   return loadError;
+}
+
+/** The pacing engine's functions (offload/native/engine.c), when the addon has them. */
+export function engineAddon(): EngineAddon | null {
+  const mod = nativeSender() as object | null;
+  return mod !== null && 'engineOpen' in mod && typeof mod.engineOpen === 'function' ? (mod as EngineAddon) : null;
 }

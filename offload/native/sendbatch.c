@@ -109,6 +109,9 @@ static napi_value CopyBytes(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The pacing engine (engine.c). */
+void engine_init(napi_env env, napi_value exports);
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "sendBatch", NAPI_AUTO_LENGTH, SendBatch, NULL, &fn);
@@ -116,5 +119,6 @@ NAPI_MODULE_INIT() {
   napi_value copy;
   napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, NULL, &copy);
   napi_set_named_property(env, exports, "copyBytes", copy);
+  engine_init(env, exports);
   return exports;
 }

@@ -24,7 +24,10 @@ export interface TrackPacer {
    * current when this returns.
    */
   stop(finishFrame: boolean): void;
-  /** Stops for good (the sink is closed after this); the track's counters are final. */
+  /**
+   * Stops for good and closes the sink (the native pacer only once its thread
+   * acknowledged: it never sends on a closed descriptor); idempotent.
+   */
   close(): void;
   /** Brings the track's counters (stats, lateness, loops) up to date before they are read. */
   refresh(): void;
@@ -97,6 +100,7 @@ export class JsPacer implements TrackPacer, WheelItem, BatchOwner {
 
   close(): void {
     this.stop(false);
+    this.sink.close();
   }
 
   refresh(): void {}

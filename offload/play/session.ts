@@ -18,6 +18,8 @@ import type { MediaPackets, PacketTrack } from '../cache.js';
 import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
 import { Histogram } from '../histogram.js';
 import { JsPacer, type JsPacerHooks, type TrackPacer } from './pacer.js';
+import { NativePacer } from './nativePacer.js';
+import type { NativeEngine } from '../native/engine.js';
 import { openUdpSink, type PacketSink } from './sink.js';
 import type { RtspListener } from '../rtsp/listener.js';
 import { InterleavedSink } from '../rtsp/sink.js';
@@ -31,6 +33,8 @@ export interface PlayHooks extends JsPacerHooks {
   rtcpIntervalMs: number;
   /** The RTSP listener of this worker, for tracks that send interleaved on its connections. */
   rtsp: RtspListener | null;
+  /** The worker's native pacing engine (opened at its first use), or null: JavaScript paces. */
+  engine(): NativeEngine | null;
 }
 
 /**
@@ -74,11 +78,23 @@ export class PlayTrack {
   }
 
   async open(bindHost: string): Promise<void> {
-    this.sink =
+    const sink =
       this.params.interleaved === undefined
         ? await openUdpSink(this.params, bindHost, this.stats)
         : new InterleavedSink(this.params, this.session.hooks.rtsp, this.stats);
-    this.pacer = new JsPacer(this, this.sink, this.session.hooks);
+    try {
+      this.pacer = this.pacerFor(sink);
+    } catch (err) {
+      sink.close();
+      throw err;
+    }
+    this.sink = sink;
+  }
+
+  /** The native engine for a UDP sink when the worker has it (and a free slot), else the JavaScript pacer. */
+  private pacerFor(sink: PacketSink): TrackPacer {
+    const engine = sink.fd >= 0 ? this.session.hooks.engine() : null;
+    return (engine !== null ? NativePacer.create(this, sink, engine) : null) ?? new JsPacer(this, sink, this.session.hooks);
   }
 
   /** Wall time at which packet `i` of the current loop is due. */
@@ -101,8 +117,9 @@ export class PlayTrack {
     if (this.sink.sendRtcp(msg)) this.stats.srSent++;
   }
 
-  closeSockets(): void {
-    this.sink.close();
+  /** Stops the pacer and closes the sink (see TrackPacer.close). */
+  close(): void {
+    this.pacer.close();
   }
 }
 
@@ -165,7 +182,7 @@ export class PlaySession {
         opened.push(t);
       }
     } catch (err) {
-      for (const t of opened) t.closeSockets();
+      for (const t of opened) t.close();
       throw err;
     }
     const now = performance.now();
@@ -334,10 +351,8 @@ export class PlaySession {
     for (const t of this.tracks) if (t.stats.packets > 0) t.sendReport(now, true);
   }
 
-  /** The pacers first: a native one lets go of the socket before it closes. */
   private closeSockets(): void {
-    for (const t of this.tracks) t.pacer.close();
-    for (const t of this.tracks) t.closeSockets();
+    for (const t of this.tracks) t.close();
   }
 
   /**
