@@ -7,6 +7,11 @@
  * flight plus the socket's own buffer) is over its bound, whole packets are
  * dropped and counted: never part of a frame, which would desynchronize the
  * stream for good.
+ *
+ * While the control plane decides a request of the connection, output is
+ * held (`hold()`): the answer goes out first, then what was staged meanwhile.
+ * A PLAY's answer thus precedes its first packets — clients (ffmpeg) skip
+ * interleaved data that comes ahead of the answer they wait for.
  */
 import type { Socket } from 'node:net';
 
@@ -37,6 +42,9 @@ export class InterleavedWriter {
   private chunks = 0;
   private cur: Chunk | null = null;
   private closed = false;
+  private held = false;
+  /** Chunks filled while held, in order. */
+  private readonly waiting: Chunk[] = [];
   /** Queued on the flush list for this tick. */
   queued = false;
   packets = 0;
@@ -118,7 +126,21 @@ export class InterleavedWriter {
       this.release(c);
       return;
     }
-    this.socket.write(c.buf.subarray(0, c.used), c.done);
+    if (this.held) this.waiting.push(c);
+    else this.socket.write(c.buf.subarray(0, c.used), c.done);
+  }
+
+  /** Holds output back (a request is being decided). */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Writes what was held, after the answer (which the caller wrote first). */
+  unhold(): void {
+    this.held = false;
+    if (this.closed) return;
+    for (const c of this.waiting) this.socket.write(c.buf.subarray(0, c.used), c.done);
+    this.waiting.length = 0;
   }
 
   release(c: Chunk): void {
@@ -130,5 +152,6 @@ export class InterleavedWriter {
     this.closed = true;
     this.cur = null;
     this.free.length = 0;
+    this.waiting.length = 0;
   }
 }

@@ -112,6 +112,7 @@ export class RtspConnection implements RtspSink {
     const note = this.queue.shift();
     if (note === undefined) return;
     this.inFlight = note.seq;
+    this.writer.hold();
     if (this.queue.length < MAX_QUEUED / 2 && this.socket.isPaused()) this.socket.resume();
     this.listener.hooks.request(note);
   }
@@ -131,7 +132,7 @@ export class RtspConnection implements RtspSink {
   }
 
   private writeResponse(status: number, reason: string, headers: [string, string][], body: string): void {
-    // Interleaved packets staged before this answer go first: the stream stays in order.
+    // What was staged while the request was decided goes right after the answer (unhold).
     this.writer.flush();
     let head = `RTSP/1.0 ${status} ${reason}\r\n`;
     for (const [k, v] of headers) head += `${k}: ${v}\r\n`;
@@ -139,6 +140,7 @@ export class RtspConnection implements RtspSink {
     if (bytes > 0) head += `Content-Length: ${bytes}\r\n`;
     head += '\r\n';
     this.socket.write(bytes > 0 ? head + body : head);
+    this.writer.unhold();
   }
 
   /** A request the listener refuses by itself (malformed, too large, too slow): answer, close. */
