@@ -172,7 +172,11 @@ function numbers<T extends ArrayLike<number>>(a: T | undefined): T | Uint32Array
 }
 
 /** Expands the sample tables into per-sample typed arrays; throws RangeError on inconsistencies. */
-function buildTables(stbl: Stbl, fileSize: number, trackId: number): Omit<TrackTable, 'index' | 'trackId' | 'kind' | 'timescale' | 'clock' | 'shift' | 'zero' | 'nalLengthSize'> {
+function buildTables(
+  stbl: Stbl,
+  fileSize: number,
+  trackId: number,
+): Omit<TrackTable, 'index' | 'trackId' | 'kind' | 'timescale' | 'clock' | 'shift' | 'zero' | 'nalLengthSize'> {
   const sizesIn = numbers((stbl.stsz ?? stbl.stz2)?.sample_sizes);
   if (stbl.stsz === undefined && stbl.stz2 === undefined) throw new RangeError('no stsz box');
   const count = sizesIn.length;
@@ -319,13 +323,7 @@ function sumDurations(stbl: Stbl | undefined): number {
   return total;
 }
 
-function classify(
-  trak: Trak,
-  index: number,
-  kind: TrackKind,
-  movieTimescale: number | undefined,
-  fileSize: number,
-): Classified | Unsupported {
+function classify(trak: Trak, index: number, kind: TrackKind, movieTimescale: number | undefined, fileSize: number): Classified | Unsupported {
   const trackId = trak.tkhd?.track_id ?? index + 1;
   const stbl = trak.mdia?.minf?.stbl;
   const entry = stbl?.stsd?.entries?.[0];
@@ -480,9 +478,7 @@ async function openHandle(handle: FileHandle, fileSize: number): Promise<Mp4Read
     );
   }
   if (top.cut === top.moov) {
-    throw new CorruptMediaError(
-      `MP4: truncated moov: box at byte ${top.moov.start} declares ${top.moov.end - top.moov.start} bytes, file holds ${fileSize}`,
-    );
+    throw new CorruptMediaError(`MP4: truncated moov: box at byte ${top.moov.start} declares ${top.moov.end - top.moov.start} bytes, file holds ${fileSize}`);
   }
   if (top.fragmented) throw new UnsupportedMediaError('MP4: fragmented MP4 is not supported');
   const moov = await parseMoov(handle, top, fileSize);
@@ -514,7 +510,7 @@ async function openHandle(handle: FileHandle, fileSize: number): Promise<Mp4Read
         kind,
         codec: c.codec,
         supported: false,
-        clockRate: kind === 'video' ? VIDEO_CLOCK : (entry?.samplerate || timescale),
+        clockRate: kind === 'video' ? VIDEO_CLOCK : entry?.samplerate || timescale,
         channels: kind === 'audio' ? entry?.channel_count : undefined,
         durationMs: timescale > 0 ? Math.round((sumDurations(trak.mdia?.minf?.stbl) * 1000) / timescale) : 0,
       });
@@ -523,9 +519,7 @@ async function openHandle(handle: FileHandle, fileSize: number): Promise<Mp4Read
   }
   if (tables.length === 0) {
     if (moov.mvex !== undefined) throw new UnsupportedMediaError('MP4: fragmented MP4 is not supported');
-    throw new UnsupportedMediaError(
-      `MP4: no supported track${skipped.length > 0 ? `: ${skipped.join(', ')}` : ''}; offcast streams H.264 and AAC-LC from MP4`,
-    );
+    throw new UnsupportedMediaError(`MP4: no supported track${skipped.length > 0 ? `: ${skipped.join(', ')}` : ''}; offcast streams H.264 and AAC-LC from MP4`);
   }
   if (moov.mvex !== undefined && tables.every((t) => t.count === 0)) {
     throw new UnsupportedMediaError('MP4: fragmented MP4 is not supported');
@@ -664,7 +658,9 @@ class Mp4Reader implements MediaReader {
       const window = new Uint8Array(end - offset);
       const got = await readInto(this.#handle, window, 0, window.length, offset);
       if (got < window.length) {
-        throw new CorruptMediaError(`MP4: truncated: sample ${i + 1} of track ${t.trackId} lies past byte ${offset + got}, file now holds fewer than ${this.#fileSize} bytes`);
+        throw new CorruptMediaError(
+          `MP4: truncated: sample ${i + 1} of track ${t.trackId} lies past byte ${offset + got}, file now holds fewer than ${this.#fileSize} bytes`,
+        );
       }
       cursor.window = window;
       cursor.windowStart = offset;

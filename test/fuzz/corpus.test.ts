@@ -42,6 +42,9 @@ for (const name of Object.keys(TARGETS)) {
       return v.ok;
     });
     const result = await fc.check(property, { numRuns: RUNS, seed });
-    t.notOk(result.failed, `${RUNS} fast-check inputs (seed ${seed})${result.failed ? `: ${failure}\ncounterexample: ${Buffer.from((result.counterexample as [Uint8Array])[0]).toString('hex')}` : ''}`);
+    t.notOk(
+      result.failed,
+      `${RUNS} fast-check inputs (seed ${seed})${result.failed ? `: ${failure}\ncounterexample: ${Buffer.from((result.counterexample as [Uint8Array])[0]).toString('hex')}` : ''}`,
+    );
   });
 }

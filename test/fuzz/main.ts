@@ -46,7 +46,11 @@ function runWorker(): Promise<number> {
   const counters = new Int32Array(sab, 0, 1);
   for (let k = 0; k < SLOTS; k++) new Int32Array(sab, slotOffset(k), 1)[0] = -1;
   const data: LoopData = { target: name!, seconds: seconds - (performance.now() - started) / 1000, inputs, seed, sab };
-  const worker = new Worker(new URL('./loop.ts', import.meta.url), { workerData: data, execArgv: process.execArgv, resourceLimits: { maxOldGenerationSizeMb: 1024 } });
+  const worker = new Worker(new URL('./loop.ts', import.meta.url), {
+    workerData: data,
+    execArgv: process.execArgv,
+    resourceLimits: { maxOldGenerationSizeMb: 1024 },
+  });
   /** The inputs in flight (one of them is at fault). */
   const current = (): Uint8Array[] => {
     const out: Uint8Array[] = [];

@@ -7,7 +7,11 @@ import { aacSequences, forEachPacket, sequenceOf } from './packets.js';
 /** AU-headers-length, 13/3-bit AU headers (sizes that may lie), data. */
 const payload = fc.oneof(
   fc
-    .tuple(fc.array(fc.tuple(fc.integer({ min: 0, max: 0x1fff }), fc.integer({ min: 0, max: 7 })), { minLength: 1, maxLength: 6 }), fc.uint8Array({ maxLength: 200 }), fc.integer({ min: -3, max: 3 }))
+    .tuple(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 0x1fff }), fc.integer({ min: 0, max: 7 })), { minLength: 1, maxLength: 6 }),
+      fc.uint8Array({ maxLength: 200 }),
+      fc.integer({ min: -3, max: 3 }),
+    )
     .map(([headers, data, skew]) => {
       const bits = Math.max(0, headers.length * 16 + skew);
       const hdr = new Uint8Array(headers.length * 2);

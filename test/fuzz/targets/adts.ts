@@ -7,7 +7,9 @@ export const target: Target = {
   name: 'adts',
   seeds: () => [seedFile('tone.aac'), seedFile('tone.aac').subarray(0, 300)],
   arbitrary: fc
-    .array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 7 }), fc.uint8Array({ maxLength: 40 })), { maxLength: 6 })
+    .array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 7 }), fc.uint8Array({ maxLength: 40 })), {
+      maxLength: 6,
+    })
     .map((frames) => concat(frames.flatMap(([p, sri, ch, body]) => [safeHeader(p, sri, ch, body.length), body]))),
   run(input) {
     const { frames, end } = parseAdtsFrames(input);

@@ -23,8 +23,19 @@ function nalsOf(file: Uint8Array): Uint8Array[] {
 const tiny = nalsOf(seedFile('tiny.h264'));
 
 export const target: Target = readerTarget('annexb', 'h264', openAnnexB, {
-  seeds: () => [seedFile('tiny.h264'), fixture('fixtures/h264/high444-cqm.h264'), fixture('fixtures/h264/mbaff.h264').subarray(0, 5000), fixture('fixtures/h264/bframes.h264').subarray(0, 5000)],
+  seeds: () => [
+    seedFile('tiny.h264'),
+    fixture('fixtures/h264/high444-cqm.h264'),
+    fixture('fixtures/h264/mbaff.h264').subarray(0, 5000),
+    fixture('fixtures/h264/bframes.h264').subarray(0, 5000),
+  ],
   arbitrary: fc
-    .array(fc.oneof(fc.nat(tiny.length - 1).map((i) => tiny[i]!), fc.uint8Array({ minLength: 1, maxLength: 40 })), { maxLength: 12 })
+    .array(
+      fc.oneof(
+        fc.nat(tiny.length - 1).map((i) => tiny[i]!),
+        fc.uint8Array({ minLength: 1, maxLength: 40 }),
+      ),
+      { maxLength: 12 },
+    )
     .map((nals) => concat(nals.flatMap((n) => [SC, n]))),
 });

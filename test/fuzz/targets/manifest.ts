@@ -46,7 +46,15 @@ function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
     durationMs: 4000,
     tracks: [
       track(0),
-      track(1, { kind: 'audio', codec: 'MPEG4-GENERIC', payloadType: 97, clockRate: 8000, channels: 1, fmtp: { mode: 'AAC-hbr', config: '158856E500', sizelength: '13' }, file: 'track1.aac' }),
+      track(1, {
+        kind: 'audio',
+        codec: 'MPEG4-GENERIC',
+        payloadType: 97,
+        clockRate: 8000,
+        channels: 1,
+        fmtp: { mode: 'AAC-hbr', config: '158856E500', sizelength: '13' },
+        file: 'track1.aac',
+      }),
       track(2, { kind: 'audio', codec: 'opus', payloadType: 111, clockRate: 48000, channels: 2, fmtp: {}, file: 'track2.ogg' }),
       track(3, { kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000, fmtp: {}, file: 'track3.wav' }),
     ],
@@ -55,12 +63,25 @@ function manifest(over: Record<string, unknown> = {}): Record<string, unknown> {
 }
 
 const json = (v: unknown): Uint8Array => text(JSON.stringify(v, null, 2) + '\n');
-const anyValue = fc.oneof(fc.constant(null), fc.boolean(), fc.integer(), fc.double(), fc.string({ maxLength: 12 }), fc.constant([]), fc.constant({}), fc.array(fc.integer(), { maxLength: 3 }));
+const anyValue = fc.oneof(
+  fc.constant(null),
+  fc.boolean(),
+  fc.integer(),
+  fc.double(),
+  fc.string({ maxLength: 12 }),
+  fc.constant([]),
+  fc.constant({}),
+  fc.array(fc.integer(), { maxLength: 3 }),
+);
 const fields = ['index', 'kind', 'codec', 'payloadType', 'clockRate', 'channels', 'fmtp', 'file', 'contentType', 'rtpdump', 'packets', 'bytes', 'durationMs'];
 
 export const target: Target = {
   name: 'manifest',
-  seeds: () => [json(manifest()), json(manifest({ state: 'recording', finishedAt: undefined, tracks: [track(0, { packets: 0 })] })), json(manifest({ tracks: [] }))],
+  seeds: () => [
+    json(manifest()),
+    json(manifest({ state: 'recording', finishedAt: undefined, tracks: [track(0, { packets: 0 })] })),
+    json(manifest({ tracks: [] })),
+  ],
   arbitrary: fc.oneof(
     // A good manifest with one field of one track (or of the top) replaced by any JSON value.
     fc.tuple(fc.integer({ min: 0, max: 3 }), fc.constantFrom(...fields), anyValue).map(([i, k, v]) => {

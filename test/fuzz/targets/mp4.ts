@@ -9,7 +9,14 @@ const full = (type: string, vf: number, body: Uint8Array): Uint8Array => box(typ
 
 /** A moov with one track whose sample tables (counts, sizes, offsets) may contradict each other. */
 const tables = fc
-  .record({ count: fc.constantFrom(0, 1, 3, 1000, 0x7fffffff, 0xffffffff), size: fc.constantFrom(0, 1, 10, 0xffffffff), chunk: fc.constantFrom(0, 1, 2), offset: fc.constantFrom(0, 8, 100, 0xffffffff), delta: fc.constantFrom(0, 1, 1024), timescale: fc.constantFrom(0, 8000, 90000) })
+  .record({
+    count: fc.constantFrom(0, 1, 3, 1000, 0x7fffffff, 0xffffffff),
+    size: fc.constantFrom(0, 1, 10, 0xffffffff),
+    chunk: fc.constantFrom(0, 1, 2),
+    offset: fc.constantFrom(0, 8, 100, 0xffffffff),
+    delta: fc.constantFrom(0, 1, 1024),
+    timescale: fc.constantFrom(0, 8000, 90000),
+  })
   .map((t) => {
     const stbl = box(
       'stbl',

@@ -28,12 +28,20 @@ function page(flags: number, granule: bigint, serial: number, seq: number, packe
   return out;
 }
 
-const opusHead = fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 2 })).map(([ch, fam]) => concat([text('OpusHead'), new Uint8Array([1, ch, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, fam])]));
+const opusHead = fc
+  .tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 2 }))
+  .map(([ch, fam]) => concat([text('OpusHead'), new Uint8Array([1, ch, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, fam])]));
 
 export const target: Target = readerTarget('ogg', 'opus', openOggOpus, {
   seeds: () => [seedFile('tone.opus'), fixture('fixtures/audio/sine-mono-2s.opus').subarray(0, 2000), fixture('fixtures/audio/sine-mono-2s.opus')],
   arbitrary: fc
-    .tuple(opusHead, fc.array(fc.tuple(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 3 }), fc.bigInt({ min: -2n, max: 1n << 40n }), fc.integer({ min: 0, max: 7 })), { maxLength: 4 }))
+    .tuple(
+      opusHead,
+      fc.array(
+        fc.tuple(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 3 }), fc.bigInt({ min: -2n, max: 1n << 40n }), fc.integer({ min: 0, max: 7 })),
+        { maxLength: 4 },
+      ),
+    )
     .map(([head, audio]) =>
       concat([
         page(2, 0n, 7, 0, [head]),

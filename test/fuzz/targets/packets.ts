@@ -82,7 +82,10 @@ function aacPayloads(adts: Uint8Array, payloadBytes: number): Emitted[] {
   const { frames } = parseAdtsFrames(adts);
   const first = frames[0]!;
   const asc = new Uint8Array([(first.objectType << 3) | (first.sampleRateIndex >> 1), ((first.sampleRateIndex & 1) << 7) | (first.channelConfiguration << 3)]);
-  const payloader = new AacPayloader({ audioSpecificConfig: asc, objectType: first.objectType, sampleRate: first.sampleRate, channels: first.channelConfiguration }, { payloadBytes, spread: 0 });
+  const payloader = new AacPayloader(
+    { audioSpecificConfig: asc, objectType: first.objectType, sampleRate: first.sampleRate, channels: first.channelConfiguration },
+    { payloadBytes, spread: 0 },
+  );
   const out: Emitted[] = [];
   const emit = (p: Uint8Array, ts: number, marker: boolean): void => void out.push({ payload: p.slice(), ts, marker });
   let pts = 0;

@@ -11,7 +11,12 @@ import type { MediaReader } from '../../../storage/types.js';
 import { isA, type Target } from '../lib.js';
 import { scratchDir } from './scratch.js';
 
-export function readerTarget(name: string, ext: string, open: (path: string) => Promise<MediaReader>, rest: Pick<Target, 'seeds' | 'arbitrary'> & Partial<Target>): Target {
+export function readerTarget(
+  name: string,
+  ext: string,
+  open: (path: string) => Promise<MediaReader>,
+  rest: Pick<Target, 'seeds' | 'arbitrary'> & Partial<Target>,
+): Target {
   let dir = '';
 
   return {

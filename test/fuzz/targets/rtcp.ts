@@ -16,7 +16,11 @@ export function rtcpSeeds(): Uint8Array[] {
     buildBye({ ...info, ntpSec: 0, ntpFrac: 0 }, ''),
     buildReceiverReport(0x55667788, 'rx', [block(0x11223344)]),
     buildReceiverReport(0x55667788, 'rx', []),
-    buildReceiverReport(0x55667788, 'rx', Array.from({ length: 33 }, (_, i) => block(0x11223344 + i))),
+    buildReceiverReport(
+      0x55667788,
+      'rx',
+      Array.from({ length: 33 }, (_, i) => block(0x11223344 + i)),
+    ),
   ].map((b) => new Uint8Array(b));
 }
 

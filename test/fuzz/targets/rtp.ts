@@ -15,7 +15,9 @@ const rtpPacket = fc
     ts: fc.integer({ min: 0, max: 0xffffffff }),
     ssrc: fc.integer({ min: 0, max: 0xffffffff }),
     csrcs: fc.uint8Array({ maxLength: 64 }),
-    ext: fc.option(fc.record({ profile: fc.integer({ min: 0, max: 0xffff }), words: fc.integer({ min: 0, max: 0xffff }), body: fc.uint8Array({ maxLength: 64 }) })),
+    ext: fc.option(
+      fc.record({ profile: fc.integer({ min: 0, max: 0xffff }), words: fc.integer({ min: 0, max: 0xffff }), body: fc.uint8Array({ maxLength: 64 }) }),
+    ),
     payload: fc.uint8Array({ maxLength: 64 }),
     pad: fc.option(fc.integer({ min: 0, max: 255 })),
   })
@@ -53,4 +55,3 @@ export const target: Target = {
   },
   expected: () => false,
 };
-

@@ -20,13 +20,23 @@ async function seeds(): Promise<Uint8Array[]> {
   return [whole, whole.subarray(0, whole.length - 5), v6, rtpdumpHeader(0, '10.0.0.1', 1)];
 }
 
-const record = fc.record({ length: fc.integer({ min: 0, max: 0xffff }), plen: fc.integer({ min: 0, max: 0xffff }), offset: fc.integer({ min: 0, max: 0xffffffff }), body: fc.uint8Array({ maxLength: 80 }) });
+const record = fc.record({
+  length: fc.integer({ min: 0, max: 0xffff }),
+  plen: fc.integer({ min: 0, max: 0xffff }),
+  offset: fc.integer({ min: 0, max: 0xffffffff }),
+  body: fc.uint8Array({ maxLength: 80 }),
+});
 
 export const target: Target = {
   name: 'rtpdump',
   seeds,
   arbitrary: fc
-    .tuple(fc.constantFrom('127.0.0.1/5004', '::1/1', '1.2.3.4/65536', '/', 'x/1', '127.0.0.1/', '1.1.1.1/00001'), fc.uint8Array({ minLength: 0, maxLength: 16 }), fc.array(record, { maxLength: 6 }), fc.boolean())
+    .tuple(
+      fc.constantFrom('127.0.0.1/5004', '::1/1', '1.2.3.4/65536', '/', 'x/1', '127.0.0.1/', '1.1.1.1/00001'),
+      fc.uint8Array({ minLength: 0, maxLength: 16 }),
+      fc.array(record, { maxLength: 6 }),
+      fc.boolean(),
+    )
     .map(([line, bin, recs, exact]) =>
       concat([
         text(`#!rtpplay1.0 ${line}\n`),

@@ -6,7 +6,12 @@ import { bytesOf, concat, fixture, isA, seedFile, type Target } from '../lib.js'
 /** NAL units of the fixture files (no start codes), types 1, 5, 7, 8 only. */
 function nals(): Uint8Array[] {
   const out: Uint8Array[] = [];
-  for (const file of [seedFile('tiny.h264'), fixture('fixtures/h264/high444-cqm.h264'), fixture('fixtures/h264/mbaff.h264').subarray(0, 4000), fixture('fixtures/h264/crop-ntsc.h264').subarray(0, 3000)]) {
+  for (const file of [
+    seedFile('tiny.h264'),
+    fixture('fixtures/h264/high444-cqm.h264'),
+    fixture('fixtures/h264/mbaff.h264').subarray(0, 4000),
+    fixture('fixtures/h264/crop-ntsc.h264').subarray(0, 3000),
+  ]) {
     let start = -1;
     for (let i = 0; i + 3 <= file.length; i++) {
       if (file[i] === 0 && file[i + 1] === 0 && file[i + 2] === 1) {
