@@ -32,6 +32,7 @@ export interface Config {
     readonly maxDurationMs: number;
     readonly reorderPackets: number;
     readonly reorderMs: number;
+    readonly holdMs: number;
     readonly flushMs: number;
   };
   readonly log: { readonly level: string; readonly format: 'auto' | 'pretty' | 'json' };

@@ -64,6 +64,13 @@ export const SCHEMA = {
   'record.maxDurationMs': { type: 'int', default: 6 * 3600 * 1000, min: 1000, max: 7 * 24 * 3600 * 1000, doc: 'a record session ends after this long' },
   'record.reorderPackets': { type: 'int', default: 64, min: 1, max: 4096, doc: 'reorder buffer depth in packets' },
   'record.reorderMs': { type: 'int', default: 100, min: 0, max: 5000, doc: 'longest a packet waits for a gap before it' },
+  'record.holdMs': {
+    type: 'int',
+    default: 500,
+    min: 1,
+    max: 10000,
+    doc: "longest the offload holds a new flow's packets while the control plane decides on it (older ones are dropped and counted)",
+  },
   'record.flushMs': { type: 'int', default: 500, min: 50, max: 1000, doc: 'interval at which recordings are flushed to disk' },
   'log.level': { type: 'string', default: 'info', oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'log level' },
   'log.format': {

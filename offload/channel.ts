@@ -200,6 +200,8 @@ export interface RecordCreateParams {
   maxDurationMs: number;
   reorderPackets: number;
   reorderMs: number;
+  /** Longest a packet of a new flow is held while the control plane decides, ms. */
+  holdMs: number;
   flushMs: number;
   cname: string;
 }

@@ -171,6 +171,7 @@ export class RecordSessions {
             maxDurationMs: this.cfg.record.maxDurationMs,
             reorderPackets: this.cfg.record.reorderPackets,
             reorderMs: this.cfg.record.reorderMs,
+            holdMs: this.cfg.record.holdMs,
             flushMs: this.cfg.record.flushMs,
             cname: `offcast-${id.slice(0, 8)}`,
           }),

@@ -73,7 +73,7 @@ export class RecordTrack {
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
   private readonly hdr = new RtpHeader();
-  readonly flows = new FlowTable();
+  readonly flows: FlowTable;
   private held: Held[] = [];
   readonly tracker = new SequenceTracker();
   readonly reorder: ReorderBuffer<Slot>;
@@ -103,8 +103,9 @@ export class RecordTrack {
   };
   private readonly emit = (slot: Slot, lostBefore: number): void => this.inOrder(slot, lostBefore);
 
-  constructor(session: RecordSession, index: number, params: RecordTrackParams, reorderPackets: number, reorderMs: number) {
+  constructor(session: RecordSession, index: number, params: RecordTrackParams, reorderPackets: number, reorderMs: number, holdMs: number) {
     this.session = session;
+    this.flows = new FlowTable({ maxPendingMs: holdMs });
     this.index = index;
     this.params = params;
     this.spec = { kind: params.kind, encoding: params.encoding, payloadType: params.payloadType, clockRate: params.clockRate, fmtp: params.fmtp };
@@ -528,7 +529,7 @@ export class RecordSession {
     this.params = params;
     this.rtcpMux = params.rtcpMux;
     this.cname = params.cname;
-    this.tracks = params.tracks.map((t, i) => new RecordTrack(this, i, t, params.reorderPackets, params.reorderMs));
+    this.tracks = params.tracks.map((t, i) => new RecordTrack(this, i, t, params.reorderPackets, params.reorderMs, params.holdMs));
   }
 
   async open(): Promise<void> {
