@@ -288,7 +288,8 @@ t.test('a finished recording is media: a play session replays it with its timing
     await tx.send(rtpPacket(0, 500 + i, 1000 + i * 160, 77, payloadFor(i, 160)), s.tracks[0].port);
     await sleep(20);
   }
-  await sleep(200);
+  // Until the worker has recorded all 50 (readiness, not a fixed sleep).
+  await recordStats(s.id, (b) => b.tracks[0].stats.packets >= 50);
   await server.api('DELETE', `/v1/sessions/${s.id}`);
   const media = await server.api('GET', '/v1/media/replayed');
   t.equal(media.status, 200, media.text);
@@ -360,7 +361,7 @@ t.test('live fan-out: two subscribers get the feed as it arrives, each with its 
   }
   const del = await server.api('DELETE', `/v1/sessions/${s.id}`);
   t.equal(del.status, 200);
-  await sleep(100);
+  await waitFor(async () => (await server.api('GET', `/v1/sessions/${views[0].id}`)).body.state === 'ended', 5000);
   const after = await server.api('GET', `/v1/sessions/${views[0].id}`);
   t.equal(after.body.state, 'ended', 'subscribers end with their recording');
 });

@@ -10,6 +10,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { hasFfmpeg, NO_FFMPEG } from '../helpers/ffmpeg.js';
 import { extendSeq, parseRtcp, type ReceivedRtp } from '../helpers/rtp.js';
 import { waitState } from '../helpers/play.js';
+import { udpQueued, waitUntil } from '../helpers/ready.js';
 import {
   NAL,
   ThreadedSinks,
@@ -29,6 +30,16 @@ import {
 } from '../helpers/video.js';
 import { skipFile } from '../helpers/tools.js';
 import type { ApiBody } from '../helpers/apiTypes.js';
+
+/**
+ * A session that ended has sent every packet (it ends once its tracks are done),
+ * and on loopback a datagram is queued at the receiver when sent: once the sinks'
+ * sockets hold nothing, every packet has been read.
+ */
+async function drained(sinks: TrackSinks): Promise<void> {
+  const ports = Array.from({ length: 2 * sinks.rtp.length }, (_, k) => sinks.base + k);
+  await waitUntil(() => udpQueued(ports) === 0, 10000, `the sinks on ${sinks.base}.. to read everything`);
+}
 
 const AAC_FRAME = 1024;
 const AUDIO_RATE = 48000;
@@ -98,8 +109,8 @@ if (!hasFfmpeg()) {
     t.teardown(() => sinks.close());
     const session = await createSession(server, sinks, extra);
     await waitState(server, session.id, 'ended', 20000);
-    // Packets sent right before the end are still on their way.
-    await new Promise((r) => setTimeout(r, 200));
+    // Sent before the end, maybe not read yet: until the sinks' sockets hold nothing.
+    await drained(sinks);
     return analyse(session, sinks);
   }
 
@@ -334,7 +345,7 @@ if (!hasFfmpeg()) {
       `GET positionMs ${got.body.positionMs} ≈ ${expect.toFixed(0)} (landing + time since)`,
     );
     await waitState(main, s.id, 'ended', 20000);
-    await new Promise((r) => setTimeout(r, 200));
+    await drained(sinks);
     const { frames, matched } = analyse(s, sinks);
 
     t.ok(continuous(sinks.rtp[0]!) && continuous(sinks.rtp[1]!), 'sequence numbers continue across the seek on both tracks');
@@ -495,7 +506,7 @@ if (!hasFfmpeg()) {
         t.equal(res.status, 201, `frameRate ${c.frameRate}: created`);
         t.equal(res.body.durationMs, Math.round((frameCount * c.step) / 90), `frameRate ${c.frameRate}: durationMs`);
         await waitState(main, res.body.id, 'ended', 10000);
-        await new Promise((r) => setTimeout(r, 100));
+        await drained(sinks);
         const frames = h264Frames(sinks.rtp[0]!);
         t.equal(frames.length, frameCount, `frameRate ${c.frameRate}: all frames`);
         const steps = frames.slice(1).map((f, i) => (f.ts - frames[i]!.ts) >>> 0);

@@ -6,6 +6,8 @@ import { startServer } from '../helpers/server.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { makeWav } from '../helpers/media.js';
 import type { ApiBody } from '../helpers/apiTypes.js';
+import { waitFor } from '../helpers/ready.js';
+import type { ApiResponse } from '../helpers/server.js';
 
 t.test('two workers share one cache entry; a dead worker is replaced', async (t) => {
   const server = await startServer({ 'offload.workers': 2 });
@@ -37,11 +39,18 @@ t.test('two workers share one cache entry; a dead worker is replaced', async (t)
   }
   t.ok(failed, 'the session on the dead worker is failed');
   t.match(failed!.error, /worker/);
-  for (let i = 0; i < 50 && (server.offload as unknown as { workers: (Worker | null)[] }).workers[0] === null; i++) await new Promise((r) => setTimeout(r, 50));
-  await new Promise((r) => setTimeout(r, 300));
   const sink = await RtpSink.open();
   t.teardown(() => sink.close());
-  const again = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', destination: { host: '127.0.0.1', port: sink.port } });
+  // Until the replacement worker takes a session (readiness, not a fixed sleep).
+  let again!: ApiResponse;
+  await waitFor(
+    async () => {
+      again = await server.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', destination: { host: '127.0.0.1', port: sink.port } });
+      return again.status === 201;
+    },
+    10000,
+    50,
+  );
   t.equal(again.status, 201, again.text);
   await sink.waitFor(10);
   t.pass('a new session plays after the restart');
