@@ -918,6 +918,14 @@ static napi_value EngineRelease(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* engineQueued() -> the sequence number of the last command queued (engineWait on it waits for an empty ring). */
+static napi_value EngineQueued(napi_env env, napi_callback_info info) {
+  (void)info;
+  engine_t *e = need_engine(env);
+  if (e == NULL) return NULL;
+  return seq_value(env, e);
+}
+
 /* monoNow() -> CLOCK_MONOTONIC in ms (to relate the thread's clock to performance.now()). */
 static napi_value MonoNow(napi_env env, napi_callback_info info) {
   (void)info;
@@ -930,7 +938,7 @@ void engine_init(napi_env env, napi_value exports) {
   struct {
     const char *name;
     napi_callback cb;
-  } fns[] = {{"engineOpen", EngineOpen}, {"engineTrack", EngineTrack}, {"engineCmd", EngineCmd}, {"engineWait", EngineWait}, {"engineRelease", EngineRelease}, {"monoNow", MonoNow}};
+  } fns[] = {{"engineOpen", EngineOpen}, {"engineTrack", EngineTrack}, {"engineCmd", EngineCmd}, {"engineWait", EngineWait}, {"engineRelease", EngineRelease}, {"engineQueued", EngineQueued}, {"monoNow", MonoNow}};
   for (size_t k = 0; k < sizeof fns / sizeof fns[0]; k++) {
     napi_value fn;
     napi_create_function(env, fns[k].name, NAPI_AUTO_LENGTH, fns[k].cb, NULL, &fn);

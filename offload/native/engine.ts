@@ -43,6 +43,7 @@ export interface EngineAddon {
   engineCmd(op: number, slot: number, ...args: number[]): number;
   engineWait(seq: number, timeoutMs: number): boolean;
   engineRelease(slot: number): void;
+  engineQueued(): number;
   monoNow(): number;
 }
 
@@ -125,8 +126,6 @@ export class NativeEngine {
   private nextFresh = 0;
   private readonly owners: (EngineTrackOwner | null)[];
   private runIds = 0;
-  /** Sequence number of the last command pushed. */
-  private lastSeq = 0;
   /** Closes whose acknowledgement did not come within WAIT_MS: finished by a poll. */
   private readonly closing: { slot: number; seq: number; then: () => void }[] = [];
   private closingTimer: NodeJS.Timeout | null = null;
@@ -254,14 +253,14 @@ export class NativeEngine {
   /** Runs a command push; a full ring gets one bounded wait for the thread to catch up. */
   private push(f: () => number): number {
     try {
-      return (this.lastSeq = f());
+      return f();
     } catch (err) {
       if (!isBusy(err)) throw err;
     }
     // The thread drains the whole ring per turn: wait for everything queued so far.
-    this.addon.engineWait(this.lastSeq, WAIT_MS);
+    this.addon.engineWait(this.addon.engineQueued(), WAIT_MS);
     try {
-      return (this.lastSeq = f());
+      return f();
     } catch (err) {
       if (isBusy(err)) throw new OffloadError('OFFCAST_ENGINE_BUSY', 'the pacing engine is busy (command ring full)', 503);
       throw err;

@@ -39,6 +39,7 @@ const cached = <T>(f: () => T): (() => T) => {
 /** ffmpeg and ffprobe both run (a broken install, e.g. a missing shared library, counts as missing). */
 export const hasFfmpeg = cached(() => runs('ffmpeg', ['-version']) && runs('ffprobe', ['-version']));
 export const hasTshark = cached(() => runs('tshark', ['--version']));
+export const hasPython = cached(() => runs('python3', ['--version']));
 /** Root, which mounting a tmpfs needs. */
 export const isRoot = cached(() => process.getuid?.() === 0);
 export const chromiumPath = cached(() => ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p)));
