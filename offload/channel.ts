@@ -128,15 +128,21 @@ export interface TrackStats {
   lateness?: HistogramSnapshot;
 }
 
-/** A track's next sequence number and the RTP time of the current position (RTSP RTP-Info). */
+/** A track's next sequence number and the RTP time of the session's position (RTSP RTP-Info). */
 export interface RtpInfoEntry {
   seq: number;
   rtptime: number;
 }
 
+/** Where a play session (re)started, and each track's RTP numbering there. */
+export interface RtpInfo {
+  positionMs: number;
+  tracks: RtpInfoEntry[];
+}
+
 export interface SessionStats {
-  /** Play sessions, answering play.update: each track's RTP-Info after the update. */
-  rtpInfo?: RtpInfoEntry[];
+  /** Play sessions, answering play.update: where it (re)started and each track's RTP-Info. */
+  rtpInfo?: RtpInfo;
   sessionId: string;
   state: 'playing' | 'paused' | 'ended' | 'failed';
   positionMs: number;
@@ -323,8 +329,8 @@ export interface Requests {
   'cache.load': { params: CacheLoadParams; result: CacheLoadResult };
   'cache.evict': { params: { key: string }; result: { evicted: boolean } };
   'media.probe': { params: MediaProbeParams; result: Probe };
-  /** rtpInfo: where each track's next packet starts (RTSP's RTP-Info); positionMs: where it starts (keyframe-snapped). */
-  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number; rtpInfo?: RtpInfoEntry[]; positionMs?: number } };
+  /** rtpInfo: where the session starts (keyframe-snapped) and each track's RTP numbering there (RTSP's Range and RTP-Info). */
+  'play.create': { params: PlayCreateParams; result: { sourcePorts: number[]; durationMs: number; rtpInfo?: RtpInfo } };
   'play.update': { params: PlayUpdateParams; result: SessionStats };
   /** Ends a play or live session (SR + BYE); null when it had already ended. */
   'session.end': { params: { sessionId: string }; result: SessionStats | null };

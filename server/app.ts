@@ -115,7 +115,13 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   let rtsp: RtspService | null = null;
   if (rtspPort !== null) {
     rtsp = new RtspService(config, offload, { catalog, sessions, recordings, ports, slots }, { port: rtspPort, host: config.http.host });
-    await rtsp.start();
+    try {
+      await rtsp.start();
+    } catch (err) {
+      // Nothing is served: the workers must not outlive the failed start.
+      await offload.close();
+      throw err;
+    }
     app.log.info({ port: rtsp.port }, 'RTSP listening');
   }
 
@@ -167,6 +173,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   const metrics = createMetrics({
     offload,
     cache,
+    ...(rtsp === null ? {} : { rtsp }),
     sessions,
     extra(registry) {
       new client.Counter({

@@ -8,6 +8,7 @@ import type { HistogramSnapshot, WorkerStats } from '../offload/channel.js';
 import type { CacheDirectory } from './cache.js';
 import type { OffloadClient } from './offload.js';
 import type { SessionManager } from './sessions.js';
+import type { RtspService } from './rtsp/service.js';
 
 /** A histogram whose buckets are filled elsewhere (the workers), exposed as a prom-client metric. */
 class MergedHistogram {
@@ -62,6 +63,8 @@ export interface MetricsDeps {
   offload: OffloadClient;
   cache: CacheDirectory;
   sessions: SessionManager;
+  /** RTSP, when it is on. */
+  rtsp?: RtspService;
   /** Extra gauges/counters registered by other plugins (recording). */
   extra?: (registry: client.Registry) => void;
 }
@@ -150,6 +153,40 @@ export function createMetrics(deps: MetricsDeps): { registry: client.Registry; r
     sum((w) => w.gsoSends),
   );
   counter('offcast_engine_gso_refused_total', 'Sockets whose GSO send the kernel refused (they send packet by packet since)', () => sum((w) => w.gsoRefused));
+  // RTSP: the listener's counters (its worker's), the control plane's answers and sessions.
+  gauge('offcast_rtsp_connections', 'RTSP connections open', () => sum((w) => w.rtsp.connections));
+  counter('offcast_rtsp_connections_total', 'RTSP connections accepted', () => sum((w) => w.rtsp.connectionsTotal));
+  counter('offcast_rtsp_requests_total', 'RTSP requests parsed', () => sum((w) => w.rtsp.requests));
+  counter('offcast_rtsp_bad_requests_total', 'Malformed or oversized RTSP requests (answered 400/413/505, connection closed)', () =>
+    sum((w) => w.rtsp.badRequests),
+  );
+  counter('offcast_rtsp_connection_timeouts_total', 'RTSP connections closed for a request too slow to arrive (408) or idleness', () =>
+    sum((w) => w.rtsp.timeouts),
+  );
+  counter('offcast_rtsp_unknown_channel_total', 'Interleaved frames received on a channel nothing is set up on (dropped)', () =>
+    sum((w) => w.rtsp.unknownChannel),
+  );
+  counter('offcast_rtsp_interleaved_packets_total', 'RTP and RTCP packets written interleaved on RTSP connections', () =>
+    sum((w) => w.rtsp.interleavedPackets),
+  );
+  counter('offcast_rtsp_interleaved_dropped_total', 'Interleaved packets dropped whole because a connection’s backlog was full', () =>
+    sum((w) => w.rtsp.interleavedDropped),
+  );
+  if (deps.rtsp !== undefined) {
+    const rtsp = deps.rtsp;
+    gauge('offcast_rtsp_sessions', 'RTSP sessions (set up, playing or paused)', () => rtsp.reader.size);
+    counter('offcast_rtsp_session_timeouts_total', 'RTSP sessions torn down for want of keep-alives', () => rtsp.reader.timeouts);
+    new client.Counter({
+      name: 'offcast_rtsp_responses_total',
+      help: 'RTSP answers by status code',
+      labelNames: ['status'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [status, n] of Object.entries(rtsp.answers)) this.inc({ status }, n);
+      },
+    });
+  }
   const lateness = new MergedHistogram('offcast_send_lateness_seconds', 'Lateness of each RTP send against its schedule');
   const lag = new MergedHistogram('offcast_scheduler_lag_seconds', 'How late the timing wheel ran its ticks');
   registry.registerMetric(lateness as unknown as client.Metric);

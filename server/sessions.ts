@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/index.js';
-import { OffloadError, type CacheLoadParams, type PlayTrackParams, type SessionStats, type TrackPlan } from '../offload/channel.js';
+import { OffloadError, type CacheLoadParams, type PlayTrackParams, type RtpInfo, type SessionStats, type TrackPlan } from '../offload/channel.js';
 import type { Encoding, Probe, TrackInfo } from '../storage/types.js';
 import type { CacheDirectory } from './cache.js';
 import type { Catalog, MediaItem } from './catalog.js';
@@ -96,9 +96,6 @@ export interface RtspCreate {
   peer: { address: string; family: 4 | 6 };
   rtsp: { session: string; transport: 'udp' | 'tcp' };
 }
-
-/** Where each track's next packet starts, for RTSP's RTP-Info. */
-export type RtpInfo = { seq: number; rtptime: number }[];
 
 interface PlayEntry {
   view: PlaySessionView;
@@ -388,18 +385,13 @@ export class SessionManager {
         durationMs,
         cname: `offcast-${id.slice(0, 8)}`,
       });
-      const view = this.rtspView(
-        id,
-        req,
-        { media: item.name, durationMs: Math.round(res.durationMs), positionMs: res.positionMs ?? req.startMs },
-        targets,
-        (i) => {
-          const p = plan[targets[i]!.track]!;
-          return { kind: p.info.kind, encoding: p.encoding, channels: p.channels, info: p.info };
-        },
-      );
+      const rtpInfo = res.rtpInfo ?? { positionMs: req.startMs, tracks: [] };
+      const view = this.rtspView(id, req, { media: item.name, durationMs: Math.round(res.durationMs), positionMs: rtpInfo.positionMs }, targets, (i) => {
+        const p = plan[targets[i]!.track]!;
+        return { kind: p.info.kind, encoding: p.encoding, channels: p.channels, info: p.info };
+      });
       this.add({ view, worker, ports, slot: req.slot, cacheKey: load.key, last: null, endedAt: null, closing: null });
-      return { view, rtpInfo: res.rtpInfo ?? [] };
+      return { view, rtpInfo };
     } catch (err) {
       this.offload.unplace(id);
       if (acquired) this.cache.release(load.key);
@@ -425,7 +417,7 @@ export class SessionManager {
         return { kind: t.kind, encoding: t.encoding, channels: t.channels, info: t.info };
       });
       this.add({ view, worker, ports, slot: req.slot, cacheKey: '', last: null, endedAt: null, closing: null });
-      return { view, rtpInfo: targets.map((t) => ({ seq: t.seq, rtptime: t.tsBase })) };
+      return { view, rtpInfo: { positionMs: 0, tracks: targets.map((t) => ({ seq: t.seq, rtptime: t.tsBase })) } };
     } catch (err) {
       this.offload.unplace(id);
       this.giveBackPorts(ports, err);
@@ -495,7 +487,7 @@ export class SessionManager {
     if (e.endedAt !== null) throw new HttpError(454, 'OFFCAST_SESSION_ENDED', `session ${id} has ended`);
     const stats = await this.offload.request(e.worker, 'play.update', { sessionId: id, ...body });
     this.apply(e, stats);
-    return { view: this.render(e), rtpInfo: stats.rtpInfo ?? [] };
+    return { view: this.render(e), rtpInfo: stats.rtpInfo ?? { positionMs: stats.positionMs, tracks: [] } };
   }
 
   /** RTCP receiver reports received so far by each of these sessions (RTSP keep-alives). */
@@ -620,6 +612,17 @@ export class SessionManager {
     this.sessions.delete(id);
     this.ended.delete(id);
     return this.render(e);
+  }
+
+  /** Ends a session as DELETE does, but keeps it listed (as ended) like one that ended by itself (RTSP TEARDOWN). */
+  async end(id: string): Promise<void> {
+    const e = this.sessions.get(id);
+    if (e === undefined || e.endedAt !== null) return;
+    e.closing ??= this.offload
+      .request(e.worker, 'session.end', { sessionId: id })
+      .catch(() => null)
+      .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended'));
+    await e.closing;
   }
 
   /** Stops every session (shutdown). */

@@ -12,7 +12,7 @@
  * seek or pause makes timestamps jump forward consistently, while sequence
  * numbers simply continue.
  */
-import type { PlayCreateParams, PlayTrackParams, SessionStats, TrackStats } from '../channel.js';
+import type { PlayCreateParams, PlayTrackParams, RtpInfo, SessionStats, TrackStats } from '../channel.js';
 import { OffloadError } from '../channel.js';
 import type { MediaPackets, PacketTrack } from '../cache.js';
 import { buildBye, buildSenderReport, senderInfoAt } from '../rtcp.js';
@@ -148,6 +148,8 @@ export class PlaySession {
   private pausedAt = 0;
   /** Position reported while the landing keyframe waits for its presentation time. */
   private floorPos = 0;
+  /** Media position (ms, unbounded) at the last start or resume: RTSP's Range and RTP-Info. */
+  private resumedPos = 0;
   loopsDone = 0;
 
   constructor(params: PlayCreateParams, entry: MediaPackets, hooks: PlayHooks) {
@@ -213,6 +215,7 @@ export class PlaySession {
     const pausedFor = now - this.pausedAt;
     for (const t of this.tracks) t.rtpEpoch += Math.round((pausedFor * t.clockRate) / 1000);
     this.zeroWall = now - this.pausedPos / this.speed;
+    this.resumedPos = Math.max(this.pausedPos, this.floorPos);
     this.state = 'playing';
     for (const t of this.tracks) {
       t.nextSrAt = now + this.hooks.rtcpIntervalMs * (0.5 + Math.random());
@@ -360,12 +363,13 @@ export class PlaySession {
    * current position (the landing keyframe's after a seek), on one timeline
    * for all tracks, so a client lines them up from the first packet.
    */
-  rtpInfo(now = performance.now()): { seq: number; rtptime: number }[] {
-    const mediaMs = Math.max(this.positionUnboundedAt(now), this.floorPos);
-    return this.tracks.map((t) => {
-      t.pacer.refresh();
-      return { seq: t.seq, rtptime: (t.params.tsBase + t.rtpEpoch + Math.round((mediaMs * t.clockRate) / 1000)) >>> 0 };
-    });
+  rtpInfo(now = performance.now()): RtpInfo {
+    // Playing: where the last start or resume began (its first packets carry these numbers); else where it stands.
+    const mediaMs = this.state === 'playing' ? this.resumedPos : Math.max(this.positionUnboundedAt(now), this.floorPos);
+    return {
+      positionMs: Math.round(Math.max(0, mediaMs - this.originMs)),
+      tracks: this.tracks.map((t) => ({ seq: t.seq, rtptime: (t.params.tsBase + t.rtpEpoch + Math.round((mediaMs * t.clockRate) / 1000)) >>> 0 })),
+    };
   }
 
   stats(now = performance.now()): SessionStats {

@@ -12,7 +12,8 @@
  * previous is answered. A connection that sends a malformed or oversized
  * request is answered (400, 413, 505) and closed; one whose request does not
  * complete within `requestTimeoutMs` (slowloris), or that stays idle without
- * a session for `idleTimeoutMs`, is closed.
+ * a session for `idleTimeoutMs`, is closed (one whose answers named a session
+ * stays: its client may keep the session alive by RTCP alone).
  */
 import net, { type Server, type Socket } from 'node:net';
 import type { RtspAnswer, RtspListenParams, RtspRequestNote, RtspWorkerStats } from '../channel.js';
@@ -48,6 +49,8 @@ export class RtspConnection implements RtspSink {
   private lastByte = performance.now();
   closed = false;
   private closing = false;
+  /** An answer named an RTSP session: the client has state here, the connection never idles out. */
+  private hasSession = false;
 
   constructor(id: number, socket: Socket, listener: RtspListener) {
     this.id = id;
@@ -121,6 +124,7 @@ export class RtspConnection implements RtspSink {
   respond(a: RtspAnswer): boolean {
     if (this.closed || a.seq !== this.inFlight) return false;
     this.inFlight = -1;
+    if (!this.hasSession && a.headers.some(([k]) => k === 'Session')) this.hasSession = true;
     this.writeResponse(a.status, a.reason, a.headers, a.body ?? '');
     if (a.close === true) {
       this.closing = true;
@@ -178,7 +182,7 @@ export class RtspConnection implements RtspSink {
       this.fail(408, 'request timeout');
       return;
     }
-    if (this.receivers.size === 0 && this.inFlight < 0 && this.queue.length === 0 && now - this.lastByte > p.idleTimeoutMs) {
+    if (!this.hasSession && this.receivers.size === 0 && this.inFlight < 0 && this.queue.length === 0 && now - this.lastByte > p.idleTimeoutMs) {
       this.listener.stats.timeouts++;
       this.destroy('idle');
     }

@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../../config/index.js';
 import type { TrackSpec } from '../../storage/types.js';
+import type { RtpInfo } from '../../offload/channel.js';
 import type { Catalog, MediaItem } from '../catalog.js';
 import { AllowList } from '../net.js';
 import type { PortAllocator } from '../ports.js';
@@ -235,8 +236,9 @@ export class RtspReader {
       tsBase: random32(),
     };
     try {
+      // Whatever the transport, the media goes to the client: destinations.allow applies to its address.
+      if (!this.destinations.allows(c.note.peer.address)) throw new RtspError(403, `client ${c.note.peer.address} is outside destinations.allow`);
       if (spec.kind === 'udp') {
-        if (!this.destinations.allows(c.note.peer.address)) throw new RtspError(403, `client ${c.note.peer.address} is outside destinations.allow`);
         const ports = this.deps.ports.allocate(1);
         if (ports === null) throw new RtspError(453, `no free RTP port pairs in ${this.deps.ports.range}`);
         track.clientPort = spec.rtpPort;
@@ -282,9 +284,9 @@ export class RtspReader {
         this.checkRangeWithin(s, range.startMs);
         body.positionMs = range.startMs;
       }
-      const { view, rtpInfo } = await this.deps.sessions.updateRtsp(s.sessionId, body);
+      const { rtpInfo } = await this.deps.sessions.updateRtsp(s.sessionId, body);
       s.state = 'playing';
-      return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(view.positionMs)}-`], ['RTP-Info', this.rtpInfo(c, s, rtpInfo)]] };
+      return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(rtpInfo.positionMs)}-`], ['RTP-Info', this.rtpInfo(c, s, rtpInfo)]] };
     } finally {
       s.busy = false;
     }
@@ -301,7 +303,7 @@ export class RtspReader {
     });
     const rtsp = { session: s.id, transport: s.tracks.some((t) => t.transport === 'tcp') ? ('tcp' as const) : ('udp' as const) };
     const startMs = range?.startMs ?? 0;
-    let created: { view: { id: string; positionMs: number }; rtpInfo: { seq: number; rtptime: number }[] };
+    let created: { view: { id: string; positionMs: number }; rtpInfo: RtpInfo };
     try {
       created =
         s.stream.kind === 'media'
@@ -317,7 +319,7 @@ export class RtspReader {
     s.sessionId = created.view.id;
     s.state = 'playing';
     const headers: [string, string][] = [this.sessionHeader(s)];
-    headers.push(['Range', s.stream.kind === 'live' ? 'npt=now-' : `npt=${npt(created.view.positionMs)}-`]);
+    headers.push(['Range', s.stream.kind === 'live' ? 'npt=now-' : `npt=${npt(created.rtpInfo.positionMs)}-`]);
     headers.push(['RTP-Info', this.rtpInfo(c, s, created.rtpInfo)]);
     return { status: 200, headers };
   }
@@ -352,7 +354,8 @@ export class RtspReader {
   private sessionOf(c: RtspCall, required: boolean): ReaderSession | null {
     const h = c.header('session');
     if (h === undefined) {
-      if (required) throw new RtspError(454, `${c.method} needs a Session header`);
+      // Without a session the client is in the Init state, where only SETUP (and the stateless methods) may come.
+      if (required) throw new RtspError(455, `${c.method} needs a session: SETUP first`);
       return null;
     }
     const id = h.split(';')[0]!.trim();
@@ -379,10 +382,10 @@ export class RtspReader {
     return ['Session', `${s.id};timeout=${Math.max(1, Math.round(this.cfg.rtsp.sessionTimeoutMs / 1000))}`];
   }
 
-  private rtpInfo(c: RtspCall, s: ReaderSession, info: { seq: number; rtptime: number }[]): string {
+  private rtpInfo(c: RtspCall, s: ReaderSession, info: RtpInfo): string {
     const host = hostOf(c.note.local.address);
     const base = contentBase(host, this.port, s.stream.name);
-    return s.tracks.map((t, i) => `url=${base}trackID=${t.index};seq=${info[i]?.seq ?? t.seq};rtptime=${info[i]?.rtptime ?? t.tsBase}`).join(',');
+    return s.tracks.map((t, i) => `url=${base}trackID=${t.index};seq=${info.tracks[i]?.seq ?? t.seq};rtptime=${info.tracks[i]?.rtptime ?? t.tsBase}`).join(',');
   }
 
   private takeChannel(conn: number, wanted: number): number {
@@ -401,7 +404,7 @@ export class RtspReader {
     if (!this.byId.has(s.id)) return;
     const sessionId = s.sessionId;
     this.forget(s, why);
-    if (sessionId !== null) await this.deps.sessions.delete(sessionId).catch(() => undefined);
+    if (sessionId !== null) await this.deps.sessions.end(sessionId).catch(() => undefined);
   }
 
   /** Forgets the RTSP session and gives back what it holds itself (before PLAY: ports and slot). */

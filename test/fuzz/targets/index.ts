@@ -17,6 +17,7 @@ export const TARGETS: Record<string, () => Promise<{ target: Target }>> = {
   manifest: () => import('./manifest.js'),
   'h264-depacketizer': () => import('./h264-depacketizer.js'),
   'aac-depacketizer': () => import('./aac-depacketizer.js'),
+  rtsp: () => import('./rtsp.js'),
 };
 
 export async function loadTarget(name: string): Promise<Target> {
