@@ -512,10 +512,10 @@ export class SessionManager {
     return out;
   }
 
-  private readonly endedListeners: ((id: string) => void)[] = [];
+  private readonly endedListeners: ((id: string, why: 'ended' | 'stopped') => void)[] = [];
 
-  /** Calls `fn` with the id of every play or live session that ends (by itself, DELETE or failure). */
-  onPlayEnded(fn: (id: string) => void): void {
+  /** Calls `fn` with the id of every play or live session that ends: by itself or a failure ('ended'), or by DELETE ('stopped'). */
+  onPlayEnded(fn: (id: string, why: 'ended' | 'stopped') => void): void {
     this.endedListeners.push(fn);
   }
 
@@ -606,7 +606,7 @@ export class SessionManager {
       e.closing ??= this.offload
         .request(e.worker, 'session.end', { sessionId: id })
         .catch(() => null)
-        .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended'));
+        .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended', 'stopped'));
       await e.closing;
     }
     this.sessions.delete(id);
@@ -621,7 +621,7 @@ export class SessionManager {
     e.closing ??= this.offload
       .request(e.worker, 'session.end', { sessionId: id })
       .catch(() => null)
-      .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended'));
+      .then((stats) => this.finish(e, stats, e.view.state === 'failed' ? 'failed' : 'ended', 'stopped'));
     await e.closing;
   }
 
@@ -634,12 +634,12 @@ export class SessionManager {
   private onEnded(id: string, reason: 'completed' | 'failed', stats: SessionStats | null, error?: string): void {
     const e = this.sessions.get(id);
     if (e === undefined || e.endedAt !== null) return;
-    this.finish(e, stats, reason === 'completed' ? 'ended' : 'failed');
+    this.finish(e, stats, reason === 'completed' ? 'ended' : 'failed', 'ended');
     if (error !== undefined) e.view.error = error;
   }
 
   /** Gives back what the session held (count, slot, ports, cache reference, placement), once. */
-  private finish(e: PlayEntry, stats: SessionStats | null, state: 'ended' | 'failed'): void {
+  private finish(e: PlayEntry, stats: SessionStats | null, state: 'ended' | 'failed', why: 'ended' | 'stopped'): void {
     if (stats !== null) this.apply(e, stats);
     if (e.endedAt !== null) return;
     e.view.state = state;
@@ -650,7 +650,7 @@ export class SessionManager {
     this.ports.release(e.ports);
     if (e.cacheKey !== '') this.cache.release(e.cacheKey);
     this.offload.unplace(e.view.id);
-    for (const fn of this.endedListeners) fn(e.view.id);
+    for (const fn of this.endedListeners) fn(e.view.id, why);
   }
 
   private apply(e: PlayEntry, stats: SessionStats): void {

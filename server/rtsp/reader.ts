@@ -68,7 +68,8 @@ interface ReaderSession {
   slot: SessionSlot;
   /** The play session or live relay in /v1/sessions, once PLAY created it. */
   sessionId: string | null;
-  state: 'ready' | 'playing' | 'paused';
+  /** ended: its play session ended (end of media, a failure); the RTSP session stays until TEARDOWN or its timeout. */
+  state: 'ready' | 'playing' | 'paused' | 'ended';
   lastSeen: number;
   /** Receiver reports counted at the last check: a new one is a keep-alive too. */
   rtcpSeen: number;
@@ -87,15 +88,29 @@ export class RtspReader {
   private port = 0;
   /** RTSP sessions ended by their keep-alive timeout (for tests and /metrics). */
   timeouts = 0;
-  /** Tells tests (and logs) an RTSP session ended, and why. */
-  onTeardown: (id: string, reason: 'teardown' | 'timeout' | 'connection' | 'ended') => void = () => undefined;
+  /**
+   * Tells tests (and logs) what became of an RTSP session: 'ended' when its
+   * media ended (the session stays until TEARDOWN or its timeout); the others
+   * when it is gone (TEARDOWN, keep-alive timeout, its connection closed, or
+   * its play session stopped by DELETE).
+   */
+  onTeardown: (id: string, reason: 'ended' | 'teardown' | 'timeout' | 'connection' | 'stopped' | 'failed') => void = () => undefined;
 
   constructor(cfg: Config, deps: ReaderDeps) {
     this.cfg = cfg;
     this.deps = deps;
     this.destinations = new AllowList(cfg.destinations.allow);
-    deps.sessions.onPlayEnded((sessionId) => {
-      for (const s of this.byId.values()) if (s.sessionId === sessionId) this.forget(s, 'ended');
+    deps.sessions.onPlayEnded((sessionId, why) => {
+      for (const s of [...this.byId.values()]) {
+        if (s.sessionId !== sessionId) continue;
+        // Stopped by DELETE: the RTSP session goes with it. Ended by itself: a client still sends its
+        // TEARDOWN (and keep-alives) for it, which must find it.
+        if (why === 'stopped') this.forget(s, 'stopped');
+        else if (s.state !== 'ended') {
+          s.state = 'ended';
+          this.onTeardown(s.id, 'ended');
+        }
+      }
     });
   }
 
@@ -271,6 +286,7 @@ export class RtspReader {
     const s = this.sessionOf(c, true)!;
     this.checkAggregate(c, s);
     const range = parseRange(c.header('range'));
+    if (s.state === 'ended') throw new RtspError(455, 'the stream has ended: TEARDOWN, then SETUP again');
     if (s.busy) throw new RtspError(455, 'a PLAY is in progress');
     s.busy = true;
     try {
@@ -312,7 +328,7 @@ export class RtspReader {
     } catch (err) {
       // Its local ports went back to the pool (or into quarantine) with the failed create.
       for (const t of s.tracks) t.localPort = 0;
-      this.forget(s, 'ended');
+      this.forget(s, 'failed');
       throw err;
     }
     // The play session owns the slot and the ports now.
@@ -329,6 +345,8 @@ export class RtspReader {
     this.checkAggregate(c, s);
     if (s.stream.kind === 'live') throw new RtspError(455, 'a live stream cannot pause');
     if (s.sessionId === null) throw new RtspError(455, 'PAUSE needs PLAY first');
+    // Nothing is sent any more: as good as paused (GStreamer pauses after the end of the stream).
+    if (s.state === 'ended') return { status: 200, headers: [this.sessionHeader(s)] };
     if (s.busy) throw new RtspError(455, 'a PLAY is in progress');
     const { view } = await this.deps.sessions.updateRtsp(s.sessionId, { state: 'paused' });
     s.state = 'paused';
@@ -402,13 +420,13 @@ export class RtspReader {
   /** Ends an RTSP session: its play session (if PLAY made one), or the ports and slot it holds. */
   private async end(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection'): Promise<void> {
     if (!this.byId.has(s.id)) return;
-    const sessionId = s.sessionId;
+    const sessionId = s.state === 'ended' ? null : s.sessionId;
     this.forget(s, why);
     if (sessionId !== null) await this.deps.sessions.end(sessionId).catch(() => undefined);
   }
 
   /** Forgets the RTSP session and gives back what it holds itself (before PLAY: ports and slot). */
-  private forget(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection' | 'ended'): void {
+  private forget(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection' | 'stopped' | 'failed'): void {
     if (!this.byId.delete(s.id)) return;
     if (s.sessionId === null) {
       const ports = s.tracks.filter((t) => t.localPort !== 0).map((t) => t.localPort);
@@ -445,10 +463,10 @@ export class RtspReader {
     const stale = [...this.byId.values()].filter((s) => now - s.lastSeen > limit);
     if (stale.length === 0) return;
     // A receiver report since the last look counts as a keep-alive.
-    const ids = stale.filter((s) => s.sessionId !== null).map((s) => s.sessionId!);
+    const ids = stale.filter((s) => s.sessionId !== null && s.state !== 'ended').map((s) => s.sessionId!);
     const counts = ids.length === 0 ? new Map<string, number>() : await this.deps.sessions.rtcpCounts(ids).catch(() => new Map<string, number>());
     for (const s of stale) {
-      const n = s.sessionId === null ? undefined : counts.get(s.sessionId);
+      const n = s.sessionId === null || s.state === 'ended' ? undefined : counts.get(s.sessionId);
       if (n !== undefined && n > s.rtcpSeen) {
         s.rtcpSeen = n;
         s.lastSeen = now;

@@ -120,9 +120,11 @@ t.test('UDP: SETUP, PLAY from a Range, PAUSE, PLAY resume, to the end: every byt
   );
   const got = Buffer.concat(s.packets.map((p) => p.payload));
   t.ok(got.equals(l16.subarray(500 * BYTES_PER_MS)), `the payloads are the source's samples from 0.5 s to the end (${got.length} bytes)`);
-  await waitUntil(() => teardowns.some((d) => d.id === id && d.why === 'ended'), 5000, 'the RTSP session to end with its media');
-  const after = await c.request('TEARDOWN', `${base}/tone.wav/`, { Session: id });
-  t.equal(after.status, 454, 'a TEARDOWN after the end: the session is gone');
+  await waitUntil(() => teardowns.some((d) => d.id === id && d.why === 'ended'), 5000, 'the RTSP session to see the end of its media');
+  t.equal((await c.request('PLAY', `${base}/tone.wav/`, { Session: id })).status, 455, 'PLAY after the end: 455');
+  t.equal((await c.request('GET_PARAMETER', `${base}/tone.wav/`, { Session: id })).status, 200, 'the RTSP session is still there');
+  t.equal((await c.request('TEARDOWN', `${base}/tone.wav/`, { Session: id })).status, 200, 'and its TEARDOWN is answered 200');
+  t.equal((await c.request('TEARDOWN', `${base}/tone.wav/`, { Session: id })).status, 454, 'then it is gone');
 });
 
 t.test('TCP interleaved: frames and answers mixed on one connection, receiver reports read, close tears down', async (t) => {
@@ -197,6 +199,10 @@ t.test('DELETE /v1/sessions/:id ends the RTSP session', async (t) => {
   t.equal(v?.state, 'playing');
   t.equal((await server.api('DELETE', `/v1/sessions/${httpId}`)).status, 200);
   t.equal((await c.request('PAUSE', `${base}/tone.wav/`, { Session: id })).status, 454, 'the RTSP session is gone');
+  t.ok(
+    teardowns.some((d) => d.id === id && d.why === 'stopped'),
+    'stopped with its play session',
+  );
 });
 
 t.test('each method in each state', async (t) => {
@@ -365,7 +371,7 @@ t.test('keep-alive: a session with no request for rtsp.sessionTimeoutMs is torn 
   t.equal((await c.request('GET_PARAMETER', `${base}/tone.wav/`, { Session: idle })).status, 454, 'its id is unknown now');
   t.equal(server.ports.free, free - 1, 'its port pair went back (the other session holds its own)');
   // The session kept alive by RTCP plays to its end (3 s, twice the timeout).
-  await waitUntil(() => teardowns.some((d) => d.id === alive), 10000, 'the RTCP-fed session to end');
+  await waitUntil(() => teardowns.some((d) => d.id === alive), 10000, 'the RTCP-fed session to reach its end');
   t.same(
     teardowns.find((d) => d.id === alive),
     { id: alive, why: 'ended' },
