@@ -21,10 +21,15 @@ export function nativeSender(): NativeSender | null {
   try {
     const require = createRequire(import.meta.url);
     // From offload/native (sources) or dist/offload/native (compiled): the build lives beside the sources.
-    const candidates = [
-      new URL('./build/Release/offcast_native.node', import.meta.url),
-      new URL('../../../offload/native/build/Release/offcast_native.node', import.meta.url),
-    ];
+    // OFFCAST_NATIVE_ADDON names another build, and then only that one (scripts/sanitize.sh: the sanitizer build).
+    const override = process.env.OFFCAST_NATIVE_ADDON;
+    const candidates =
+      override !== undefined && override !== ''
+        ? [new URL(`file://${override}`)]
+        : [
+            new URL('./build/Release/offcast_native.node', import.meta.url),
+            new URL('../../../offload/native/build/Release/offcast_native.node', import.meta.url),
+          ];
     let mod: NativeSender | null = null;
     for (const c of candidates) {
       try {
