@@ -59,7 +59,11 @@ export const SCHEMA = {
     doc: 'an RTSP request must arrive whole this long after its first byte (else 408, closed)',
   },
   'offload.workers': { type: 'int', default: 1, min: 1, max: 64, doc: 'data-plane worker threads' },
-  'offload.nativeSend': { type: 'bool', default: true, doc: 'pace and send UDP play tracks with the native engine (a C thread per worker) when the addon is built (else JavaScript and Node dgram)' },
+  'offload.nativeSend': {
+    type: 'bool',
+    default: true,
+    doc: 'pace and send UDP play tracks with the native engine (a C thread per worker) when the addon is built (else JavaScript and Node dgram)',
+  },
   'record.idleTimeoutMs': { type: 'int', default: 30000, min: 100, max: 24 * 3600 * 1000, doc: 'a record session ends after this long without media' },
   'record.maxDurationMs': { type: 'int', default: 6 * 3600 * 1000, min: 1000, max: 7 * 24 * 3600 * 1000, doc: 'a record session ends after this long' },
   'record.reorderPackets': { type: 'int', default: 64, min: 1, max: 4096, doc: 'reorder buffer depth in packets' },
