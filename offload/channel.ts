@@ -347,6 +347,12 @@ export interface Requests {
   'flow.reject': { params: FlowKey & { reason: string }; result: { dropped: number } };
   'record.recover': { params: { root: string }; result: { recovered: RecordingSummary[]; errors: { name: string; error: string }[] } };
   'live.create': { params: LiveCreateParams; result: { sourcePorts: number[] } };
+  /**
+   * Binds and closes a local port pair: whether another program holds it
+   * (OFFCAST_PORT_IN_USE). RTSP answers server_port at SETUP, before the
+   * session that binds the pair exists.
+   */
+  'ports.check': { params: { localPort: number; family: 4 | 6 }; result: { free: boolean } };
   /** Starts the RTSP listener on this worker (see README: RTSP). */
   'rtsp.listen': { params: RtspListenParams; result: { port: number } };
   /** Writes the answer to request `seq` of connection `conn`; false when the connection is gone. */

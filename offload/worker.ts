@@ -34,6 +34,7 @@ import { LiveSession } from './play/live.js';
 import { recoverRecordings } from './record/recover.js';
 import { registerRecordingReader } from './record/reader.js';
 import { RtspListener } from './rtsp/listener.js';
+import { bindPortPair, closePortPair } from './sockets.js';
 
 /**
  * How long a worker waits for a peer's answer to `cache.get`. The owner answers
@@ -377,6 +378,11 @@ const handlers: { [M in Method]: Handler<M> } = {
     await live.open(init.bindHost, rtsp);
     lives.set(params.sessionId, live);
     return { sourcePorts: params.tracks.map((t) => t.localPort) };
+  },
+
+  async 'ports.check'({ localPort, family }) {
+    closePortPair(await bindPortPair(localPort, init.bindHost, family));
+    return { free: true };
   },
 
   async 'rtsp.listen'(params) {

@@ -20,7 +20,8 @@ import { AllowList } from '../net.js';
 import type { PortAllocator } from '../ports.js';
 import type { RecordSessions } from '../recordSessions.js';
 import { planTracks, type RtspPlayTarget, type SessionManager } from '../sessions.js';
-import { random32, type SessionSlot, type SessionSlots } from '../sessionSupport.js';
+import { random32, withPortPairs, type SessionSlot, type SessionSlots } from '../sessionSupport.js';
+import type { OffloadClient } from '../offload.js';
 import { RtspError, type RtspReply } from './messages.js';
 import { describeSdp, type DescribedTrack } from './sdp.js';
 import { RTSP_WORKER, type MethodHandler, type RtspCall } from './service.js';
@@ -80,6 +81,7 @@ interface ReaderSession {
 export class RtspReader {
   private readonly cfg: Config;
   private readonly deps: ReaderDeps;
+  private readonly offload: OffloadClient;
   private readonly destinations: AllowList;
   private readonly byId = new Map<string, ReaderSession>();
   /** Interleaved channels in use per connection. */
@@ -96,8 +98,9 @@ export class RtspReader {
    */
   onTeardown: (id: string, reason: 'ended' | 'teardown' | 'timeout' | 'connection' | 'stopped' | 'failed') => void = () => undefined;
 
-  constructor(cfg: Config, deps: ReaderDeps) {
+  constructor(cfg: Config, offload: OffloadClient, deps: ReaderDeps) {
     this.cfg = cfg;
+    this.offload = offload;
     this.deps = deps;
     this.destinations = new AllowList(cfg.destinations.allow);
     deps.sessions.onPlayEnded((sessionId, why) => {
@@ -254,8 +257,14 @@ export class RtspReader {
       // Whatever the transport, the media goes to the client: destinations.allow applies to its address.
       if (!this.destinations.allows(c.note.peer.address)) throw new RtspError(403, `client ${c.note.peer.address} is outside destinations.allow`);
       if (spec.kind === 'udp') {
-        const ports = this.deps.ports.allocate(1);
-        if (ports === null) throw new RtspError(453, `no free RTP port pairs in ${this.deps.ports.range}`);
+        // A pair another program holds is set aside and another tried (as for HTTP sessions): server_port must hold.
+        const peerFamily = c.note.peer.family;
+        const { ports } = await withPortPairs(this.deps.ports, 1, (p) =>
+          this.offload.request(RTSP_WORKER, 'ports.check', { localPort: p[0]!, family: peerFamily }),
+        ).catch((err: unknown) => {
+          if ((err as { code?: string }).code === 'OFFCAST_PORTS_EXHAUSTED') throw new RtspError(453, `no free RTP port pairs in ${this.deps.ports.range}`);
+          throw err;
+        });
         track.clientPort = spec.rtpPort;
         track.localPort = ports[0]!;
       } else {

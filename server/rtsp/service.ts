@@ -60,7 +60,7 @@ export class RtspService {
     this.offload = offload;
     this.opts = opts;
     this.auth = new RtspAuth(cfg.api.token);
-    this.reader = new RtspReader(cfg, deps);
+    this.reader = new RtspReader(cfg, offload, deps);
     this.handlers.set('OPTIONS', () => ({ status: 200, headers: [['Public', [...READER_METHODS, ...PUBLISH_METHODS].join(', ')]] }));
     for (const [m, h] of this.reader.methods()) this.handlers.set(m, h);
     for (const [m, h] of publishMethods()) this.handlers.set(m, h);
