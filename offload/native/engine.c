@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <math.h>
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -58,7 +60,7 @@ enum {
 };
 enum {
   E_PACKETS = 0, E_OCTETS, E_ERRORS, E_TICKS, E_SYSCALLS, E_GSO, E_GSO_REFUSED, E_LATE_SUM, E_LATE_COUNT, E_LATE /* 13 */,
-  E_LAG_SUM = E_LATE + 13, E_LAG_COUNT, E_LAG /* 13 */, E_ACTIVE = E_LAG + 13, E_COMMANDS, E_STRIDE = 64
+  E_LAG_SUM = E_LATE + 13, E_LAG_COUNT, E_LAG /* 13 */, E_ACTIVE = E_LAG + 13, E_COMMANDS, E_NICED, E_STRIDE = 64
 };
 
 #define RING 4096                 /* commands; power of two */
@@ -66,6 +68,7 @@ enum {
 #define MAX_BURST 128             /* packets per track visit ("speed": "max") */
 #define FINISH_CAP 4096           /* packets a stop sends at most to end a frame */
 #define TICK_MS 0.5               /* at most one wake per this, when many tracks are due apart */
+#define PACER_NICE (-10)
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000
 
@@ -79,7 +82,7 @@ typedef struct {
 
 typedef struct {
   /* Configuration: written by JavaScript before CREATE, read-only for the thread until CLOSE is acknowledged. */
-  int fd;
+  int fd; /* the engine's own duplicate of the track's socket (-1: none); closed by the thread at CLOSE */
   const uint8_t *payload;
   size_t payload_bytes;
   const uint16_t *len;
@@ -109,11 +112,15 @@ typedef struct {
   double zero_wall;
   uint32_t last_ts;
   int mid_frame;
-  double due;
-  int heap_pos;
+  int in_heap;
   int max_pos;
   int no_gso;
 } track_t;
+
+typedef struct {
+  double due;
+  int32_t slot;
+} hent_t;
 
 typedef struct engine {
   napi_env env;
@@ -133,12 +140,13 @@ typedef struct engine {
   _Atomic uint32_t acked;
   _Atomic uint32_t ack_waiters;
   /* The thread's. */
-  int *heap;
+  hent_t *heap;
   int heap_n;
   int *maxlist;
   int max_n;
   int max_rr;
   atomic_int quit;
+  int niced; /* the thread got PACER_NICE */
   double last_tick;
   double hold_until;
   /* Staging for one track visit. */
@@ -171,53 +179,57 @@ static void wake_all(_Atomic uint32_t *addr) { futex(addr, FUTEX_WAKE_PRIVATE, I
 
 /* ------------------------------------------------------------------ heap */
 
-static void heap_swap(engine_t *e, int i, int j) {
-  int a = e->heap[i], b = e->heap[j];
-  e->heap[i] = b;
-  e->heap[j] = a;
-  e->tracks[b].heap_pos = i;
-  e->tracks[a].heap_pos = j;
-}
-
+/*
+ * The heap holds (due, slot) pairs, so the tick's sift touches only this array. A track's
+ * place in it is not tracked: removing one (stop, close: control work) scans for it.
+ */
 static void heap_up(engine_t *e, int i) {
+  hent_t x = e->heap[i];
   while (i > 0) {
     int p = (i - 1) / 2;
-    if (e->tracks[e->heap[p]].due <= e->tracks[e->heap[i]].due) break;
-    heap_swap(e, i, p);
+    if (e->heap[p].due <= x.due) break;
+    e->heap[i] = e->heap[p];
     i = p;
   }
+  e->heap[i] = x;
 }
 
 static void heap_down(engine_t *e, int i) {
+  hent_t x = e->heap[i];
+  int n = e->heap_n;
   for (;;) {
-    int l = 2 * i + 1, r = l + 1, m = i;
-    if (l < e->heap_n && e->tracks[e->heap[l]].due < e->tracks[e->heap[m]].due) m = l;
-    if (r < e->heap_n && e->tracks[e->heap[r]].due < e->tracks[e->heap[m]].due) m = r;
-    if (m == i) return;
-    heap_swap(e, i, m);
+    int m = 2 * i + 1;
+    if (m >= n) break;
+    if (m + 1 < n && e->heap[m + 1].due < e->heap[m].due) m++;
+    if (e->heap[m].due >= x.due) break;
+    e->heap[i] = e->heap[m];
     i = m;
   }
+  e->heap[i] = x;
 }
 
 static void heap_push(engine_t *e, int slot, double due) {
-  track_t *t = &e->tracks[slot];
-  t->due = due;
-  t->heap_pos = e->heap_n;
-  e->heap[e->heap_n++] = slot;
-  heap_up(e, t->heap_pos);
+  e->tracks[slot].in_heap = 1;
+  e->heap[e->heap_n].due = due;
+  e->heap[e->heap_n].slot = slot;
+  e->heap_n++;
+  heap_up(e, e->heap_n - 1);
 }
 
 static void heap_remove(engine_t *e, int slot) {
   track_t *t = &e->tracks[slot];
-  int i = t->heap_pos;
-  if (i < 0) return;
-  t->heap_pos = -1;
-  int last = e->heap[--e->heap_n];
+  if (!t->in_heap) return;
+  t->in_heap = 0;
+  int i = 0;
+  while (i < e->heap_n && e->heap[i].slot != slot) i++;
+  if (i == e->heap_n) return;
+  hent_t last = e->heap[--e->heap_n];
   if (i == e->heap_n) return;
   e->heap[i] = last;
-  e->tracks[last].heap_pos = i;
-  heap_up(e, i);
-  heap_down(e, e->tracks[last].heap_pos);
+  if (i > 0 && last.due < e->heap[(i - 1) / 2].due)
+    heap_up(e, i);
+  else
+    heap_down(e, i);
 }
 
 static void max_add(engine_t *e, int slot) {
@@ -495,7 +507,7 @@ static void run_command(engine_t *e, const cmd_t *c) {
     case OP_CREATE:
       t->active = 1;
       t->running = 0;
-      t->heap_pos = -1;
+      t->in_heap = 0;
       t->max_pos = -1;
       t->no_gso = 0;
       t->mid_frame = 0;
@@ -525,6 +537,8 @@ static void run_command(engine_t *e, const cmd_t *c) {
     case OP_CLOSE:
       if (!t->active) break;
       stop_track(e, c->slot, 0, now);
+      if (t->fd >= 0) close(t->fd);
+      t->fd = -1;
       t->active = 0;
       e->totals[E_ACTIVE]--;
       break;
@@ -554,20 +568,18 @@ static int drain(engine_t *e) {
 static void tick(engine_t *e) {
   double now = now_ms(e);
   double *tot = e->totals;
-  if (e->heap_n > 0 && e->tracks[e->heap[0]].due <= now) {
-    double lag = now - e->tracks[e->heap[0]].due;
+  if (e->heap_n > 0 && e->heap[0].due <= now) {
+    double lag = now - e->heap[0].due;
     observe(&tot[E_LAG_SUM], lag < 0 ? 0 : lag);
     tot[E_TICKS]++;
   }
-  while (e->heap_n > 0) {
-    int slot = e->heap[0];
-    track_t *t = &e->tracks[slot];
-    if (t->due > now) break;
+  while (e->heap_n > 0 && e->heap[0].due <= now) {
+    int slot = e->heap[0].slot;
     double next = visit(e, slot, now, 0);
     if (next < 0) {
-      finish_track(e, slot);
+      finish_track(e, slot); /* at the top: its removal finds it at once */
     } else {
-      t->due = next;
+      e->heap[0].due = next;
       heap_down(e, 0);
     }
   }
@@ -604,6 +616,14 @@ static void *thread_main(void *arg) {
   engine_t *e = arg;
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   prctl(PR_SET_NAME, "offcast-pacer", 0, 0, 0);
+  /*
+   * Pacing is latency work: on a busy machine a thread that waits 30 ms for a core makes every
+   * packet due meanwhile late. A higher CFS weight (nice -10, when the process may: CAP_SYS_NICE)
+   * lets it preempt ordinary work; it stays an ordinary thread, so a "max" session spinning on it
+   * cannot starve the machine the way a real-time policy could. Without the right, nothing changes.
+   */
+  e->niced = setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PACER_NICE) == 0;
+  e->totals[E_NICED] = e->niced;
   while (!e->quit) {
     drain(e);
     if (e->quit) break;
@@ -618,7 +638,7 @@ static void *thread_main(void *arg) {
     }
     tick(e);
     if (e->max_n > 0) continue; /* unpaced tracks: no sleep, commands are read every turn */
-    double next = e->heap_n > 0 ? e->tracks[e->heap[0]].due : INFINITY;
+    double next = e->heap_n > 0 ? e->heap[0].due : INFINITY;
     double floor = e->last_tick + TICK_MS;
     if (next < floor) next = floor;
     sleep_until(e, next);
@@ -705,6 +725,8 @@ static void engine_stop(engine_t *e) {
 static void cleanup(void *arg) {
   engine_t *e = arg;
   engine_stop(e);
+  for (int i = 0; i < e->max_tracks; i++)
+    if (e->tracks[i].active && e->tracks[i].fd >= 0) close(e->tracks[i].fd);
   if (e->tsfn != NULL) napi_release_threadsafe_function(e->tsfn, napi_tsfn_abort);
   for (int i = 0; i < e->max_tracks; i++) release_refs(e->env, &e->tracks[i]);
   if (e->counters_ref != NULL) napi_delete_reference(e->env, e->counters_ref);
@@ -738,7 +760,7 @@ static napi_value EngineOpen(napi_env env, napi_callback_info info) {
   e->env = env;
   e->max_tracks = (int)max_tracks;
   e->tracks = calloc((size_t)e->max_tracks, sizeof(track_t));
-  e->heap = calloc((size_t)e->max_tracks, sizeof(int));
+  e->heap = calloc((size_t)e->max_tracks, sizeof(hent_t));
   e->maxlist = calloc((size_t)e->max_tracks, sizeof(int));
   if (e->tracks == NULL || e->heap == NULL || e->maxlist == NULL) {
     free(e->tracks);
@@ -825,7 +847,17 @@ static napi_value EngineTrack(napi_env env, napi_callback_info info) {
     return throw_range(env, "OFFCAST_ENGINE_TRACK", "engineTrack: count exceeds an index array");
   if (d[12] <= 0 || d[14] < 0 || !(d[13] > 0)) return throw_range(env, "OFFCAST_ENGINE_TRACK", "engineTrack: clockRate and loopMs must be > 0, speed >= 0");
   if (ring_full(e)) return throw_range(env, "OFFCAST_ENGINE_BUSY", "the pacing engine's command ring is full");
-  t->fd = (int)d[2];
+  /*
+   * The thread sends on its own duplicate of the socket: when the worker's environment is torn
+   * down, libuv closes its descriptors before this addon's cleanup hook stops the thread, and a
+   * descriptor number reused meanwhile (by another worker of the process) must never get our packets.
+   */
+  int fd = -1;
+  if (d[2] >= 0) {
+    fd = fcntl((int)d[2], F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return throw_range(env, "OFFCAST_ENGINE_FD", "engineTrack: cannot duplicate the socket descriptor");
+  }
+  t->fd = fd;
   t->payload = payload;
   t->payload_bytes = npayload;
   t->len = len;

@@ -91,6 +91,8 @@ export const E = {
   lag: 24,
   active: 37,
   commands: 38,
+  /** 1 when the pacing thread runs at nice -10 (the process may raise priority), else 0. */
+  niced: 39,
 } as const;
 export const E_STRIDE = 64;
 
