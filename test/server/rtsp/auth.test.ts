@@ -5,15 +5,18 @@
  */
 import t from 'tap';
 import { startServer } from '../../helpers/server.js';
-import { makeWav } from '../../helpers/media.js';
+import { makeWav, wavData } from '../../helpers/media.js';
 import { RawRtsp, digestResponse } from '../../helpers/rtsp.js';
+import { hasFfmpeg, NO_FFMPEG, run } from '../../helpers/ffmpeg.js';
+import { skipUnless } from '../../helpers/tools.js';
 
 const TOKEN = 's3cret-token';
 const server = await startServer({ 'api.token': TOKEN }, { rtspPort: 0 });
 t.teardown(() => server.stop());
 const port = server.rtsp!.port!;
 const url = `rtsp://127.0.0.1:${port}/tone.wav`;
-await server.api('PUT', '/v1/media/tone.wav', makeWav(8000, 1, 1), { authorization: `Bearer ${TOKEN}` });
+const wav = makeWav(8000, 1, 1);
+await server.api('PUT', '/v1/media/tone.wav', wav, { authorization: `Bearer ${TOKEN}` });
 
 const c = await RawRtsp.connect(port);
 t.teardown(() => c.close());
@@ -74,4 +77,21 @@ t.test('Basic with the token as the password: 200; wrong: 401', async (t) => {
   t.equal((await c.request('DESCRIBE', url, { Authorization: basic('anyone', TOKEN) })).status, 200);
   t.equal((await c.request('DESCRIBE', url, { Authorization: basic('anyone', 'nope') })).status, 401);
   t.equal((await c.request('DESCRIBE', url, { Authorization: `Bearer ${TOKEN}` })).status, 401, 'a bearer token is HTTP’s, not RTSP’s');
+});
+
+t.test('ffmpeg with the token in the URL: Digest as ffmpeg computes it; a wrong one gets 401', { skip: skipUnless(hasFfmpeg(), NO_FFMPEG) }, async (t) => {
+  const ok = await run(
+    'ffmpeg',
+    ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', `rtsp://viewer:${TOKEN}@127.0.0.1:${port}/tone.wav`, '-f', 's16le', '-'],
+    30000,
+  );
+  t.equal(ok.code, 0, `ffmpeg read the stream (${ok.stderr.trim()})`);
+  t.ok(ok.stdout.equals(wavData(wav)), 'the samples of the source, exactly');
+  const bad = await run(
+    'ffmpeg',
+    ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', `rtsp://viewer:wrong@127.0.0.1:${port}/tone.wav`, '-f', 'wav', '-'],
+    30000,
+  );
+  t.not(bad.code, 0, 'a wrong token: ffmpeg fails');
+  t.match(bad.stderr, /401 Unauthorized/);
 });
