@@ -425,3 +425,26 @@ t.test('a port the RTSP listener cannot take fails the start; rtsp.port 0 is no 
   t.teardown(() => off.stop());
   t.equal(off.rtsp, null);
 });
+
+t.test('with two workers, interleaved sessions run on the listener’s worker whatever the load', async (t) => {
+  const two = await startServer({ 'offload.workers': 2 }, { rtspPort: 0 });
+  t.teardown(() => two.stop());
+  await two.api('PUT', '/v1/media/tone.wav', wav);
+  // Three paused HTTP sessions: worker 0 ends up with more, so a placement by load would pick worker 1.
+  const sinksHttp = await Promise.all([0, 1, 2].map(() => sink(t)));
+  for (const s of sinksHttp) {
+    const r = await two.api('POST', '/v1/sessions', { mode: 'play', media: 'tone.wav', state: 'paused', destination: { host: '127.0.0.1', port: s.port } });
+    t.equal(r.status, 201);
+  }
+  t.same(two.offload.load, [2, 1], 'worker 0 holds more sessions');
+  const c = await RawRtsp.connect(two.rtsp!.port!);
+  t.teardown(() => c.close());
+  const b = `rtsp://127.0.0.1:${two.rtsp!.port!}`;
+  const setup = await c.request('SETUP', `${b}/tone.wav/trackID=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=0-1' });
+  const id = sessionId(setup);
+  t.equal((await c.request('PLAY', `${b}/tone.wav/`, { Session: id })).status, 200);
+  t.same(two.offload.load, [3, 1], 'the interleaved session went to worker 0');
+  await c.until(() => c.frames.filter((f) => f.channel === 0).length >= 100, 10000, '100 frames');
+  const got = Buffer.concat(c.frames.filter((f) => f.channel === 0).map((f) => parseRtp(f.data, 0)!.payload));
+  t.ok(got.equals(l16.subarray(0, got.length)), `the source's samples (${got.length} bytes)`);
+});
