@@ -49,6 +49,8 @@ export class RtspConnection implements RtspSink {
   private lastByte = performance.now();
   closed = false;
   private closing = false;
+  /** Requests and frames completed (the slowloris clock restarts with each). */
+  private messages = 0;
   /** An answer named an RTSP session: the client has state here, the connection never idles out. */
   private hasSession = false;
 
@@ -66,7 +68,9 @@ export class RtspConnection implements RtspSink {
   }
 
   private onData(chunk: Buffer): void {
-    const wasIdle = this.parser.pending === 0;
+    // After a refused request nothing more is read: the answer is on its way, then the close.
+    if (this.closing || this.closed) return;
+    const done = this.messages;
     this.lastByte = performance.now();
     try {
       this.parser.feed(chunk);
@@ -76,12 +80,15 @@ export class RtspConnection implements RtspSink {
       this.fail(err.status, err.message);
       return;
     }
-    // A request began in this segment and is not complete: its clock starts now.
-    if (this.parser.pending > 0 && (wasIdle || this.startedAt === 0)) this.startedAt = this.lastByte;
+    // The clock of the message in progress (slowloris) starts with its first byte: now, unless the
+    // one it started with is still incomplete. A stream of frames whose segments end mid-frame
+    // completes messages all the time, so its clock keeps restarting.
     if (this.parser.pending === 0) this.startedAt = 0;
+    else if (this.startedAt === 0 || this.messages !== done) this.startedAt = this.lastByte;
   }
 
   request(req: RtspRequest): void {
+    this.messages++;
     this.listener.stats.requests++;
     const headers: Record<string, string> = {};
     for (const [k, v] of req.headers) headers[k] = v;
@@ -101,6 +108,7 @@ export class RtspConnection implements RtspSink {
   }
 
   frame(channel: number, buf: Buffer, off: number, len: number): void {
+    this.messages++;
     const r = this.receivers.get(channel);
     if (r === undefined) {
       this.listener.stats.unknownChannel++;

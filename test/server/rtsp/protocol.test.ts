@@ -346,6 +346,23 @@ t.test('slowloris: a request that does not complete in rtsp.requestTimeoutMs get
   t.equal((await workerRtsp()).timeouts, before + 1);
 });
 
+t.test('a stream of frames whose segments always end mid-frame is no slowloris: each completed frame restarts the clock', async (t) => {
+  const c = await connect(t);
+  const before = (await workerRtsp()).unknownChannel;
+  const frame = Buffer.concat([Buffer.from([0x24, 9, 0, 16]), Buffer.alloc(16, 7)]);
+  c.write(frame.subarray(0, 10));
+  const frames = 30;
+  // 30 × 50 ms = 1.5 s, well past rtsp.requestTimeoutMs (400 ms), never a whole segment boundary.
+  for (let i = 1; i < frames; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    c.write(Buffer.concat([frame.subarray(10), frame.subarray(0, 10)]));
+  }
+  c.write(frame.subarray(10));
+  const r = await c.request('OPTIONS', '*');
+  t.equal(r.status, 200, 'the connection is still open and answered');
+  t.equal((await workerRtsp()).unknownChannel, before + frames, `all ${frames} frames parsed (and dropped: no channel is set up)`);
+});
+
 t.test('keep-alive: a session with no request for rtsp.sessionTimeoutMs is torn down; RTCP receiver reports keep one alive', async (t) => {
   const c = await connect(t);
   const s = await sink(t);
