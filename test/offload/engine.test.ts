@@ -3,6 +3,7 @@
 // Real UDP on 127.0.0.1; the expected bytes are computed here from the test's own packets.
 import t from 'tap';
 import dgram from 'node:dgram';
+import { spawnSync } from 'node:child_process';
 import { engineAddon, nativeLoadError } from '../../offload/native/index.js';
 import { C, E, NativeEngine, OP_STOP, type EngineTrackOwner } from '../../offload/native/engine.js';
 import { PacketTrackBuilder, finishMedia, type PacketTrack } from '../../offload/cache.js';
@@ -251,6 +252,43 @@ if (addon === null) {
     t.ok(engine.at(slot, C.gso) >= 10, `GSO sends: ${engine.at(slot, C.gso)}`);
     t.ok(calls < 60, `${calls} send calls for 600 packets`);
     t.ok(sendTime < 12000 * 0.5, `unpaced: ${sendTime.toFixed(0)} ms for 12 s of media`);
+    await closeSlot(slot);
+  });
+
+  t.test('a socket whose GSO the kernel refuses falls back to one datagram per packet, exact', async (t) => {
+    const rx = await receiver();
+    const tx = await sender(rx.port);
+    t.teardown(() => {
+      rx.sock.close();
+      tx.close();
+    });
+    // SO_NO_CHECK (no UDP checksum) makes the kernel refuse UDP_SEGMENT with EINVAL. Node cannot
+    // set it: python3 takes a duplicate of our descriptor (pidfd_getfd) and sets it on the socket.
+    const py = [
+      'import ctypes,os,socket,sys',
+      'libc=ctypes.CDLL(None,use_errno=True)',
+      'pidfd=libc.syscall(434,int(sys.argv[1]),0)',
+      'fd=libc.syscall(438,pidfd,int(sys.argv[2]),0) if pidfd>=0 else -1',
+      'fd<0 and sys.exit("pidfd: "+os.strerror(ctypes.get_errno()))',
+      's=socket.socket(fileno=fd)',
+      's.setsockopt(socket.SOL_SOCKET,11,1)',
+      'print(s.getsockopt(socket.SOL_SOCKET,11))',
+    ].join('\n');
+    const set = spawnSync('python3', ['-c', py, String(process.pid), String(socketFd(tx))], { encoding: 'utf8' });
+    t.equal(set.stdout.trim(), '1', `SO_NO_CHECK set on the sending socket ${set.stderr}`);
+    const p = track({ count: 200, size: () => 1000, step: 20 });
+    const owner = new Owner();
+    const refusedBefore = engine.totals[E.gsoRefused]!;
+    const slot = open(p, socketFd(tx), owner, { speed: 0 });
+    engine.run(slot, 0, 0, 0, 0, 0, performance.now(), false);
+    t.ok(await until(() => owner.done.length > 0), 'completion reported');
+    await until(() => rx.got.length >= 200);
+    t.equal(engine.totals[E.gsoRefused]! - refusedBefore, 1, 'the refusal was seen once, for this socket');
+    t.equal(engine.at(slot, C.gso), 0, 'no GSO send went through');
+    t.equal(engine.at(slot, C.errors), 0, 'and no packet was lost to it');
+    t.equal(rx.got.length, 200, 'every packet arrived');
+    const bad = rx.got.map((g, i) => exact(g.msg, p, i, i, TS_BASE + i * 20, false)).filter((x) => x !== null);
+    t.same(bad, [], 'byte-exact and in order');
     await closeSlot(slot);
   });
 
