@@ -62,8 +62,10 @@ if (!hasFfmpeg()) {
           'rtspsrc',
           `location=rtsp://127.0.0.1:${server.rtsp!.port!}/clip.mp4`,
           `protocols=${protocol}`,
-          // A jitter buffer as deep as a keyframe's burst takes on a loaded machine.
+          // A jitter buffer as deep as a keyframe's burst takes on a loaded machine, and receive
+          // buffers that hold one when gst-launch gets little CPU (as gstreamer.test.ts's udpsrc).
           'latency=500',
+          'udp-buffer-size=4194304',
           'name=src',
           'src.',
           '!',
