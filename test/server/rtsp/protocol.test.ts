@@ -465,3 +465,31 @@ t.test('with two workers, interleaved sessions run on the listener’s worker wh
   const got = Buffer.concat(c.frames.filter((f) => f.channel === 0).map((f) => parseRtp(f.data, 0)!.payload));
   t.ok(got.equals(l16.subarray(0, got.length)), `the source's samples (${got.length} bytes)`);
 });
+
+t.test('IPv6: a listener on ::1 serves UDP and TCP readers there', async (t) => {
+  const six = await startServer({ 'http.host': '::1' }, { rtspPort: 0 });
+  t.teardown(() => six.stop());
+  await six.api('PUT', '/v1/media/tone.wav', wav);
+  const p6 = six.rtsp!.port!;
+  const c = await RawRtsp.connect(p6, '::1');
+  t.teardown(() => c.close());
+  const b = `rtsp://[::1]:${p6}`;
+  const d = await c.request('DESCRIBE', `${b}/tone.wav`);
+  t.equal(d.status, 200);
+  t.equal(d.headers['content-base'], `${b}/tone.wav/`, 'Content-Base names the IPv6 address');
+  t.match(d.body, /^c=IN IP6 ::$/m);
+  const s6 = await RtpSink.open(6);
+  t.teardown(() => s6.close());
+  const setup = await c.request('SETUP', `${b}/tone.wav/trackID=0`, { Transport: `RTP/AVP;unicast;client_port=${s6.port}-${s6.port + 1}` });
+  t.equal(setup.status, 200);
+  t.equal((await c.request('PLAY', `${b}/tone.wav/`, { Session: sessionId(setup) })).status, 200);
+  await s6.waitFor(100);
+  const got = Buffer.concat(s6.packets.map((p) => p.payload));
+  t.ok(got.equals(l16.subarray(0, got.length)), `UDP over IPv6: the source's samples (${got.length} bytes)`);
+  const c2 = await RawRtsp.connect(p6, '::1');
+  t.teardown(() => c2.close());
+  const setup2 = await c2.request('SETUP', `${b}/tone.wav/trackID=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=0-1' });
+  t.equal((await c2.request('PLAY', `${b}/tone.wav/`, { Session: sessionId(setup2) })).status, 200);
+  await c2.until(() => c2.frames.length >= 50, 10000, '50 frames');
+  t.pass('TCP over IPv6');
+});
