@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../helpers/server.js';
+import { RawRtsp } from '../helpers/rtsp.js';
 import { makeWav } from '../helpers/media.js';
 import { RtpSink } from '../helpers/rtp.js';
 import { rtpPacket, TestSender } from '../helpers/sender.js';
@@ -66,6 +67,8 @@ t.test('every metric the Grafana dashboard queries is in /metrics', async (t) =>
     'Cache hit rate',
     'Record drops by reason',
     'Slow-path decisions',
+    'RTSP connections and sessions',
+    'RTSP answers by status',
   ]) {
     t.ok(
       dash.panels.some((p) => p.title === want),
@@ -73,8 +76,12 @@ t.test('every metric the Grafana dashboard queries is in /metrics', async (t) =>
     );
   }
 
-  const server = await startServer();
+  const server = await startServer({}, { rtspPort: 0 });
   t.teardown(() => server.stop());
+  // An RTSP request (answers by status) ...
+  const rtsp = await RawRtsp.connect(server.rtsp!.port!);
+  t.teardown(() => rtsp.close());
+  t.equal((await rtsp.request('OPTIONS', '*')).status, 200);
   // Play (packets, cache, lateness) ...
   t.equal((await server.api('PUT', '/v1/media/tone.wav', makeWav(8000, 1, 2))).status, 201);
   const sink = await RtpSink.open();
@@ -117,6 +124,7 @@ t.test('every metric the Grafana dashboard queries is in /metrics', async (t) =>
   t.match(text, /^offcast_record_flow_decisions_total\{reason="ok"\} [1-9]/m, 'a slow-path decision was counted');
   t.match(text, /^offcast_send_lateness_seconds_count [1-9]/m, 'lateness has samples');
   t.match(text, /^offcast_record_drops_total\{reason="payload-type"\} 1$/m, 'the drop is counted by reason');
+  t.match(text, /^offcast_rtsp_responses_total\{status="200"\} 1$/m, 'RTSP answers are counted by status');
 });
 
 t.test('the Prometheus example scrapes /metrics of an offcast server', async (t) => {
