@@ -114,7 +114,7 @@ export async function buildServer(config: Config, opts: BuildOptions = {}): Prom
   const rtspPort = opts.rtspPort === undefined ? (config.rtsp.port === 0 ? null : config.rtsp.port) : opts.rtspPort;
   let rtsp: RtspService | null = null;
   if (rtspPort !== null) {
-    rtsp = new RtspService(config, offload, { catalog, sessions, recordings, ports, slots }, { port: rtspPort, host: config.http.host });
+    rtsp = new RtspService(config, offload, { catalog, sessions, recordings, ports, slots }, { port: rtspPort, host: config.http.host, log: app.log });
     try {
       await rtsp.start();
     } catch (err) {

@@ -41,6 +41,8 @@ export interface RtspServiceOptions {
   /** Port to listen on; 0 in the config is "off", the build option 0 is "any free port" (tests). */
   port: number;
   host: string;
+  /** Where a 5xx answer's cause goes (the client gets no internals). */
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export class RtspService {
@@ -122,6 +124,7 @@ export class RtspService {
       }
     } catch (err) {
       r = errorReply(err);
+      if (r.status >= 500) this.opts.log?.warn({ method: note.method, uri: note.uri, status: r.status, cause: (err as Error).message }, 'RTSP request failed');
     }
     this.answers[r.status] = (this.answers[r.status] ?? 0) + 1;
     const headers: [string, string][] = [];
