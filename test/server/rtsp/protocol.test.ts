@@ -6,6 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import net from 'node:net';
+import type { Worker } from 'node:worker_threads';
 import { startServer } from '../../helpers/server.js';
 import { makeWav, wavData } from '../../helpers/media.js';
 import { RawRtsp, sessionId, type RtspResponse } from '../../helpers/rtsp.js';
@@ -492,4 +493,34 @@ t.test('IPv6: a listener on ::1 serves UDP and TCP readers there', async (t) => 
   t.equal((await c2.request('PLAY', `${b}/tone.wav/`, { Session: sessionId(setup2) })).status, 200);
   await c2.until(() => c2.frames.length >= 50, 10000, '50 frames');
   t.pass('TCP over IPv6');
+});
+
+t.test('the listener’s worker dies: its connections and interleaved sessions end, a new worker listens on the same port', async (t) => {
+  const srv = await startServer({}, { rtspPort: 0 });
+  t.teardown(() => srv.stop());
+  await srv.api('PUT', '/v1/media/tone.wav', wav);
+  const lp = srv.rtsp!.port!;
+  const seen: { id: string; why: string }[] = [];
+  srv.rtsp!.reader.onTeardown = (id, why) => seen.push({ id, why });
+  const c = await RawRtsp.connect(lp);
+  t.teardown(() => c.close());
+  const id = sessionId(await c.request('SETUP', `rtsp://127.0.0.1:${lp}/tone.wav/trackID=0`, { Transport: 'RTP/AVP/TCP;unicast' }));
+  t.equal((await c.request('PLAY', `rtsp://127.0.0.1:${lp}/tone.wav/`, { Session: id })).status, 200);
+  await c.until(() => c.frames.length >= 10, 10000, 'frames');
+  const workers = (srv.offload as unknown as { workers: Worker[] }).workers;
+  await workers[0]!.terminate();
+  await c.waitClosed();
+  await waitUntil(() => seen.some((d) => d.id === id && d.why === 'connection'), 5000, 'the interleaved session to end');
+  let again: RawRtsp | null = null;
+  await waitUntil(
+    async () => {
+      again = await RawRtsp.connect(lp).catch(() => null);
+      return again !== null;
+    },
+    10000,
+    'the listener to be back',
+  );
+  const c2 = again! as RawRtsp;
+  t.teardown(() => c2.close());
+  t.equal((await c2.request('DESCRIBE', `rtsp://127.0.0.1:${lp}/tone.wav`)).status, 200, 'a new connection is served');
 });
