@@ -76,6 +76,8 @@ interface ReaderSession {
   rtcpSeen: number;
   /** A PLAY (creating the session) in progress. */
   busy: boolean;
+  /** Torn down while a PLAY was in progress: ended when it is done (it holds the slot and ports). */
+  doomed: 'teardown' | 'timeout' | 'connection' | null;
 }
 
 export class RtspReader {
@@ -237,6 +239,7 @@ export class RtspReader {
         lastSeen: performance.now(),
         rtcpSeen: 0,
         busy: false,
+        doomed: null,
       };
       created = true;
     }
@@ -267,6 +270,11 @@ export class RtspReader {
         });
         track.clientPort = spec.rtpPort;
         track.localPort = ports[0]!;
+        // Meanwhile (another connection naming the session) it may have ended, or got this track.
+        if (!created && (!this.byId.has(s.id) || s.state !== 'ready' || s.tracks.some((t) => t.index === index))) {
+          this.deps.ports.release(ports);
+          throw new RtspError(455, 'the session changed while this SETUP was decided');
+        }
       } else {
         if (s.stream.kind === 'live' && s.stream.worker !== RTSP_WORKER) {
           throw new RtspError(461, 'this recording runs on another offload worker: read it over UDP (RTP/AVP;unicast)');
@@ -314,6 +322,7 @@ export class RtspReader {
       return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(rtpInfo.positionMs)}-`], ['RTP-Info', this.rtpInfo(c, s, rtpInfo)]] };
     } finally {
       s.busy = false;
+      if (s.doomed !== null) void this.end(s, s.doomed);
     }
   }
 
@@ -429,6 +438,11 @@ export class RtspReader {
   /** Ends an RTSP session: its play session (if PLAY made one), or the ports and slot it holds. */
   private async end(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection'): Promise<void> {
     if (!this.byId.has(s.id)) return;
+    // A PLAY in progress is creating the play session with this session's slot and ports: end after it.
+    if (s.busy) {
+      s.doomed ??= why;
+      return;
+    }
     const sessionId = s.state === 'ended' ? null : s.sessionId;
     this.forget(s, why);
     if (sessionId !== null) await this.deps.sessions.end(sessionId).catch(() => undefined);
@@ -475,6 +489,7 @@ export class RtspReader {
     const ids = stale.filter((s) => s.sessionId !== null && s.state !== 'ended').map((s) => s.sessionId!);
     const counts = ids.length === 0 ? new Map<string, number>() : await this.deps.sessions.rtcpCounts(ids).catch(() => new Map<string, number>());
     for (const s of stale) {
+      if (s.busy) continue;
       const n = s.sessionId === null || s.state === 'ended' ? undefined : counts.get(s.sessionId);
       if (n !== undefined && n > s.rtcpSeen) {
         s.rtcpSeen = n;

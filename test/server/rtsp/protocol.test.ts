@@ -524,3 +524,17 @@ t.test('the listener’s worker dies: its connections and interleaved sessions e
   t.teardown(() => c2.close());
   t.equal((await c2.request('DESCRIBE', `rtsp://127.0.0.1:${lp}/tone.wav`)).status, 200, 'a new connection is served');
 });
+
+t.test('a connection closed while its PLAY is decided: the session it creates ends, nothing stays held', async (t) => {
+  const before = server.sessions.activePlay;
+  const c = await RawRtsp.connect(port);
+  const id = sessionId(await c.request('SETUP', `${base}/tone.wav/trackID=0`, { Transport: 'RTP/AVP/TCP;unicast' }));
+  c.write(c.text('PLAY', `${base}/tone.wav/`, { Session: id }));
+  c.close();
+  // Ended with its connection, or its PLAY failed for want of it: either way it is gone.
+  await waitUntil(() => teardowns.some((d) => d.id === id && (d.why === 'connection' || d.why === 'failed')), 5000, 'the session to end with its connection');
+  await waitUntil(() => server.sessions.activePlay === before, 5000, 'no play session left running');
+  t.equal(server.sessions.activePlay, before, 'no play session left running');
+  const v = await listed(id);
+  t.ok(v === undefined || v.state === 'ended' || v.state === 'failed', `its play session, if it was created, ended (${v?.state ?? 'never created'})`);
+});
