@@ -251,6 +251,8 @@ t.test('offcast serve runs the server as npm start does', async (t) => {
     env: {
       ...process.env,
       OFFCAST_HTTP_PORT: '0',
+      // No RTSP listener: parallel test files must not fight over port 8554.
+      OFFCAST_RTSP_PORT: '0',
       OFFCAST_MEDIA_ROOT: path.join(dir, 'media'),
       OFFCAST_RECORDINGS_ROOT: path.join(dir, 'recordings'),
       OFFCAST_LOG_FORMAT: 'json',

@@ -53,6 +53,8 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   const base = randomPortBlock(100);
   const env = {
     OFFCAST_HTTP_PORT: String(httpPort),
+    // No RTSP listener: parallel test files must not fight over port 8554.
+    OFFCAST_RTSP_PORT: '0',
     OFFCAST_MEDIA_ROOT: path.join(dir, 'media'),
     OFFCAST_RECORDINGS_ROOT: path.join(dir, 'recordings'),
     OFFCAST_RTP_PORT_MIN: String(base),

@@ -683,6 +683,8 @@ t.test('errors: a 5xx carries no internals', async (t) => {
       'log.level': 'silent',
       'rtp.portMin': 50000,
       'rtp.portMax': 50003,
+      // No RTSP listener: parallel test files must not fight over port 8554.
+      'rtsp.port': 0,
     },
   });
   const own = await buildServer(config, { logger: false });

@@ -53,6 +53,8 @@ async function serveOutput(t: Test, env: Record<string, string>, tty: boolean): 
   const childEnv = {
     ...process.env,
     OFFCAST_HTTP_PORT: '0',
+    // No RTSP listener: parallel test files must not fight over port 8554.
+    OFFCAST_RTSP_PORT: '0',
     OFFCAST_MEDIA_ROOT: path.join(dir, 'media'),
     OFFCAST_RECORDINGS_ROOT: path.join(dir, 'rec'),
     ...env,

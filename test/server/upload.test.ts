@@ -311,7 +311,8 @@ t.test('upload temp files a crash left behind are removed at start', async (t) =
   const config = loadConfig({
     argv: [],
     env: {},
-    overrides: { 'http.port': 0, mediaRoot, recordingsRoot: path.join(dir, 'recordings'), 'log.level': 'silent' },
+    // No RTSP listener: parallel test files must not fight over port 8554.
+    overrides: { 'http.port': 0, mediaRoot, recordingsRoot: path.join(dir, 'recordings'), 'log.level': 'silent', 'rtsp.port': 0 },
   });
   const s = await buildServer(config, { logger: false });
   try {

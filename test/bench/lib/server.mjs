@@ -123,6 +123,8 @@ export async function startOffcast(opts) {
     ...process.env,
     OFFCAST_HTTP_HOST: '127.0.0.1',
     OFFCAST_HTTP_PORT: String(port),
+    // The benchmark measures RTP; no RTSP listener to collide with one on 8554.
+    OFFCAST_RTSP_PORT: '0',
     OFFCAST_MEDIA_ROOT: mediaRoot,
     OFFCAST_RECORDINGS_ROOT: recordingsRoot,
     OFFCAST_RTP_PORT_MIN: String(SERVER_PORT_MIN),
