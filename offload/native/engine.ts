@@ -91,8 +91,6 @@ export const E = {
   lag: 24,
   active: 37,
   commands: 38,
-  /** 1 when the pacing thread runs at nice -10 (the process may raise priority), else 0. */
-  niced: 39,
 } as const;
 export const E_STRIDE = 64;
 
