@@ -614,10 +614,9 @@ static void *thread_main(void *arg) {
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   prctl(PR_SET_NAME, "offcast-pacer", 0, 0, 0);
   /*
-   * No raised priority (measured: nice -10 held more streams on a quiet machine, but under load
-   * it starved ksoftirqd, which delivers loopback packets once softirq work is deferred to it:
-   * the backlog overflowed, 4732 packets were lost and streams ran ~1 s late in scenario 5, and
-   * a "max" session starved its own receiver).
+   * No raised priority: nice -10 was measured, and under load it starved the threads at normal
+   * priority, the receiver's among them (scenario 5: 4732 packets lost, streams ~1 s late; a
+   * "max" session starved its own receiver).
    */
   while (!e->quit) {
     drain(e);
