@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/io_uring.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -41,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -59,7 +61,7 @@ enum {
 };
 enum {
   E_PACKETS = 0, E_OCTETS, E_ERRORS, E_TICKS, E_SYSCALLS, E_GSO, E_GSO_REFUSED, E_LATE_SUM, E_LATE_COUNT, E_LATE /* 13 */,
-  E_LAG_SUM = E_LATE + 13, E_LAG_COUNT, E_LAG /* 13 */, E_ACTIVE = E_LAG + 13, E_COMMANDS, E_STRIDE = 64
+  E_LAG_SUM = E_LATE + 13, E_LAG_COUNT, E_LAG /* 13 */, E_ACTIVE = E_LAG + 13, E_COMMANDS, E_URING, E_STRIDE = 64
 };
 
 #define RING 4096                 /* commands; power of two */
@@ -67,6 +69,7 @@ enum {
 #define MAX_BURST 128             /* packets per track visit ("speed": "max") */
 #define FINISH_CAP 4096           /* packets a stop sends at most to end a frame */
 #define TICK_MS 0.5               /* at most one wake per this, when many tracks are due apart */
+#define POOL 1024                 /* packets (and messages) staged per io_uring submission */
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000
 
@@ -147,15 +150,25 @@ typedef struct engine {
   double last_tick;
   double hold_until;
   /* Staging for one track visit. */
-  uint8_t hdr[MAX_BURST][12];
-  struct iovec iov[MAX_BURST * 2];
-  struct mmsghdr msgs[MAX_BURST];
+  uint8_t hdr[POOL][12];
+  struct iovec iov[POOL * 2];
+  struct mmsghdr msgs[POOL];
   union {
     char buf[CMSG_SPACE(sizeof(uint16_t))];
     struct cmsghdr align;
-  } cmsg[MAX_BURST];
-  int msg_first[MAX_BURST + 1]; /* packet index each message starts at */
-  double late[MAX_BURST];
+  } cmsg[POOL];
+  int msg_first[POOL + 1]; /* packet index each message starts at */
+  int msg_slot[POOL];      /* the track each message belongs to (io_uring batches) */
+  double late[POOL];
+  /* io_uring: every due packet of a turn, of every track, in one submission (0: sendmmsg per track). */
+  int uring;
+  int ring_fd;
+  int pool_n, msg_n;
+  unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, cq_mask;
+  struct io_uring_sqe *sqes;
+  struct io_uring_cqe *cqes;
+  void *sq_map, *cq_map;
+  size_t sq_len, cq_len, sqes_len;
 } engine_t;
 
 /* ------------------------------------------------------------------ time, futex */
@@ -314,9 +327,12 @@ static void stage(engine_t *e, track_t *t, int k) {
   t->idx = i + 1;
 }
 
-/* Groups staged packets [from, n) into messages: runs of one size (the last may be shorter) as one GSO message. */
-static int build_msgs(engine_t *e, int from, int n, int gso) {
-  int m = 0, k = from;
+/*
+ * Groups staged packets [from, n) into messages at msgs[mbase...]: runs of one size (the last may
+ * be shorter) as one GSO message. Returns how many messages.
+ */
+static int build_msgs(engine_t *e, int mbase, int from, int n, int gso) {
+  int m = mbase, k = from;
   while (k < n) {
     size_t size = 12 + e->iov[2 * k + 1].iov_len;
     int j = k + 1;
@@ -349,17 +365,36 @@ static int build_msgs(engine_t *e, int from, int n, int gso) {
     k = j;
   }
   e->msg_first[m] = n;
-  return m;
+  return m - mbase;
 }
 
 static int gso_refused(int err) { return err == EIO || err == EINVAL || err == EOPNOTSUPP || err == ENOPROTOOPT; }
 
-/* Sends the `n` staged packets of track `slot` on its socket; counts everything. */
+/* Counts staged packets [from, to) of track `slot` as sent (failures are counted when they are known). */
+static void account(engine_t *e, int slot, int from, int to, double now) {
+  track_t *t = &e->tracks[slot];
+  double *c = ctr(e, slot);
+  double *tot = e->totals;
+  size_t octets = 0;
+  for (int k = from; k < to; k++) {
+    octets += e->iov[2 * k + 1].iov_len;
+    observe(&c[C_LATE_SUM], e->late[k]);
+    observe(&tot[E_LATE_SUM], e->late[k]);
+  }
+  c[C_PACKETS] += to - from;
+  c[C_OCTETS] += (double)octets;
+  c[C_LAST_TS] = t->last_ts;
+  c[C_LAST_AT] = now;
+  tot[E_PACKETS] += to - from;
+  tot[E_OCTETS] += (double)octets;
+}
+
+/* Sends the `n` packets staged from 0 for track `slot` on its socket, now; counts everything. */
 static void flush_track(engine_t *e, int slot, int n, double now) {
   track_t *t = &e->tracks[slot];
   double *c = ctr(e, slot);
   double *tot = e->totals;
-  int m = build_msgs(e, 0, n, !t->no_gso);
+  int m = build_msgs(e, 0, 0, n, !t->no_gso);
   int i = 0;
   while (i < m) {
     int r = sendmmsg(t->fd, &e->msgs[i], (unsigned)(m - i), MSG_DONTWAIT);
@@ -372,7 +407,7 @@ static void flush_track(engine_t *e, int slot, int n, double now) {
         /* This socket cannot segment: send the rest packet by packet, now and from now on. */
         t->no_gso = 1;
         tot[E_GSO_REFUSED]++;
-        m = build_msgs(e, e->msg_first[i], n, 0);
+        m = build_msgs(e, 0, e->msg_first[i], n, 0);
         i = 0;
         continue;
       }
@@ -388,18 +423,149 @@ static void flush_track(engine_t *e, int slot, int n, double now) {
       }
     i += r;
   }
-  size_t octets = 0;
-  for (int k = 0; k < n; k++) {
-    octets += e->iov[2 * k + 1].iov_len;
-    observe(&c[C_LATE_SUM], e->late[k]);
-    observe(&tot[E_LATE_SUM], e->late[k]);
+  account(e, slot, 0, n, now);
+}
+
+/* ------------------------------------------------------------------ io_uring */
+
+static void uring_setup(engine_t *e) {
+  const char *off = getenv("OFFCAST_ENGINE_URING");
+  if (off != NULL && strcmp(off, "0") == 0) return;
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  int fd = (int)syscall(__NR_io_uring_setup, POOL, &p);
+  if (fd < 0) return; /* no io_uring here (old kernel, seccomp): sendmmsg per track */
+  e->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+  e->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+  e->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+  e->sq_map = mmap(NULL, e->sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+  e->cq_map = mmap(NULL, e->cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+  e->sqes = mmap(NULL, e->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+  if (e->sq_map == MAP_FAILED || e->cq_map == MAP_FAILED || e->sqes == MAP_FAILED || p.sq_entries < POOL) {
+    if (e->sq_map != MAP_FAILED) munmap(e->sq_map, e->sq_len);
+    if (e->cq_map != MAP_FAILED) munmap(e->cq_map, e->cq_len);
+    if (e->sqes != MAP_FAILED) munmap(e->sqes, e->sqes_len);
+    close(fd);
+    return;
   }
-  c[C_PACKETS] += n;
-  c[C_OCTETS] += (double)octets;
-  c[C_LAST_TS] = t->last_ts;
-  c[C_LAST_AT] = now;
-  tot[E_PACKETS] += n;
-  tot[E_OCTETS] += (double)octets;
+  char *sq = e->sq_map, *cq = e->cq_map;
+  e->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+  e->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+  e->sq_array = (unsigned *)(sq + p.sq_off.array);
+  e->cq_head = (unsigned *)(cq + p.cq_off.head);
+  e->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+  e->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
+  e->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+  e->ring_fd = fd;
+  e->uring = 1;
+  e->totals[E_URING] = 1;
+}
+
+static void uring_teardown(engine_t *e) {
+  if (!e->uring) return;
+  munmap(e->sq_map, e->sq_len);
+  munmap(e->cq_map, e->cq_len);
+  munmap(e->sqes, e->sqes_len);
+  close(e->ring_fd);
+  e->uring = 0;
+}
+
+/* Counts what became of message `mi` (sent: `res` >= 0, else -errno). */
+static void message_done(engine_t *e, int mi, int res) {
+  int slot = e->msg_slot[mi];
+  track_t *t = &e->tracks[slot];
+  double *c = ctr(e, slot);
+  double *tot = e->totals;
+  int first = e->msg_first[mi], segs = e->msg_first[mi + 1] - first;
+  if (res >= 0) {
+    if (segs > 1) {
+      c[C_GSO]++;
+      tot[E_GSO]++;
+    }
+    return;
+  }
+  if (segs > 1 && gso_refused(-res)) {
+    /* This socket cannot segment: these packets go one by one, and the socket's later ones too. */
+    if (!t->no_gso) tot[E_GSO_REFUSED]++;
+    t->no_gso = 1;
+    for (int k = first; k < first + segs; k++) {
+      struct msghdr h;
+      memset(&h, 0, sizeof h);
+      h.msg_iov = &e->iov[2 * k];
+      h.msg_iovlen = 2;
+      tot[E_SYSCALLS]++;
+      if (sendmsg(t->fd, &h, MSG_DONTWAIT) < 0) {
+        c[C_ERRORS]++;
+        tot[E_ERRORS]++;
+      }
+    }
+    return;
+  }
+  c[C_ERRORS] += segs;
+  tot[E_ERRORS] += segs;
+}
+
+/* Queues staged packets [from, to) of track `slot` as messages of the next submission. */
+static void uring_queue(engine_t *e, int slot, int from, int to, double now) {
+  track_t *t = &e->tracks[slot];
+  int m = build_msgs(e, e->msg_n, from, to, !t->no_gso);
+  unsigned tail = *e->sq_tail, mask = *e->sq_mask;
+  for (int k = 0; k < m; k++) {
+    int mi = e->msg_n + k;
+    e->msg_slot[mi] = slot;
+    unsigned idx = (tail + (unsigned)k) & mask;
+    struct io_uring_sqe *q = &e->sqes[idx];
+    memset(q, 0, sizeof *q);
+    q->opcode = IORING_OP_SENDMSG;
+    q->fd = t->fd;
+    q->addr = (uint64_t)(uintptr_t)&e->msgs[mi].msg_hdr;
+    q->len = 1;
+    q->msg_flags = MSG_DONTWAIT;
+    q->user_data = (uint64_t)mi;
+    e->sq_array[idx] = idx;
+  }
+  atomic_store_explicit((_Atomic unsigned *)e->sq_tail, tail + (unsigned)m, memory_order_release);
+  e->msg_n += m;
+  account(e, slot, from, to, now);
+}
+
+/* Submits every queued message in one call, waits for their completions, counts them. */
+static void uring_flush(engine_t *e) {
+  int pending = e->msg_n;
+  int done = 0;
+  while (pending > 0) {
+    long r = syscall(__NR_io_uring_enter, e->ring_fd, (unsigned)pending, (unsigned)pending, IORING_ENTER_GETEVENTS, NULL, 0);
+    e->totals[E_SYSCALLS]++;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break; /* what was not submitted is counted as failed below */
+    }
+    pending -= (int)r;
+    unsigned head = *e->cq_head;
+    unsigned tail = atomic_load_explicit((_Atomic unsigned *)e->cq_tail, memory_order_acquire);
+    for (; head != tail; head++) {
+      struct io_uring_cqe *q = &e->cqes[head & e->cq_mask];
+      message_done(e, (int)q->user_data, q->res);
+      done++;
+    }
+    atomic_store_explicit((_Atomic unsigned *)e->cq_head, head, memory_order_release);
+    if (r == 0) break;
+  }
+  /* Completions still owed (a failed submission): wait for them, so the pool may be reused. */
+  while (done < e->msg_n) {
+    long r = syscall(__NR_io_uring_enter, e->ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    unsigned head = *e->cq_head;
+    unsigned tail = atomic_load_explicit((_Atomic unsigned *)e->cq_tail, memory_order_acquire);
+    if (head == tail && r < 0 && errno != EINTR) break;
+    for (; head != tail; head++) {
+      struct io_uring_cqe *q = &e->cqes[head & e->cq_mask];
+      message_done(e, (int)q->user_data, q->res);
+      done++;
+    }
+    atomic_store_explicit((_Atomic unsigned *)e->cq_head, head, memory_order_release);
+  }
+  e->pool_n = 0;
+  e->msg_n = 0;
 }
 
 /* A packet's place is outside the cache (a JavaScript bug): the track stops, counted. */
@@ -426,6 +592,8 @@ static double visit(engine_t *e, int slot, double now, int max) {
   int n = 0;
   int cap = max ? MAX_BURST : BURST;
   double next = -1;
+  if (e->uring && e->pool_n + cap > POOL) uring_flush(e);
+  int base = e->uring ? e->pool_n : 0;
   for (;;) {
     if (t->idx >= t->count) {
       if (!t->loop || t->count == 0) {
@@ -455,11 +623,18 @@ static double visit(engine_t *e, int slot, double now, int max) {
       next = -1;
       break;
     }
-    e->late[n] = late < 0 ? 0 : late;
-    stage(e, t, n);
+    e->late[base + n] = late < 0 ? 0 : late;
+    stage(e, t, base + n);
     n++;
   }
-  if (n > 0) flush_track(e, slot, n, now);
+  if (n > 0) {
+    if (e->uring) {
+      uring_queue(e, slot, base, base + n, now);
+      e->pool_n = base + n;
+    } else {
+      flush_track(e, slot, n, now);
+    }
+  }
   return next;
 }
 
@@ -586,6 +761,7 @@ static void tick(engine_t *e) {
     int slot = e->maxlist[e->max_rr++ % e->max_n];
     if (visit(e, slot, now, 1) < 0) finish_track(e, slot);
   }
+  if (e->uring) uring_flush(e);
   e->last_tick = now;
 }
 
@@ -618,6 +794,7 @@ static void *thread_main(void *arg) {
    * priority, the receiver's among them (scenario 5: 4732 packets lost, streams ~1 s late; a
    * "max" session starved its own receiver).
    */
+  uring_setup(e);
   while (!e->quit) {
     drain(e);
     if (e->quit) break;
@@ -637,6 +814,7 @@ static void *thread_main(void *arg) {
     if (next < floor) next = floor;
     sleep_until(e, next);
   }
+  uring_teardown(e);
   return NULL;
 }
 

@@ -91,6 +91,8 @@ export const E = {
   lag: 24,
   active: 37,
   commands: 38,
+  /** 1 when the thread sends through io_uring (one submission per turn), 0 with a sendmmsg per track. */
+  uring: 39,
 } as const;
 export const E_STRIDE = 64;
 
