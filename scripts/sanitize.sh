@@ -68,6 +68,8 @@ export OFFCAST_RACE_CYCLES=${OFFCAST_RACE_CYCLES:-2000}
 echo "sanitize: running ${files[*]}"
 status=0
 npx tap --jobs 1 "${files[@]}" || status=$?
+echo "sanitize: the engine tests again with a sendmmsg per track instead of io_uring"
+OFFCAST_ENGINE_URING=0 npx tap --jobs 1 test/offload/engine.test.ts || status=$?
 echo "sanitize: leak probe (workers that use the engine and exit)"
 node scripts/sanitize-leaks.mjs || status=$?
 unset LD_PRELOAD
