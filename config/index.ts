@@ -26,7 +26,7 @@ export interface Config {
     readonly uploadIdleMs: number;
   };
   readonly offload: { readonly workers: number; readonly nativeSend: boolean };
-  readonly rtsp: { readonly port: number; readonly sessionTimeoutMs: number; readonly requestTimeoutMs: number };
+  readonly rtsp: { readonly port: number; readonly sessionTimeoutMs: number; readonly requestTimeoutMs: number; readonly maxConnections: number };
   readonly record: {
     readonly idleTimeoutMs: number;
     readonly maxDurationMs: number;

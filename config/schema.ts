@@ -58,6 +58,13 @@ export const SCHEMA = {
     max: 600 * 1000,
     doc: 'an RTSP request must arrive whole this long after its first byte (else 408, closed)',
   },
+  'rtsp.maxConnections': {
+    type: 'int',
+    default: 500,
+    min: 1,
+    max: 100000,
+    doc: 'RTSP connections open at once; one more is answered 503 and closed',
+  },
   'offload.workers': { type: 'int', default: 1, min: 1, max: 64, doc: 'data-plane worker threads' },
   'offload.nativeSend': {
     type: 'bool',

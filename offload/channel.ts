@@ -275,6 +275,8 @@ export interface RtspListenParams {
   requestTimeoutMs: number;
   /** A connection with no RTSP session and no bytes for this long is closed, ms. */
   idleTimeoutMs: number;
+  /** Connections open at once; one more is answered 503 and closed. */
+  maxConnections: number;
 }
 
 /**
@@ -313,6 +315,8 @@ export interface RtspAnswer {
 export interface RtspWorkerStats {
   connections: number;
   connectionsTotal: number;
+  /** Connections refused because maxConnections were open. */
+  refused: number;
   requests: number;
   /** Malformed or oversized requests (answered 400/413/505, connection closed). */
   badRequests: number;

@@ -156,6 +156,9 @@ export function createMetrics(deps: MetricsDeps): { registry: client.Registry; r
   // RTSP: the listener's counters (its worker's), the control plane's answers and sessions.
   gauge('offcast_rtsp_connections', 'RTSP connections open', () => sum((w) => w.rtsp.connections));
   counter('offcast_rtsp_connections_total', 'RTSP connections accepted', () => sum((w) => w.rtsp.connectionsTotal));
+  counter('offcast_rtsp_connections_refused_total', 'RTSP connections answered 503 and closed because rtsp.maxConnections were open', () =>
+    sum((w) => w.rtsp.refused),
+  );
   counter('offcast_rtsp_requests_total', 'RTSP requests parsed', () => sum((w) => w.rtsp.requests));
   counter('offcast_rtsp_bad_requests_total', 'Malformed or oversized RTSP requests (answered 400/413/505, connection closed)', () =>
     sum((w) => w.rtsp.badRequests),

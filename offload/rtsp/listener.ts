@@ -213,6 +213,7 @@ export class RtspListener implements FlushList {
   readonly stats: RtspWorkerStats = {
     connections: 0,
     connectionsTotal: 0,
+    refused: 0,
     requests: 0,
     badRequests: 0,
     timeouts: 0,
@@ -229,6 +230,7 @@ export class RtspListener implements FlushList {
     this.flush();
   };
   private timer: NodeJS.Timeout | null = null;
+  private maxConnections = Infinity;
   /** Interleaved totals of connections that are gone. */
   private retired = { packets: 0, dropped: 0 };
 
@@ -247,6 +249,7 @@ export class RtspListener implements FlushList {
       });
     });
     this.server = server;
+    this.maxConnections = p.maxConnections;
     this.timer = setInterval(
       () => {
         const now = performance.now();
@@ -260,6 +263,15 @@ export class RtspListener implements FlushList {
   }
 
   private accept(socket: Socket): void {
+    if (this.connections.size >= this.maxConnections) {
+      // Full: say so (no CSeq: nothing was asked yet) and close. The socket is gone within a
+      // second even if the peer never reads, so a flood of connections holds no descriptors.
+      this.stats.refused++;
+      socket.on('error', () => socket.destroy());
+      socket.end('RTSP/1.0 503 Service Unavailable\r\nServer: offcast\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
     const id = ++this.nextId;
     this.connections.set(id, new RtspConnection(id, socket, this));
     this.stats.connections++;

@@ -82,6 +82,7 @@ export class RtspService {
       port: this.opts.port,
       requestTimeoutMs: this.cfg.rtsp.requestTimeoutMs,
       idleTimeoutMs: this.cfg.rtsp.sessionTimeoutMs,
+      maxConnections: this.cfg.rtsp.maxConnections,
     });
     this.port = port;
     this.reader.start(port);
@@ -96,6 +97,7 @@ export class RtspService {
           port: this.port!,
           requestTimeoutMs: this.cfg.rtsp.requestTimeoutMs,
           idleTimeoutMs: this.cfg.rtsp.sessionTimeoutMs,
+          maxConnections: this.cfg.rtsp.maxConnections,
         });
         return;
       } catch {
