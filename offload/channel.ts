@@ -189,9 +189,16 @@ export interface HistogramSnapshot {
 }
 
 export interface RecordTrackParams extends TrackSpec {
+  /** The UDP port pair's RTP port (0 for an interleaved track: no sockets). */
   localPort: number;
   /** Our SSRC for receiver reports. */
   ssrc: number;
+  /**
+   * RTSP RECORD over RTP/AVP/TCP: the track's packets come in `$`-frames on
+   * RTSP connection `conn`, RTP on `channel` and RTCP on channel + 1, instead
+   * of UDP. Only on the worker that runs the RTSP listener.
+   */
+  interleaved?: { conn: number; channel: number };
 }
 
 export interface RecordCreateParams {

@@ -117,6 +117,7 @@ const hooks = {
 
 const recordHooks = {
   bindHost: init.bindHost,
+  rtsp,
   rtcpIntervalMs: init.rtcpIntervalMs,
   onFlow(header: Notifications['flow.new']): void {
     notify('flow.new', header);

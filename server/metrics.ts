@@ -177,8 +177,8 @@ export function createMetrics(deps: MetricsDeps): { registry: client.Registry; r
   );
   if (deps.rtsp !== undefined) {
     const rtsp = deps.rtsp;
-    gauge('offcast_rtsp_sessions', 'RTSP sessions (set up, playing or paused)', () => rtsp.reader.size);
-    counter('offcast_rtsp_session_timeouts_total', 'RTSP sessions torn down for want of keep-alives', () => rtsp.reader.timeouts);
+    gauge('offcast_rtsp_sessions', 'RTSP sessions (reading: set up, playing or paused; publishing: announced or recording)', () => rtsp.sessions.size);
+    counter('offcast_rtsp_session_timeouts_total', 'RTSP sessions torn down for want of keep-alives', () => rtsp.sessions.timeouts);
     new client.Counter({
       name: 'offcast_rtsp_responses_total',
       help: 'RTSP answers by status code',

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
-import type { FlowHeader, RecordingSummary, RecordStats, RecordTrackParams } from '../offload/channel.js';
+import { OffloadError, type FlowHeader, type RecordingSummary, type RecordStats, type RecordTrackParams } from '../offload/channel.js';
 import { resolveMediaPath } from '../storage/library.js';
 import type { TrackSpec } from '../storage/types.js';
 import { recordingTrackInfo } from '../storage/recording/probe.js';
@@ -47,6 +47,8 @@ export interface RecordSessionView {
   error?: string;
   reason?: string;
   recording?: RecordingSummary;
+  /** A recording an RTSP client publishes (ANNOUNCE + RECORD): its RTSP session id and transport. */
+  rtsp?: { session: string; transport: 'udp' | 'tcp' };
 }
 
 interface RecordEntry {
@@ -61,7 +63,35 @@ interface RecordEntry {
   endedAt: number | null;
   /** The DELETE in progress, shared by concurrent DELETEs. */
   stopping: Promise<RecordingSummary> | null;
+  /** A DELETE asked for the end. */
+  deleted?: boolean;
 }
+
+/** A name held for a record session about to be created, with its session slot (`RecordSessions.claim`). */
+export interface RecordClaim {
+  readonly name: string;
+  readonly slot: SessionSlot;
+  /** Still to be started or abandoned. */
+  held: boolean;
+}
+
+/** How `RecordSessions.start` creates the session beyond its request. */
+export interface RecordStart {
+  rtcpMux: boolean;
+  /** The worker to run on (RTSP publishing: the listener's); by load otherwise. */
+  worker?: number;
+  /** Local RTP ports per track, already taken from the pool (0: an interleaved track). */
+  ports?: readonly number[];
+  /** Per track: the RTSP connection and channel its packets come on, or null for UDP. */
+  interleaved?: readonly ({ conn: number; channel: number } | null)[];
+  /** The sender the slow path accepts: resolved address (and port). */
+  expected?: { host: string; port?: number };
+  /** Set by RTSP publishing: its RTSP session, shown in the session's view. */
+  rtsp?: { session: string; transport: 'udp' | 'tcp' };
+}
+
+/** Told when a record session stops recording (RTSP publishing follows its sessions): by DELETE ('stopped'), or otherwise. */
+export type RecordEndListener = (id: string, how: 'stopped' | 'ended') => void;
 
 /** What a live relay needs from the record session it follows. */
 export interface LiveSource {
@@ -84,6 +114,7 @@ export class RecordSessions {
   private readonly creating = new Set<string>();
   /** Slow-path decisions by reason, for /metrics. */
   readonly decisions: Record<string, number> = {};
+  private readonly endListeners: RecordEndListener[] = [];
 
   constructor(cfg: Config, offload: OffloadClient, ports: PortAllocator, slots: SessionSlots, store: RecordingStore, retention: Retention) {
     this.cfg = cfg;
@@ -121,6 +152,11 @@ export class RecordSessions {
   /** An upload of media `name` is in progress (set by the server from the catalog). */
   mediaUploading: (name: string) => boolean = () => false;
 
+  /** Calls `fn` once when a record session stops recording (by itself, DELETE, `end`, or its worker's death). */
+  whenEnded(fn: RecordEndListener): void {
+    this.endListeners.push(fn);
+  }
+
   /** A record session is writing (or about to write) recording `name`. */
   isRecording(name: string): boolean {
     if (this.creating.has(name)) return true;
@@ -137,45 +173,111 @@ export class RecordSessions {
     return this.offload.request(0, 'record.recover', { root: this.store.root }, 10 * 60 * 1000);
   }
 
-  async create(req: RecordRequest, rtcpMux: boolean): Promise<RecordSessionView> {
-    const dir = this.store.dir(req.name);
-    if (this.isRecording(req.name)) throw conflict(`recording ${req.name} is in progress`);
-    if (this.mediaUploading(req.name)) throw conflict(`media ${req.name} is being uploaded: a recording is also media, so its name must be free`);
+  /**
+   * Holds `name` for a record session about to be created, and a session slot:
+   * the name checks of the one namespace (a recording in progress or on disk,
+   * media of that name, an upload of it) answer 409, the limit 503. Concurrent
+   * claims of one name: the first wins (the hold is taken before any await).
+   * `start()` turns the claim into the session; `abandon()` gives it back.
+   */
+  async claim(name: string): Promise<RecordClaim> {
+    const dir = this.store.dir(name);
+    if (this.isRecording(name)) throw conflict(`recording ${name} is in progress`);
+    if (this.mediaUploading(name)) throw conflict(`media ${name} is being uploaded: a recording is also media, so its name must be free`);
     // Taken before the first await, so concurrent creates count.
     const slot = this.slots.take();
-    this.creating.add(req.name);
-    const id = randomUUID();
+    this.creating.add(name);
+    const claim: RecordClaim = { name, slot, held: true };
     try {
-      if (await exists(dir)) throw conflict(`recording ${req.name} already exists`);
-      if (await exists(resolveMediaPath(this.mediaRoot, req.name)))
-        throw conflict(`media ${req.name} exists: a recording is also media, so its name must be free`);
-      let expected: { host: string; port?: number } | undefined;
-      if (req.source !== undefined) {
+      if (await exists(dir)) throw conflict(`recording ${name} already exists`);
+      if (await exists(resolveMediaPath(this.mediaRoot, name))) throw conflict(`media ${name} exists: a recording is also media, so its name must be free`);
+    } catch (err) {
+      this.abandon(claim);
+      throw err;
+    }
+    return claim;
+  }
+
+  /** Gives back a claim that was not started (once). */
+  abandon(claim: RecordClaim): void {
+    if (!claim.held) return;
+    claim.held = false;
+    this.creating.delete(claim.name);
+    claim.slot.release();
+  }
+
+  async create(req: RecordRequest, rtcpMux: boolean): Promise<RecordSessionView> {
+    const claim = await this.claim(req.name);
+    let expected: { host: string; port?: number } | undefined;
+    if (req.source !== undefined) {
+      try {
         const r = await resolveHost(req.source.host);
         if (r === null) throw badRequest(`source.host ${JSON.stringify(req.source.host)} does not resolve`);
         if (!this.sources.allows(r.address)) throw forbiddenSource(req.source.host);
         expected = { host: r.address };
         if (req.source.port !== undefined) expected.port = req.source.port;
+      } catch (err) {
+        this.abandon(claim);
+        throw err;
       }
-      const worker = this.offload.place(id);
+    }
+    const start: RecordStart = { rtcpMux };
+    if (expected !== undefined) start.expected = expected;
+    return this.start(claim, req, start);
+  }
+
+  /**
+   * Creates the record session a claim holds the name of (the claim is used up
+   * either way). Without `ports`, fresh port pairs come from the pool (one
+   * taken by another program: another one); with them (an RTSP SETUP's, 0 for
+   * an interleaved track), those are bound, and go back to the pool on failure.
+   */
+  async start(claim: RecordClaim, req: RecordRequest, o: RecordStart): Promise<RecordSessionView> {
+    if (!claim.held) throw new Error(`the claim of ${claim.name} was given back`);
+    const { slot } = claim;
+    const id = randomUUID();
+    try {
+      const dir = this.store.dir(req.name);
+      let worker: number;
+      if (o.worker === undefined) worker = this.offload.place(id);
+      else {
+        this.offload.pin(id, o.worker);
+        worker = o.worker;
+      }
+      const create = (ports: readonly number[]): Promise<{ ports: number[] }> =>
+        this.offload.request(worker, 'record.create', {
+          sessionId: id,
+          name: req.name,
+          dir,
+          tracks: req.tracks.map((t, i): RecordTrackParams => {
+            const p: RecordTrackParams = { ...t, localPort: ports[i]!, ssrc: random32() };
+            const il = o.interleaved?.[i];
+            if (il !== undefined && il !== null) p.interleaved = il;
+            return p;
+          }),
+          rtcpMux: o.rtcpMux,
+          idleTimeoutMs: this.cfg.record.idleTimeoutMs,
+          maxDurationMs: this.cfg.record.maxDurationMs,
+          reorderPackets: this.cfg.record.reorderPackets,
+          reorderMs: this.cfg.record.reorderMs,
+          holdMs: this.cfg.record.holdMs,
+          flushMs: this.cfg.record.flushMs,
+          cname: `offcast-${id.slice(0, 8)}`,
+        });
       let ports: number[];
       try {
-        ({ ports } = await withPortPairs(this.ports, req.tracks.length, (ports) =>
-          this.offload.request(worker, 'record.create', {
-            sessionId: id,
-            name: req.name,
-            dir,
-            tracks: req.tracks.map((t, i): RecordTrackParams => ({ ...t, localPort: ports[i]!, ssrc: random32() })),
-            rtcpMux,
-            idleTimeoutMs: this.cfg.record.idleTimeoutMs,
-            maxDurationMs: this.cfg.record.maxDurationMs,
-            reorderPackets: this.cfg.record.reorderPackets,
-            reorderMs: this.cfg.record.reorderMs,
-            holdMs: this.cfg.record.holdMs,
-            flushMs: this.cfg.record.flushMs,
-            cname: `offcast-${id.slice(0, 8)}`,
-          }),
-        ));
+        if (o.ports === undefined) ({ ports } = await withPortPairs(this.ports, req.tracks.length, create));
+        else {
+          ports = [...o.ports];
+          try {
+            await create(ports);
+          } catch (err) {
+            const bound = ports.filter((p) => p !== 0);
+            if (err instanceof OffloadError && err.code === 'OFFCAST_PORT_IN_USE') this.ports.quarantine(bound);
+            else this.ports.release(bound);
+            throw err;
+          }
+        }
       } catch (err) {
         this.offload.unplace(id);
         throw err;
@@ -201,13 +303,24 @@ export class RecordSessions {
           if (f !== '') v.fmtp = f;
           return v;
         }),
-        sdp: this.senderSdp(id, req, ports, rtcpMux),
+        sdp: this.senderSdp(id, req, ports, o.rtcpMux),
       };
       const warnings = requestWarnings(req.tracks);
       if (warnings.length > 0) view.warnings = warnings;
       if (req.source !== undefined) view.source = req.source;
-      const entry: RecordEntry = { view, worker, ports, slot, specs: req.tracks, last: null, summary: null, endedAt: null, stopping: null };
-      if (expected !== undefined) entry.expected = expected;
+      if (o.rtsp !== undefined) view.rtsp = o.rtsp;
+      const entry: RecordEntry = {
+        view,
+        worker,
+        ports: ports.filter((p) => p !== 0),
+        slot,
+        specs: req.tracks,
+        last: null,
+        summary: null,
+        endedAt: null,
+        stopping: null,
+      };
+      if (o.expected !== undefined) entry.expected = o.expected;
       this.sessions.set(id, entry);
       this.prune();
       return view;
@@ -215,6 +328,7 @@ export class RecordSessions {
       slot.release();
       throw err;
     } finally {
+      claim.held = false;
       this.creating.delete(req.name);
     }
   }
@@ -299,6 +413,7 @@ export class RecordSessions {
     e.slot.release();
     this.ended.add(e.view.id, e.endedAt);
     this.prune();
+    for (const fn of this.endListeners) fn(e.view.id, e.deleted === true ? 'stopped' : 'ended');
   }
 
   /** Forgets ended sessions past their time or beyond the bound. */
@@ -339,6 +454,7 @@ export class RecordSessions {
   async stop(id: string): Promise<{ recording: RecordingSummary }> {
     const e = this.entry(id);
     if (e.summary === null) {
+      if (e.stopping === null) e.deleted = true;
       e.stopping ??= this.offload.request(e.worker, 'record.end', { sessionId: id, reason: 'stopped' }, 120_000).then(
         (summary) => {
           this.onEnded(id, summary);
@@ -356,6 +472,50 @@ export class RecordSessions {
     this.sessions.delete(id);
     this.ended.delete(id);
     return { recording: e.summary! };
+  }
+
+  /**
+   * Ends a recording as DELETE does (files final, manifest written) with
+   * `reason` in its summary, but keeps it listed (ended) like one that ended by
+   * itself: RTSP TEARDOWN, its connection's close, its keep-alive timeout.
+   */
+  async end(id: string, reason: string): Promise<void> {
+    const e = this.sessions.get(id);
+    if (e === undefined || e.summary !== null) return;
+    e.stopping ??= this.offload.request(e.worker, 'record.end', { sessionId: id, reason }, 120_000).then(
+      (summary) => {
+        this.onEnded(id, summary);
+        return summary;
+      },
+      (err: unknown) => {
+        e.stopping = null;
+        if (e.summary !== null) return e.summary;
+        throw err;
+      },
+    );
+    await e.stopping;
+  }
+
+  /** Packets that reached each session so far (RTSP publishing: media is a sign of life), by id; running sessions only. */
+  async activity(ids: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const byWorker = new Map<number, string[]>();
+    for (const id of ids) {
+      const e = this.sessions.get(id);
+      if (e === undefined || e.endedAt !== null) continue;
+      byWorker.set(e.worker, [...(byWorker.get(e.worker) ?? []), id]);
+    }
+    await Promise.all(
+      [...byWorker].map(async ([w, sessionIds]) => {
+        for (const s of await this.offload.request(w, 'record.stats', { sessionIds })) {
+          out.set(
+            s.sessionId,
+            s.tracks.reduce((n, t) => n + t.slowPath + t.fastPath, 0),
+          );
+        }
+      }),
+    );
+    return out;
   }
 
   async stopAll(): Promise<void> {

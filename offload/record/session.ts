@@ -23,6 +23,8 @@ import { ReorderBuffer, ReorderResult } from './reorder.js';
 import { buildReceiverReport, parseRtcp, readBye, readSenderInfo, SenderClock } from '../rtcp.js';
 import type { TrackSpec } from '../../storage/types.js';
 import { containerInfo, FrameOutput } from './output.js';
+import { InterleavedIngest, type IngestTarget } from '../rtsp/ingest.js';
+import type { RtspListener } from '../rtsp/listener.js';
 import { recordedTrackOf, writeManifest, type Manifest, type ManifestTrack } from '../../storage/recording/manifest.js';
 
 /** RTCP packets a track keeps until its recording starts (its flow latched, its first packet in order). */
@@ -55,6 +57,8 @@ export interface RecordHooks {
   onEnded(session: RecordSession, summary: RecordingSummary): void;
   rtcpIntervalMs: number;
   bindHost: string;
+  /** The RTSP listener of this worker (interleaved tracks read from its connections). */
+  rtsp: RtspListener | null;
 }
 
 /** Something that wants a record track's packets in order (live fan-out). */
@@ -62,7 +66,7 @@ export interface PacketSubscriber {
   forward(msg: Buffer, off: number, len: number, ts: number, marker: boolean, now: number): void;
 }
 
-export class RecordTrack {
+export class RecordTrack implements IngestTarget {
   readonly session: RecordSession;
   readonly index: number;
   readonly params: RecordTrackParams;
@@ -72,6 +76,8 @@ export class RecordTrack {
   readonly contentType: string;
   rtp!: dgram.Socket;
   rtcp!: dgram.Socket;
+  /** RTSP RECORD over TCP: the connection's frames instead of the sockets (null: UDP). */
+  private ingest: InterleavedIngest | null = null;
   private readonly hdr = new RtpHeader();
   readonly flows: FlowTable;
   private held: Held[] = [];
@@ -121,10 +127,14 @@ export class RecordTrack {
     this.output = new FrameOutput(this.spec);
   }
 
-  async open(dir: string, bindHost: string): Promise<void> {
+  async open(dir: string, bindHost: string, rtsp: RtspListener | null): Promise<void> {
     this.dump = await DurableFile.create(path.join(dir, this.dumpName));
     this.file = await DurableFile.create(path.join(dir, this.fileName));
     this.file.write(this.output.begin());
+    if (this.params.interleaved !== undefined) {
+      this.ingest = new InterleavedIngest(this.params, rtsp, this);
+      return;
+    }
     const pair = await bindPortPair(this.params.localPort, bindHost);
     this.rtp = pair.rtp;
     this.rtcp = pair.rtcp;
@@ -138,6 +148,16 @@ export class RecordTrack {
     this.rtcp.on('error', () => this.drop('socket-error'));
     this.rtp.on('message', (msg, rinfo) => this.onRtp(msg, rinfo.address, rinfo.port));
     this.rtcp.on('message', (msg, rinfo) => this.onRtcp(msg, rinfo.address, rinfo.port, false, performance.now()));
+  }
+
+  /** IngestTarget: an interleaved RTP frame, as if it came to the RTP socket from the RTSP client. */
+  ingestRtp(msg: Buffer, address: string, port: number): void {
+    this.onRtp(msg, address, port);
+  }
+
+  /** IngestTarget: an interleaved RTCP frame. */
+  ingestRtcp(msg: Buffer, address: string, port: number): void {
+    this.onRtcp(msg, address, port, false, performance.now());
   }
 
   drop(reason: string): void {
@@ -365,6 +385,8 @@ export class RecordTrack {
   private fromSender(address: string, port: number, onRtp: boolean): boolean {
     const f = this.flows;
     if (address !== f.latchedAddress) return false;
+    // Interleaved: RTP and RTCP come on the one connection the flow latched.
+    if (this.ingest !== null) return port === f.latchedPort;
     if (port === f.latchedPort) return this.session.rtcpMux;
     return !onRtp && port === f.latchedPort + 1;
   }
@@ -418,6 +440,10 @@ export class RecordTrack {
         dlsr: this.clock.dlsr(now),
       },
     ]);
+    if (this.ingest !== null) {
+      this.ingest.sendRtcp(msg);
+      return;
+    }
     const to = this.senderRtcp ?? { address: this.flows.latchedAddress, port: this.session.rtcpMux ? this.flows.latchedPort : this.flows.latchedPort + 1 };
     const sock = this.session.rtcpMux && this.senderRtcp === null ? this.rtp : this.rtcp;
     sock.send(msg, to.port, to.address, () => undefined);
@@ -450,6 +476,7 @@ export class RecordTrack {
 
   closeSockets(): void {
     closePortPair(this);
+    this.ingest?.close();
   }
 
   trackStats(): RecordTrackStats {
@@ -543,7 +570,7 @@ export class RecordSession {
     const opened: RecordTrack[] = [];
     try {
       for (const t of this.tracks) {
-        await t.open(this.dir, this.hooks.bindHost);
+        await t.open(this.dir, this.hooks.bindHost, this.hooks.rtsp);
         opened.push(t);
       }
     } catch (err) {

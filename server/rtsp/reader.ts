@@ -6,12 +6,12 @@
  * ordinary play session (or live relay) that sends them, through
  * `SessionManager`. Later PLAYs and PAUSEs update it; TEARDOWN, a keep-alive
  * timeout, a DELETE of the session, or the close of the connection that
- * carries its interleaved tracks end it.
+ * carries its interleaved tracks end it (`sessions.ts` holds the sessions of
+ * both roles and serves TEARDOWN and the keep-alives).
  *
  * Name resolution (one namespace, as MediaMTX has it): a recording in progress
  * named NAME is relayed live; otherwise NAME is media or a finished recording.
  */
-import { randomBytes } from 'node:crypto';
 import type { Config } from '../../config/index.js';
 import type { TrackSpec } from '../../storage/types.js';
 import type { RtpInfo } from '../../offload/channel.js';
@@ -20,11 +20,12 @@ import { AllowList } from '../net.js';
 import type { PortAllocator } from '../ports.js';
 import type { RecordSessions } from '../recordSessions.js';
 import { planTracks, type RtspPlayTarget, type SessionManager } from '../sessions.js';
-import { random32, withPortPairs, type SessionSlot, type SessionSlots } from '../sessionSupport.js';
+import { random32, type SessionSlot, type SessionSlots } from '../sessionSupport.js';
 import type { OffloadClient } from '../offload.js';
 import { RtspError, type RtspReply } from './messages.js';
 import { describeSdp, type DescribedTrack } from './sdp.js';
 import { RTSP_WORKER, type MethodHandler, type RtspCall } from './service.js';
+import { setupPortPair, type RtspEndReason, type RtspSession, type RtspSessionOwner, type RtspSessionTable } from './sessions.js';
 import { chooseTransport } from './transport.js';
 import { contentBase, parseTarget } from './url.js';
 import { recordingTrackInfo } from '../../storage/recording/probe.js';
@@ -60,10 +61,9 @@ interface SetupTrack {
   tsBase: number;
 }
 
-interface ReaderSession {
-  id: string;
+interface ReaderSession extends RtspSession {
+  readonly role: 'read';
   stream: Stream;
-  conn: number;
   peer: { address: string; family: 4 | 6 };
   tracks: SetupTrack[];
   slot: SessionSlot;
@@ -71,7 +71,6 @@ interface ReaderSession {
   sessionId: string | null;
   /** ended: its play session ended (end of media, a failure); the RTSP session stays until TEARDOWN or its timeout. */
   state: 'ready' | 'playing' | 'paused' | 'ended';
-  lastSeen: number;
   /** Receiver reports counted at the last check: a new one is a keep-alive too. */
   rtcpSeen: number;
   /** A PLAY (creating the session) in progress. */
@@ -80,18 +79,12 @@ interface ReaderSession {
   doomed: 'teardown' | 'timeout' | 'connection' | null;
 }
 
-export class RtspReader {
-  private readonly cfg: Config;
+export class RtspReader implements RtspSessionOwner {
   private readonly deps: ReaderDeps;
   private readonly offload: OffloadClient;
+  private readonly table: RtspSessionTable;
   private readonly destinations: AllowList;
-  private readonly byId = new Map<string, ReaderSession>();
-  /** Interleaved channels in use per connection. */
-  private readonly channels = new Map<number, Set<number>>();
-  private timer: NodeJS.Timeout | null = null;
   private port = 0;
-  /** RTSP sessions ended by their keep-alive timeout (for tests and /metrics). */
-  timeouts = 0;
   /**
    * Tells tests (and logs) what became of an RTSP session: 'ended' when its
    * media ended (the session stays until TEARDOWN or its timeout); the others
@@ -100,13 +93,13 @@ export class RtspReader {
    */
   onTeardown: (id: string, reason: 'ended' | 'teardown' | 'timeout' | 'connection' | 'stopped' | 'failed') => void = () => undefined;
 
-  constructor(cfg: Config, offload: OffloadClient, deps: ReaderDeps) {
-    this.cfg = cfg;
+  constructor(cfg: Config, offload: OffloadClient, deps: ReaderDeps, table: RtspSessionTable) {
     this.offload = offload;
     this.deps = deps;
+    this.table = table;
     this.destinations = new AllowList(cfg.destinations.allow);
     deps.sessions.onPlayEnded((sessionId, why) => {
-      for (const s of [...this.byId.values()]) {
+      for (const s of this.table.all('read') as ReaderSession[]) {
         if (s.sessionId !== sessionId) continue;
         // Stopped by DELETE: the RTSP session goes with it. Ended by itself: a client still sends its
         // TEARDOWN (and keep-alives) for it, which must find it.
@@ -119,31 +112,16 @@ export class RtspReader {
     });
   }
 
-  get size(): number {
-    return this.byId.size;
-  }
-
   start(port: number): void {
     this.port = port;
-    const every = Math.max(50, Math.min(1000, Math.floor(this.cfg.rtsp.sessionTimeoutMs / 4)));
-    this.timer = setInterval(() => void this.checkTimeouts(), every);
-    this.timer.unref();
   }
 
-  close(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-  }
-
+  /** DESCRIBE, PLAY and PAUSE (SETUP is `setup`, which the service calls for reading transports). */
   methods(): [string, MethodHandler][] {
     return [
       ['DESCRIBE', (c) => this.describe(c)],
-      ['SETUP', (c) => this.setup(c)],
       ['PLAY', (c) => this.play(c)],
       ['PAUSE', (c) => this.pause(c)],
-      ['TEARDOWN', (c) => this.teardown(c)],
-      ['GET_PARAMETER', (c) => this.keepAlive(c)],
-      ['SET_PARAMETER', (c) => this.keepAlive(c)],
     ];
   }
 
@@ -210,7 +188,7 @@ export class RtspReader {
     };
   }
 
-  private async setup(c: RtspCall): Promise<RtspReply> {
+  async setup(c: RtspCall): Promise<RtspReply> {
     const target = parseTarget(c.uri);
     if (target === null) throw new RtspError(404, 'SETUP needs rtsp://HOST:PORT/NAME/trackID=N');
     const header = c.header('transport');
@@ -228,7 +206,12 @@ export class RtspReader {
       if (target.track === null && stream.tracks.length !== 1) throw new RtspError(459, 'SETUP names one track: rtsp://HOST:PORT/NAME/trackID=N');
       const slot = this.deps.slots.take();
       s = {
-        id: randomBytes(8).toString('hex').toUpperCase(),
+        id: this.table.newId(),
+        role: 'read',
+        name: stream.name,
+        owner: this,
+        interleaved: false,
+        channels: [],
         stream,
         conn: c.note.conn,
         peer: { address: c.note.peer.address, family: c.note.peer.family },
@@ -260,19 +243,11 @@ export class RtspReader {
       // Whatever the transport, the media goes to the client: destinations.allow applies to its address.
       if (!this.destinations.allows(c.note.peer.address)) throw new RtspError(403, `client ${c.note.peer.address} is outside destinations.allow`);
       if (spec.kind === 'udp') {
-        // A pair another program holds is set aside and another tried (as for HTTP sessions): server_port must hold.
-        const peerFamily = c.note.peer.family;
-        const { ports } = await withPortPairs(this.deps.ports, 1, (p) =>
-          this.offload.request(RTSP_WORKER, 'ports.check', { localPort: p[0]!, family: peerFamily }),
-        ).catch((err: unknown) => {
-          if ((err as { code?: string }).code === 'OFFCAST_PORTS_EXHAUSTED') throw new RtspError(453, `no free RTP port pairs in ${this.deps.ports.range}`);
-          throw err;
-        });
         track.clientPort = spec.rtpPort;
-        track.localPort = ports[0]!;
+        track.localPort = await setupPortPair(this.deps.ports, this.offload, c.note.peer.family);
         // Meanwhile (another connection naming the session) it may have ended, or got this track.
-        if (!created && (!this.byId.has(s.id) || s.state !== 'ready' || s.tracks.some((t) => t.index === index))) {
-          this.deps.ports.release(ports);
+        if (!created && (!this.table.has(s) || s.state !== 'ready' || s.tracks.some((t) => t.index === index))) {
+          this.deps.ports.release([track.localPort]);
           throw new RtspError(455, 'the session changed while this SETUP was decided');
         }
       } else {
@@ -281,8 +256,9 @@ export class RtspReader {
         }
         if (s.tracks.some((t) => t.transport === 'tcp') && s.conn !== c.note.conn)
           throw new RtspError(455, 'interleaved tracks of a session share one connection');
-        track.channel = this.takeChannel(c.note.conn, spec.channel);
         s.conn = c.note.conn;
+        track.channel = this.table.takeChannel(s, spec.channel);
+        s.interleaved = true;
       }
     } catch (err) {
       if (created) s.slot.release();
@@ -290,13 +266,13 @@ export class RtspReader {
     }
     s.tracks.push(track);
     s.lastSeen = performance.now();
-    if (created) this.byId.set(s.id, s);
+    if (created) this.table.add(s);
     const ssrc = track.ssrc.toString(16).toUpperCase().padStart(8, '0');
     const transport =
       track.transport === 'udp'
         ? `RTP/AVP;unicast;client_port=${track.clientPort}-${track.clientPort + 1};server_port=${track.localPort}-${track.localPort + 1};ssrc=${ssrc}`
         : `RTP/AVP/TCP;unicast;interleaved=${track.channel}-${track.channel + 1};ssrc=${ssrc}`;
-    return { status: 200, headers: [['Transport', transport], this.sessionHeader(s)] };
+    return { status: 200, headers: [['Transport', transport], this.table.header(s)] };
   }
 
   private async play(c: RtspCall): Promise<RtspReply> {
@@ -310,7 +286,7 @@ export class RtspReader {
       if (s.sessionId === null) return await this.firstPlay(c, s, range);
       if (s.stream.kind === 'live') {
         if (range !== null && range.startMs !== null) throw new RtspError(457, 'a live stream has no position to seek to');
-        return { status: 200, headers: [this.sessionHeader(s), ['Range', 'npt=now-']] };
+        return { status: 200, headers: [this.table.header(s), ['Range', 'npt=now-']] };
       }
       const body: { state: 'playing'; positionMs?: number } = { state: 'playing' };
       if (range !== null && range.startMs !== null) {
@@ -319,7 +295,7 @@ export class RtspReader {
       }
       const { rtpInfo } = await this.deps.sessions.updateRtsp(s.sessionId, body);
       s.state = 'playing';
-      return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(rtpInfo.positionMs)}-`], ['RTP-Info', this.rtpInfo(c, s, rtpInfo)]] };
+      return { status: 200, headers: [this.table.header(s), ['Range', `npt=${npt(rtpInfo.positionMs)}-`], ['RTP-Info', this.rtpInfo(c, s, rtpInfo)]] };
     } finally {
       s.busy = false;
       if (s.doomed !== null) void this.end(s, s.doomed);
@@ -352,7 +328,7 @@ export class RtspReader {
     // The play session owns the slot and the ports now.
     s.sessionId = created.view.id;
     s.state = 'playing';
-    const headers: [string, string][] = [this.sessionHeader(s)];
+    const headers: [string, string][] = [this.table.header(s)];
     headers.push(['Range', s.stream.kind === 'live' ? 'npt=now-' : `npt=${npt(created.rtpInfo.positionMs)}-`]);
     headers.push(['RTP-Info', this.rtpInfo(c, s, created.rtpInfo)]);
     return { status: 200, headers };
@@ -364,41 +340,20 @@ export class RtspReader {
     if (s.stream.kind === 'live') throw new RtspError(455, 'a live stream cannot pause');
     if (s.sessionId === null) throw new RtspError(455, 'PAUSE needs PLAY first');
     // Nothing is sent any more: as good as paused (GStreamer pauses after the end of the stream).
-    if (s.state === 'ended') return { status: 200, headers: [this.sessionHeader(s)] };
+    if (s.state === 'ended') return { status: 200, headers: [this.table.header(s)] };
     if (s.busy) throw new RtspError(455, 'a PLAY is in progress');
     const { view } = await this.deps.sessions.updateRtsp(s.sessionId, { state: 'paused' });
     s.state = 'paused';
-    return { status: 200, headers: [this.sessionHeader(s), ['Range', `npt=${npt(view.positionMs)}-`]] };
-  }
-
-  private async teardown(c: RtspCall): Promise<RtspReply> {
-    const s = this.sessionOf(c, true)!;
-    const target = parseTarget(c.uri);
-    if (target !== null && target.track !== null && s.tracks.length > 1) throw new RtspError(459, 'TEARDOWN ends the whole session: use the stream URL');
-    await this.end(s, 'teardown');
-    return { status: 200, headers: [] };
-  }
-
-  private keepAlive(c: RtspCall): RtspReply {
-    this.sessionOf(c, false);
-    return { status: 200, headers: c.header('session') === undefined ? [] : [['Session', c.header('session')!.split(';')[0]!.trim()]] };
+    return { status: 200, headers: [this.table.header(s), ['Range', `npt=${npt(view.positionMs)}-`]] };
   }
 
   // --- sessions ------------------------------------------------------------------------
 
-  /** The session the request names (a keep-alive for it); 454 when it names an unknown one; null or 454 when none. */
+  /** The reading session the request names (a keep-alive for it); 454 when unknown, 455 when it publishes. */
   private sessionOf(c: RtspCall, required: boolean): ReaderSession | null {
-    const h = c.header('session');
-    if (h === undefined) {
-      // Without a session the client is in the Init state, where only SETUP (and the stateless methods) may come.
-      if (required) throw new RtspError(455, `${c.method} needs a session: SETUP first`);
-      return null;
-    }
-    const id = h.split(';')[0]!.trim();
-    const s = this.byId.get(id);
-    if (s === undefined) throw new RtspError(454, `no session ${JSON.stringify(id.slice(0, 64))}`);
-    s.lastSeen = performance.now();
-    return s;
+    const s = this.table.lookup(c, required);
+    if (s !== null && s.role !== 'read') throw new RtspError(455, `${c.method} is not valid on a publishing session (ANNOUNCE, SETUP, RECORD)`);
+    return s as ReaderSession | null;
   }
 
   /** PLAY and PAUSE act on the whole session: a track URL is refused when there are several. */
@@ -414,30 +369,15 @@ export class RtspReader {
     }
   }
 
-  private sessionHeader(s: ReaderSession): [string, string] {
-    return ['Session', `${s.id};timeout=${Math.max(1, Math.round(this.cfg.rtsp.sessionTimeoutMs / 1000))}`];
-  }
-
   private rtpInfo(c: RtspCall, s: ReaderSession, info: RtpInfo): string {
     const host = hostOf(c.note.local.address);
     const base = contentBase(host, this.port, s.stream.name);
     return s.tracks.map((t, i) => `url=${base}trackID=${t.index};seq=${info.tracks[i]?.seq ?? t.seq};rtptime=${info.tracks[i]?.rtptime ?? t.tsBase}`).join(',');
   }
 
-  private takeChannel(conn: number, wanted: number): number {
-    let used = this.channels.get(conn);
-    if (used === undefined) this.channels.set(conn, (used = new Set()));
-    let ch = wanted >= 0 && !used.has(wanted) && !used.has(wanted + 1) ? wanted : -1;
-    for (let c = 0; ch < 0 && c < 255; c += 2) if (!used.has(c) && !used.has(c + 1)) ch = c;
-    if (ch < 0) throw new RtspError(453, 'no free interleaved channels on this connection');
-    used.add(ch);
-    used.add(ch + 1);
-    return ch;
-  }
-
   /** Ends an RTSP session: its play session (if PLAY made one), or the ports and slot it holds. */
-  private async end(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection'): Promise<void> {
-    if (!this.byId.has(s.id)) return;
+  async end(s: ReaderSession, why: RtspEndReason): Promise<void> {
+    if (!this.table.has(s)) return;
     // A PLAY in progress is creating the play session with this session's slot and ports: end after it.
     if (s.busy) {
       s.doomed ??= why;
@@ -450,56 +390,30 @@ export class RtspReader {
 
   /** Forgets the RTSP session and gives back what it holds itself (before PLAY: ports and slot). */
   private forget(s: ReaderSession, why: 'teardown' | 'timeout' | 'connection' | 'stopped' | 'failed'): void {
-    if (!this.byId.delete(s.id)) return;
+    if (!this.table.remove(s)) return;
     if (s.sessionId === null) {
       const ports = s.tracks.filter((t) => t.localPort !== 0).map((t) => t.localPort);
       if (ports.length > 0) this.deps.ports.release(ports);
       s.slot.release();
     }
-    const used = this.channels.get(s.conn);
-    for (const t of s.tracks) {
-      if (t.channel < 0 || used === undefined) continue;
-      used.delete(t.channel);
-      used.delete(t.channel + 1);
-    }
     this.onTeardown(s.id, why);
   }
 
-  /** The connection closed: its interleaved sessions end; UDP ones live until their timeout. */
-  connectionClosed(conn: number): void {
-    for (const s of [...this.byId.values()]) {
-      if (s.conn === conn && s.tracks.some((t) => t.transport === 'tcp')) void this.end(s, 'connection');
-    }
-    this.channels.delete(conn);
-  }
-
-  /** The listener's worker stopped: every connection is gone. */
-  connectionsLost(): void {
-    for (const s of [...this.byId.values()]) if (s.tracks.some((t) => t.transport === 'tcp')) void this.end(s, 'connection');
-    this.channels.clear();
-  }
-
-  /** Sessions without a request or RTCP receiver report for rtsp.sessionTimeoutMs end. */
-  private async checkTimeouts(): Promise<void> {
-    const now = performance.now();
-    const limit = this.cfg.rtsp.sessionTimeoutMs;
-    const stale = [...this.byId.values()].filter((s) => now - s.lastSeen > limit);
-    if (stale.length === 0) return;
-    // A receiver report since the last look counts as a keep-alive.
+  /** Sessions past their keep-alive time are spared while a PLAY is busy, or when a receiver report came since the last look. */
+  async spare(stale: ReaderSession[]): Promise<Set<RtspSession>> {
+    const spared = new Set<RtspSession>();
     const ids = stale.filter((s) => s.sessionId !== null && s.state !== 'ended').map((s) => s.sessionId!);
     const counts = ids.length === 0 ? new Map<string, number>() : await this.deps.sessions.rtcpCounts(ids).catch(() => new Map<string, number>());
     for (const s of stale) {
-      if (s.busy) continue;
+      if (s.busy) spared.add(s);
       const n = s.sessionId === null || s.state === 'ended' ? undefined : counts.get(s.sessionId);
       if (n !== undefined && n > s.rtcpSeen) {
         s.rtcpSeen = n;
-        s.lastSeen = now;
-        continue;
+        s.lastSeen = performance.now();
+        spared.add(s);
       }
-      if (performance.now() - s.lastSeen <= limit) continue;
-      this.timeouts++;
-      void this.end(s, 'timeout');
     }
+    return spared;
   }
 }
 

@@ -7,9 +7,10 @@
  * limits (limits.maxSessions, the port pool, destinations.allow applied to the
  * client's address). No media byte comes here: only requests, as text.
  *
- * Methods: reading (OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN,
- * GET_PARAMETER, SET_PARAMETER) are in this file and `reader.ts`; publishing
- * (ANNOUNCE, RECORD) in `publish.ts`.
+ * Methods: reading (DESCRIBE, SETUP, PLAY, PAUSE) are in `reader.ts`;
+ * publishing (ANNOUNCE, SETUP with mode=record, RECORD) in `publish.ts`; what
+ * both roles share (the sessions, TEARDOWN, GET_PARAMETER, SET_PARAMETER) in
+ * `sessions.ts`; OPTIONS here.
  */
 import type { Config } from '../../config/index.js';
 import type { RtspAnswer, RtspRequestNote } from '../../offload/channel.js';
@@ -17,8 +18,9 @@ import { HttpError } from '../errors.js';
 import type { OffloadClient } from '../offload.js';
 import { RtspAuth } from './auth.js';
 import { REASONS, RtspError, type RtspReply } from './messages.js';
-import { PUBLISH_METHODS, publishMethods } from './publish.js';
+import { PUBLISH_METHODS, RtspPublisher } from './publish.js';
 import { READER_METHODS, RtspReader, type ReaderDeps } from './reader.js';
+import { RtspSessionTable } from './sessions.js';
 
 import { RTSP_WORKER } from '../sessionSupport.js';
 
@@ -49,6 +51,9 @@ export class RtspService {
   private readonly offload: OffloadClient;
   private readonly auth: RtspAuth;
   readonly reader: RtspReader;
+  readonly publisher: RtspPublisher;
+  /** The RTSP sessions of both roles. */
+  readonly sessions: RtspSessionTable;
   private readonly handlers = new Map<string, MethodHandler>();
   /** The listener's port once it listens (null: RTSP off). */
   port: number | null = null;
@@ -62,16 +67,20 @@ export class RtspService {
     this.offload = offload;
     this.opts = opts;
     this.auth = new RtspAuth(cfg.api.token);
-    this.reader = new RtspReader(cfg, offload, deps);
+    this.sessions = new RtspSessionTable(cfg);
+    this.reader = new RtspReader(cfg, offload, deps, this.sessions);
+    this.publisher = new RtspPublisher(cfg, offload, deps, this.sessions);
     this.handlers.set('OPTIONS', () => ({ status: 200, headers: [['Public', [...READER_METHODS, ...PUBLISH_METHODS].join(', ')]] }));
     for (const [m, h] of this.reader.methods()) this.handlers.set(m, h);
-    for (const [m, h] of publishMethods()) this.handlers.set(m, h);
+    for (const [m, h] of this.publisher.methods()) this.handlers.set(m, h);
+    for (const [m, h] of this.sessions.methods()) this.handlers.set(m, h);
+    this.handlers.set('SETUP', (c) => (this.publisher.takesSetup(c) ? this.publisher.setup(c) : this.reader.setup(c)));
     offload.on('rtsp.request', (worker, note) => void this.onRequest(worker, note));
-    offload.on('rtsp.closed', (_worker, data) => this.reader.connectionClosed(data.conn));
+    offload.on('rtsp.closed', (_worker, data) => this.sessions.connectionClosed(data.conn));
     // A restarted listener worker lost its connections: their sessions go with them.
     offload.on('worker.exit', (worker) => {
       if (worker !== RTSP_WORKER || this.port === null) return;
-      this.reader.connectionsLost();
+      this.sessions.connectionsLost();
       void this.listenAgain();
     });
   }
@@ -86,6 +95,7 @@ export class RtspService {
     });
     this.port = port;
     this.reader.start(port);
+    this.sessions.start();
   }
 
   private async listenAgain(): Promise<void> {
@@ -107,7 +117,7 @@ export class RtspService {
   }
 
   close(): void {
-    this.reader.close();
+    this.sessions.close();
   }
 
   private async onRequest(worker: number, note: RtspRequestNote): Promise<void> {

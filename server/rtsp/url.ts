@@ -13,6 +13,20 @@ export interface RtspTarget {
 
 /** Parses a request URI; null when it names no stream ('*', another scheme, no path). */
 export function parseTarget(uri: string): RtspTarget | null {
+  const p = parseStreamPath(uri);
+  if (p === null) return null;
+  if (p.rest === '') return { name: p.name, track: null };
+  const m = /^trackID=([0-9]{1,3})$/.exec(p.rest);
+  if (m === null) return null;
+  return { name: p.name, track: Number(m[1]) };
+}
+
+/**
+ * A request URI as a stream name and what follows it in the path (`rest`: ''
+ * for the stream itself, else one more segment, e.g. a publisher's control
+ * name such as `streamid=0`); null when it names no stream.
+ */
+export function parseStreamPath(uri: string): { name: string; rest: string } | null {
   let path: string;
   if (uri.startsWith('/')) path = uri;
   else {
@@ -35,10 +49,7 @@ export function parseTarget(uri: string): RtspTarget | null {
   } catch {
     return null;
   }
-  if (parts.length === 1) return { name, track: null };
-  const m = /^trackID=([0-9]{1,3})$/.exec(parts[1]!);
-  if (m === null) return null;
-  return { name, track: Number(m[1]) };
+  return { name, rest: parts[1] ?? '' };
 }
 
 /** The Content-Base of a stream: the URL its tracks' control URLs are relative to. */

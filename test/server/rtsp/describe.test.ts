@@ -17,7 +17,7 @@ t.test('OPTIONS lists the methods', async (t) => {
   t.equal(r.headers.cseq, '1');
   t.same(
     r.headers.public!.split(',').map((m) => m.trim()),
-    ['OPTIONS', 'DESCRIBE', 'SETUP', 'PLAY', 'PAUSE', 'TEARDOWN', 'GET_PARAMETER', 'SET_PARAMETER'],
+    ['OPTIONS', 'DESCRIBE', 'SETUP', 'PLAY', 'PAUSE', 'TEARDOWN', 'GET_PARAMETER', 'SET_PARAMETER', 'ANNOUNCE', 'RECORD'],
   );
   const star = await c.request('OPTIONS', '*');
   t.equal(star.status, 200, 'OPTIONS * too');

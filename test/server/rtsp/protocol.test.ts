@@ -241,10 +241,10 @@ t.test('each method in each state', async (t) => {
   // Stateless and refused methods.
   t.equal(
     (await c.request('ANNOUNCE', `${base}/cam1`, { 'Content-Type': 'application/sdp' }, 'v=0\r\n')).status,
-    501,
-    'ANNOUNCE: 501 (publishing is not served yet)',
+    400,
+    'ANNOUNCE of an SDP without tracks: 400',
   );
-  t.equal((await c.request('RECORD', `${base}/cam1`)).status, 501, 'RECORD: 501');
+  t.equal((await c.request('RECORD', `${base}/cam1`)).status, 455, 'RECORD without a session: 455');
   const unknown = await c.request('REDIRECT', `${base}/tone.wav`);
   t.equal(unknown.status, 501, 'an unknown method: 501');
   t.match(unknown.headers.public, /DESCRIBE/, 'with the methods that are');
