@@ -455,19 +455,7 @@ export class RecordSessions {
     const e = this.entry(id);
     if (e.summary === null) {
       if (e.stopping === null) e.deleted = true;
-      e.stopping ??= this.offload.request(e.worker, 'record.end', { sessionId: id, reason: 'stopped' }, 120_000).then(
-        (summary) => {
-          this.onEnded(id, summary);
-          return summary;
-        },
-        (err: unknown) => {
-          e.stopping = null;
-          // It ended by itself just before: its record.ended (sent ahead of this answer) has the summary.
-          if (e.summary !== null) return e.summary;
-          throw err;
-        },
-      );
-      await e.stopping;
+      await this.finish(e, 'stopped');
     }
     this.sessions.delete(id);
     this.ended.delete(id);
@@ -482,6 +470,12 @@ export class RecordSessions {
   async end(id: string, reason: string): Promise<void> {
     const e = this.sessions.get(id);
     if (e === undefined || e.summary !== null) return;
+    await this.finish(e, reason);
+  }
+
+  /** Asks the offload to end the recording (once: concurrent ends share it); its summary ends the session here. */
+  private finish(e: RecordEntry, reason: string): Promise<RecordingSummary> {
+    const id = e.view.id;
     e.stopping ??= this.offload.request(e.worker, 'record.end', { sessionId: id, reason }, 120_000).then(
       (summary) => {
         this.onEnded(id, summary);
@@ -489,11 +483,12 @@ export class RecordSessions {
       },
       (err: unknown) => {
         e.stopping = null;
+        // It ended by itself just before: its record.ended (sent ahead of this answer) has the summary.
         if (e.summary !== null) return e.summary;
         throw err;
       },
     );
-    await e.stopping;
+    return e.stopping;
   }
 
   /** Packets that reached each session so far (RTSP publishing: media is a sign of life), by id; running sessions only. */

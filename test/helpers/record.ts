@@ -13,11 +13,11 @@ import { bindPortBlock, parseRtp, type ReceivedRtp } from './rtp.js';
 import type { TestServer } from './server.js';
 
 /**
- * H.264 (2 B-frames, a keyframe every 25 frames, no scene cuts) + Opus mono in
- * MP4. Audio is a chirp so that no two Opus packets are alike and a received
- * packet maps to one source packet by its hash.
+ * H.264 (2 B-frames, a keyframe every 25 frames, no scene cuts) + Opus mono
+ * (or AAC) in MP4. Audio is a chirp so that no two audio packets are alike and
+ * a received packet maps to one source packet by its hash.
  */
-export async function makeRecordSource(file: string, seconds: number): Promise<void> {
+export async function makeRecordSource(file: string, seconds: number, audio: 'opus' | 'aac' = 'opus'): Promise<void> {
   await ffmpeg([
     '-f',
     'lavfi',
@@ -42,9 +42,9 @@ export async function makeRecordSource(file: string, seconds: number): Promise<v
     '-pix_fmt',
     'yuv420p',
     '-c:a',
-    'libopus',
+    audio === 'aac' ? 'aac' : 'libopus',
     '-b:a',
-    '64k',
+    audio === 'aac' ? '96k' : '64k',
     '-y',
     file,
   ]);

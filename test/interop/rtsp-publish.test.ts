@@ -12,7 +12,7 @@ import path from 'node:path';
 import { randomPortBlock, startServer, type TestServer } from '../helpers/server.js';
 import { ffmpeg, hasFfmpeg, NO_FFMPEG, parseFrameMd5, requireSetup, startFfmpeg } from '../helpers/ffmpeg.js';
 import { sourcePackets } from '../helpers/video.js';
-import { commonPrefix, cyclicRun, decodedFrames, downloadTrack } from '../helpers/record.js';
+import { commonPrefix, cyclicRun, decodedFrames, downloadTrack, makeRecordSource } from '../helpers/record.js';
 import { waitUntil } from '../helpers/ready.js';
 import { skipFile } from '../helpers/tools.js';
 
@@ -42,37 +42,7 @@ if (!hasFfmpeg()) {
   t.before(async () => {
     server = await startServer({ 'record.idleTimeoutMs': 10000 }, { rtspPort: 0 });
     src = path.join(server.dir, 'src.mp4');
-    // H.264 (2 B-frames, a keyframe every 25 frames) + AAC, chirped so no two packets are alike.
-    await ffmpeg([
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=320x240:rate=25',
-      '-f',
-      'lavfi',
-      '-i',
-      "aevalsrc='0.3*sin(2*PI*(300+150*t)*t)':s=48000",
-      '-t',
-      String(SECONDS),
-      '-c:v',
-      'libx264',
-      '-preset',
-      'veryfast',
-      '-bf',
-      '2',
-      '-g',
-      '25',
-      '-x264-params',
-      'keyint_min=25:scenecut=0',
-      '-pix_fmt',
-      'yuv420p',
-      '-c:a',
-      'aac',
-      '-b:a',
-      '96k',
-      '-y',
-      src,
-    ]);
+    await makeRecordSource(src, SECONDS, 'aac');
     frames = (await decodedFrames(['-i', src])).hashes;
     const adts = path.join(server.dir, 'src.adts');
     await ffmpeg(['-i', src, '-map', '0:a', '-c:a', 'copy', '-f', 'adts', '-y', adts]);
