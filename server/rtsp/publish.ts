@@ -138,7 +138,7 @@ export class RtspPublisher implements RtspSessionOwner {
     // Media comes from the client: sources.allow applies to its address (and the slow path checks each flow again).
     if (!this.sources.allows(c.note.peer.address)) throw new RtspError(403, `client ${c.note.peer.address} is outside sources.allow`);
     const request = fromSdp(path.name, c.note.body);
-    const controls = controlsOf(c.note.body);
+    const controls = announcedControls(c.note.body);
     let claim: RecordClaim;
     try {
       claim = await this.deps.recordings.claim(path.name);
@@ -323,10 +323,12 @@ export class RtspPublisher implements RtspSessionOwner {
  * (relative to the ANNOUNCE URL, or absolute), or `trackID=N` without one
  * ('' names the stream itself: a single track set up by the stream URL).
  */
-function controlsOf(sdp: string): string[] {
+export function announcedControls(sdp: string): string[] {
   const doc = sdpTransform.parse(sdp);
   return (doc.media ?? []).map((m, i) => {
-    const control = m.control === undefined ? '' : m.control.trim();
+    // sdp-transform turns numeric-looking values into numbers (`a=control:0` gives 0), whatever its types say.
+    const raw: unknown = m.control;
+    const control = typeof raw === 'string' ? raw.trim() : typeof raw === 'number' ? String(raw) : '';
     if (control === '' || control === '*') return `trackID=${i}`;
     if (/^rtsp[u]?:\/\//i.test(control)) return parseStreamPath(control)?.rest ?? control;
     return control.replace(/^\/+/, '');

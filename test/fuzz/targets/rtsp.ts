@@ -2,14 +2,19 @@
  * An RTSP connection's bytes (offload/rtsp/parser.ts), fed in segments of
  * input-chosen sizes, and each request's headers through the control plane's
  * parsers of them: Transport, Range, the request URI and Authorization
- * (server/rtsp/). The parser answers requests and frames or RtspParseError;
- * Range answers or RtspError; the others never throw.
+ * (server/rtsp/), and an ANNOUNCE's SDP through the record request's checks and
+ * the publisher's control names. The parser answers requests and frames or
+ * RtspParseError; Range answers or RtspError; the SDP answers or HttpError
+ * 400/415; the others never throw.
  */
 import fc from 'fast-check';
 import { RtspParser, RtspParseError, type RtspRequest } from '../../../offload/rtsp/parser.js';
 import { chooseTransport } from '../../../server/rtsp/transport.js';
 import { parseRange } from '../../../server/rtsp/reader.js';
-import { parseTarget } from '../../../server/rtsp/url.js';
+import { parseStreamPath, parseTarget } from '../../../server/rtsp/url.js';
+import { announcedControls } from '../../../server/rtsp/publish.js';
+import { fromSdp } from '../../../server/recordRequest.js';
+import { HttpError } from '../../../server/errors.js';
 import { parseAuthParams } from '../../../server/rtsp/auth.js';
 import { RtspError } from '../../../server/rtsp/messages.js';
 import { concat, rawBytes, text, type Target } from '../lib.js';
@@ -25,7 +30,18 @@ const SEEDS = [
   'GET_PARAMETER rtsp://127.0.0.1:8554/clip.mp4/ RTSP/1.0\r\nCSeq: 6\r\nSession: 0123456789ABCDEF;timeout=60\r\nContent-Length: 9\r\n\r\nposition\n',
   'DESCRIBE rtsp://h/x RTSP/1.0\r\nCSeq: 7\r\nAuthorization: Digest username="u", realm="offcast", nonce="abc", uri="rtsp://h/x", response="0123456789abcdef0123456789abcdef"\r\n\r\n',
   'PLAY rtsp://h/x RTSP/1.0\nCSeq: 8\nRange: npt=0:01:02.5-0:02:00\nAuthorization: Basic dTp0b2tlbg==\n\n',
+  announce(
+    'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:libavformat 59.27.100\r\n' +
+      'm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QADazZQUH7ARAAAAMAEAAAAwMo8UKZYA==,aOvjyyLA; profile-level-id=64000D\r\na=control:streamid=0\r\n' +
+      'm=audio 0 RTP/AVP 97\r\nb=AS:96\r\na=rtpmap:97 MPEG4-GENERIC/48000/1\r\na=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=1188\r\na=control:streamid=1\r\n',
+  ),
+  'RECORD rtsp://127.0.0.1:8554/cam1 RTSP/1.0\r\nCSeq: 10\r\nSession: 0123456789ABCDEF\r\nRange: npt=0.000-\r\n\r\n',
 ].map((s) => enc.encode(s));
+
+/** A publisher's ANNOUNCE (ffmpeg's, -f rtsp) with `sdp` as its body. */
+function announce(sdp: string): string {
+  return `ANNOUNCE rtsp://127.0.0.1:8554/cam1 RTSP/1.0\r\nContent-Type: application/sdp\r\nCSeq: 9\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`;
+}
 
 const frame = fc
   .tuple(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 300 }), fc.integer({ min: -2, max: 2 }))
@@ -93,6 +109,16 @@ export const target: Target = {
       const transport = r.headers.get('transport');
       if (transport !== undefined) chooseTransport(transport);
       parseTarget(r.uri);
+      const path = parseStreamPath(r.uri);
+      if (r.method === 'ANNOUNCE' && path !== null) {
+        // A publisher's SDP: refused with 400/415 (the reason), or its tracks' control names.
+        try {
+          fromSdp(path.name, r.body.toString('utf8'));
+          announcedControls(r.body.toString('utf8'));
+        } catch (err) {
+          if (!(err instanceof HttpError) || ![400, 415].includes(err.statusCode)) throw err;
+        }
+      }
       const auth = r.headers.get('authorization');
       if (auth !== undefined) parseAuthParams(auth);
       try {
