@@ -19,9 +19,10 @@
  *   client's address only.
  *
  * Nothing is written before RECORD: a client that gives up after ANNOUNCE or
- * SETUP leaves no empty recording holding the name. TEARDOWN, the close of
- * the connection of interleaved tracks, and the keep-alive timeout (requests,
- * or media arriving) end the recording as DELETE does; DELETE of the record
+ * SETUP leaves no empty recording holding the name, and the close of its
+ * connection before RECORD gives the name back. TEARDOWN, the close of the
+ * connection of interleaved tracks, and the keep-alive timeout (requests, or
+ * media arriving) end the recording as DELETE does; DELETE of the record
  * session ends the RTSP session.
  */
 import sdpTransform from 'sdp-transform';
@@ -298,6 +299,16 @@ export class RtspPublisher implements RtspSessionOwner {
     for (const t of s.tracks) t.localPort = 0;
     this.deps.recordings.abandon(s.claim);
     this.onTeardown(s.id, why);
+  }
+
+  /**
+   * A session not yet recording ends with the connection that announced it,
+   * whatever its transports: it holds the name, and a client that lost its
+   * connection announces again (ffmpeg does, trying TCP after UDP), which
+   * must find the name free.
+   */
+  endsWithConnection(s: PublishSession): boolean {
+    return s.state === 'announced';
   }
 
   /** Past their keep-alive time, sessions are spared while busy, or when media came since the last look. */

@@ -45,6 +45,8 @@ export interface RtspSessionOwner {
   end(s: RtspSession, why: RtspEndReason): Promise<void>;
   /** Of its sessions past their keep-alive time, those to spare (busy, or alive by other signs). */
   spare(stale: RtspSession[]): Promise<Set<RtspSession>>;
+  /** Whether the session ends with its connection though it has no interleaved track (the session's role decides). */
+  endsWithConnection?(s: RtspSession): boolean;
 }
 
 export class RtspSessionTable {
@@ -169,14 +171,18 @@ export class RtspSessionTable {
 
   /** The connection closed: its interleaved sessions end; UDP ones live until their timeout. */
   connectionClosed(conn: number): void {
-    for (const s of [...this.byId.values()]) if (s.conn === conn && s.interleaved) void s.owner.end(s, 'connection');
+    for (const s of [...this.byId.values()]) if (s.conn === conn && this.boundToConnection(s)) void s.owner.end(s, 'connection');
     this.channels.delete(conn);
   }
 
   /** The listener's worker stopped: every connection is gone. */
   connectionsLost(): void {
-    for (const s of [...this.byId.values()]) if (s.interleaved) void s.owner.end(s, 'connection');
+    for (const s of [...this.byId.values()]) if (this.boundToConnection(s)) void s.owner.end(s, 'connection');
     this.channels.clear();
+  }
+
+  private boundToConnection(s: RtspSession): boolean {
+    return s.interleaved || s.owner.endsWithConnection?.(s) === true;
   }
 
   /** Sessions without a request for rtsp.sessionTimeoutMs end, unless their role spares them. */

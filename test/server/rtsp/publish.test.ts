@@ -22,6 +22,8 @@ t.teardown(() => server.stop());
 const port = server.rtsp!.port!;
 const base = `rtsp://127.0.0.1:${port}`;
 await server.api('PUT', '/v1/media/tone.wav', makeWav(8000, 1, 1));
+const teardowns: { id: string; why: string }[] = [];
+server.rtsp!.publisher.onTeardown = (id, why) => teardowns.push({ id, why });
 
 /** One PCMU track, as a publisher announces it. */
 const PCMU_SDP =
@@ -321,6 +323,35 @@ t.test('DELETE of the record session ends the RTSP session; a publisher that sen
   t.equal(done.reason, 'timeout', 'once the media stops, the keep-alive timeout ends it');
   t.ok(performance.now() - stopped < 8000, 'within a few seconds');
   t.equal(done.recording?.tracks[0]?.packets, k, `all ${k} packets recorded`);
+});
+
+t.test('a connection closed before RECORD gives the name back at once (UDP transports too)', async (t) => {
+  const c = await connect(t);
+  const sender = await udpSender(t);
+  const cp = sender.address().port;
+  const { id, setup } = await announceSetup(c, 'cam-gone', `RTP/AVP;unicast;client_port=${cp}-${cp + 1};mode=record`);
+  t.equal(setup.status, 200);
+  c.close();
+  await waitUntil(() => teardowns.some((x) => x.id === id), 5000, 'the session to end');
+  t.same(
+    teardowns.filter((x) => x.id === id).map((x) => x.why),
+    ['connection'],
+    'ended by the close, not by its timeout',
+  );
+  const again = await connect(t);
+  let answer: RtspResponse | undefined;
+  // The close reaches the control plane as a notification: the next ANNOUNCE may come just before it.
+  await waitUntil(
+    async () => {
+      answer = await again.request('ANNOUNCE', `${base}/cam-gone`, SDP, PCMU_SDP);
+      return answer.status === 200;
+    },
+    5000,
+    'the name to be free again',
+  );
+  t.equal(answer?.status, 200, 'a new ANNOUNCE of the name: 200');
+  t.equal(await recordOf('cam-gone'), undefined, 'nothing was recorded');
+  await again.request('TEARDOWN', `${base}/cam-gone`, { Session: sessionId(answer!) });
 });
 
 t.test('concurrent ANNOUNCEs of one name: exactly one wins', async (t) => {
