@@ -1,6 +1,7 @@
-// Crash recovery: kill -9 the server while it records, start it again, and
+// Crash recovery: kill -9 the server while it records (a record session over
+// HTTP and UDP, or one an RTSP client publishes over TCP), start it again, and
 // find the recording finished: every file parses, at most about 1 s is lost.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -10,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { TestSender, rtpPacket, payloadFor, sleep } from '../helpers/sender.js';
 import { randomPortBlock } from '../helpers/server.js';
 import { readRtpdumpRef } from '../helpers/rtpdump-ref.js';
+import { RawRtsp, sessionId } from '../helpers/rtsp.js';
 import { openWav } from '../../storage/wav.js';
 import type { ApiBody } from '../helpers/apiTypes.js';
 
@@ -46,15 +48,28 @@ async function waitHealthy(url: string, child: ChildProcess): Promise<void> {
   throw new Error('server did not come up');
 }
 
-t.test('kill -9 during a recording, restart: recovered, every file parses, at most ~1 s lost', async (t) => {
+/** Where the child serves, for the feed to reach it. */
+interface Child {
+  url: string;
+  rtspPort: number;
+}
+
+/**
+ * Starts the server, lets `feed` record `name` (it answers how many packets it
+ * sent, 20 ms apart in real time), kills the server with SIGKILL, starts it
+ * again and checks the recording was recovered: every file parses, at most
+ * about 1 s is lost, what survived is the first packets intact.
+ */
+async function crashAndRecover(t: Test, name: string, feed: (child: Child) => Promise<number>): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'offcast-crash-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const httpPort = await freeTcpPort();
+  const rtspPort = await freeTcpPort();
   const base = randomPortBlock(100);
   const env = {
     OFFCAST_HTTP_PORT: String(httpPort),
-    // No RTSP listener: parallel test files must not fight over port 8554.
-    OFFCAST_RTSP_PORT: '0',
+    // A port of its own: parallel test files must not fight over 8554.
+    OFFCAST_RTSP_PORT: String(rtspPort),
     OFFCAST_MEDIA_ROOT: path.join(dir, 'media'),
     OFFCAST_RECORDINGS_ROOT: path.join(dir, 'recordings'),
     OFFCAST_RTP_PORT_MIN: String(base),
@@ -70,27 +85,10 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   });
   await waitHealthy(url, child);
 
-  const res = await fetch(`${url}/v1/sessions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ mode: 'record', name: 'crashed', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] }),
-  });
-  const session = (await res.json()) as ApiBody;
-  t.equal(res.status, 201, JSON.stringify(session));
-  const port: number = session.tracks[0].port;
-  const tx = await TestSender.open();
-  t.teardown(() => tx.close());
-  // 3 s of 20 ms packets in real time, then the server dies without warning.
-  const sent = 150;
-  const start = performance.now();
-  for (let i = 0; i < sent; i++) {
-    await tx.send(rtpPacket(0, 100 + i, i * 160, 0xc0ffee, payloadFor(i, 160)), port);
-    const wait = start + (i + 1) * 20 - performance.now();
-    if (wait > 0) await sleep(wait);
-  }
+  const sent = await feed({ url, rtspPort });
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
-  const left = await readdir(path.join(dir, 'recordings', 'crashed'));
+  const left = await readdir(path.join(dir, 'recordings', name));
   t.ok(
     left.some((f) => f.endsWith('.part')),
     `the crash left unfinished files (${left.join(', ')})`,
@@ -99,17 +97,17 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   child = startProcess(env);
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await waitHealthy(url, child);
-  const m = (await (await fetch(`${url}/v1/recordings/crashed`)).json()) as ApiBody;
+  const m = (await (await fetch(`${url}/v1/recordings/${name}`)).json()) as ApiBody;
   t.equal(m.state, 'finished', 'the recording is finalized at start-up');
   t.equal(m.recovered, true);
   t.equal(m.reason, 'recovered');
-  const files = await readdir(path.join(dir, 'recordings', 'crashed'));
+  const files = await readdir(path.join(dir, 'recordings', name));
   t.notOk(
     files.some((f) => f.endsWith('.part')),
     `no temporary names left (${files.join(', ')})`,
   );
 
-  const dump = readRtpdumpRef(await readFile(path.join(dir, 'recordings', 'crashed', 'track0.rtpdump')));
+  const dump = readRtpdumpRef(await readFile(path.join(dir, 'recordings', name, 'track0.rtpdump')));
   t.equal(dump.truncated, false, 'the rtpdump parses to its end');
   const rtp = dump.records.filter((r) => !r.rtcp);
   t.ok(rtp.length >= sent - 50 - 5, `${rtp.length} of ${sent} packets survived: at most ~1 s lost`);
@@ -117,7 +115,7 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
     rtp.every((r, i) => Buffer.from(r.data).subarray(12).equals(payloadFor(i, 160))),
     'what survived is the first packets, intact and in order',
   );
-  const wav = await openWav(path.join(dir, 'recordings', 'crashed', 'track0.wav'));
+  const wav = await openWav(path.join(dir, 'recordings', name, 'track0.wav'));
   let bytes = 0;
   for await (const s of wav.samples()) bytes += s.data.length;
   await wav.close();
@@ -127,4 +125,49 @@ t.test('kill -9 during a recording, restart: recovered, every file parses, at mo
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
   t.notMatch(stderr, /Error|TypeError|uncaught/i, 'no errors on stderr');
+}
+
+/** 3 s of 20 ms PCMU packets in real time, each handed to `send`. */
+async function pace(send: (packet: Buffer) => Promise<void> | void): Promise<number> {
+  const sent = 150;
+  const start = performance.now();
+  for (let i = 0; i < sent; i++) {
+    await send(rtpPacket(0, 100 + i, i * 160, 0xc0ffee, payloadFor(i, 160)));
+    const wait = start + (i + 1) * 20 - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  return sent;
+}
+
+t.test('kill -9 during a recording, restart: recovered, every file parses, at most ~1 s lost', async (t) => {
+  await crashAndRecover(t, 'crashed', async ({ url }) => {
+    const res = await fetch(`${url}/v1/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ mode: 'record', name: 'crashed', tracks: [{ kind: 'audio', codec: 'PCMU', payloadType: 0, clockRate: 8000 }] }),
+    });
+    const session = (await res.json()) as ApiBody;
+    t.equal(res.status, 201, JSON.stringify(session));
+    const port: number = session.tracks[0].port;
+    const tx = await TestSender.open();
+    t.teardown(() => tx.close());
+    return pace((p) => tx.send(p, port));
+  });
+});
+
+t.test('kill -9 while an RTSP client publishes over TCP, restart: recovered the same way', async (t) => {
+  await crashAndRecover(t, 'published', async ({ rtspPort }) => {
+    const c = await RawRtsp.connect(rtspPort);
+    t.teardown(() => c.close());
+    const sdp = 'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:streamid=0\r\n';
+    const url = `rtsp://127.0.0.1:${rtspPort}/published`;
+    const a = await c.request('ANNOUNCE', url, { 'Content-Type': 'application/sdp' }, sdp);
+    t.equal(a.status, 200, `ANNOUNCE: ${a.body}`);
+    const s = await c.request('SETUP', `${url}/streamid=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=0-1;mode=record', Session: sessionId(a) });
+    t.equal(s.status, 200, 'SETUP');
+    t.equal((await c.request('RECORD', url, { Session: sessionId(a) })).status, 200, 'RECORD');
+    return pace((p) => {
+      c.write(Buffer.concat([Buffer.from([0x24, 0, p.length >> 8, p.length & 0xff]), p]));
+    });
+  });
 });
