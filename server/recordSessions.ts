@@ -558,7 +558,7 @@ export function sdpTracks(specs: readonly TrackSpec[], port: (i: number) => numb
 }
 
 /** Problems a request carries that do not stop the recording but make its file less useful. */
-function requestWarnings(specs: readonly TrackSpec[]): string[] {
+export function requestWarnings(specs: readonly TrackSpec[]): string[] {
   const out: string[] = [];
   specs.forEach((t, i) => {
     if (t.encoding === 'H264' && (t.fmtp['sprop-parameter-sets'] ?? '') === '') {

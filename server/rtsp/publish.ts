@@ -31,7 +31,7 @@ import { AllowList } from '../net.js';
 import type { OffloadClient } from '../offload.js';
 import type { PortAllocator } from '../ports.js';
 import { fromSdp, type RecordRequest } from '../recordRequest.js';
-import type { RecordClaim, RecordSessions } from '../recordSessions.js';
+import { requestWarnings, type RecordClaim, type RecordSessions } from '../recordSessions.js';
 import { RTSP_WORKER } from '../sessionSupport.js';
 import { RtspError, type RtspReply } from './messages.js';
 import type { MethodHandler, RtspCall } from './service.js';
@@ -170,7 +170,11 @@ export class RtspPublisher implements RtspSessionOwner {
       doomed: null,
     };
     this.table.add(s);
-    return { status: 200, headers: [this.table.header(s)] };
+    // What makes the file less useful (H.264 without sprop-parameter-sets) is said now, as the HTTP view says it:
+    // RFC 2326 12.44's Warning header (199, miscellaneous), which clients log.
+    const headers: [string, string][] = [this.table.header(s)];
+    for (const w of requestWarnings(request.tracks)) headers.push(['Warning', `199 offcast "${w.replace(/["\\]/g, "'")}"`]);
+    return { status: 200, headers };
   }
 
   async setup(c: RtspCall): Promise<RtspReply> {

@@ -145,6 +145,15 @@ t.test('ANNOUNCE refusals: no body 400, another content type 415, a bad SDP 400/
   );
   t.equal(h264.status, 415, 'an fmtp the recorder cannot take: 415');
   t.equal((await c.request('ANNOUNCE', `${base}/cam-a/streamid=0`, SDP, PCMU_SDP)).status, 400, 'a track URL: 400');
+  const noSprop = await c.request(
+    'ANNOUNCE',
+    `${base}/cam-w`,
+    SDP,
+    PCMU_SDP.replace('m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000', 'm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1'),
+  );
+  t.equal(noSprop.status, 200, 'H.264 without sprop-parameter-sets: 200');
+  t.match(noSprop.headers.warning, /^199 offcast ".*sprop-parameter-sets.*"$/, 'with a Warning that the file may not play');
+  await c.request('TEARDOWN', `${base}/cam-w`, { Session: sessionId(noSprop) });
   t.equal(await recordOf('cam-a'), undefined, 'no record session was created');
   // None of them holds the name.
   const ok = await c.request('ANNOUNCE', `${base}/cam-a`, SDP, PCMU_SDP);
