@@ -9,6 +9,7 @@
  */
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
+import type { Worker } from 'node:worker_threads';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer, type TestServer } from '../../helpers/server.js';
@@ -218,6 +219,13 @@ t.test(
       404,
       'a track not announced: 404',
     );
+    const receive = await c.request('SETUP', `${base}/cam-s/streamid=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=0-1;mode="RECEIVE"', Session: id });
+    t.equal(receive.status, 200, 'mode=receive (RFC 2326’s other name for it): 200');
+    t.equal(
+      (await c.request('SETUP', `${base}/cam-s/streamid=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=2-3;mode=record', Session: id })).status,
+      455,
+      'the same track again: 455',
+    );
     t.equal((await c.request('GET_PARAMETER', `${base}/cam-s`, { Session: id })).status, 200, 'GET_PARAMETER keeps it alive: 200');
     t.equal((await c.request('TEARDOWN', `${base}/cam-s`, { Session: id })).status, 200);
     // A reading session refuses RECORD.
@@ -416,3 +424,37 @@ t.test('sources.allow applies to the publisher’s address: 403', async (t) => {
   t.equal(r.status, 403, '127.0.0.1 is outside sources.allow: 403');
   t.match(r.body, /sources\.allow/);
 });
+
+t.test(
+  'the listener’s worker dies while a client publishes over TCP: the RTSP session ends with its connection, the recording fails (recovered at the next start), nothing stays held',
+  async (t) => {
+    const srv = await startServer({}, { rtspPort: 0 });
+    t.teardown(() => srv.stop());
+    const seen: { id: string; why: string }[] = [];
+    srv.rtsp!.publisher.onTeardown = (id, why) => seen.push({ id, why });
+    const lp = srv.rtsp!.port!;
+    const url = `rtsp://127.0.0.1:${lp}/cam-dies`;
+    const c = await connect(t, srv);
+    const a = await c.request('ANNOUNCE', url, SDP, PCMU_SDP);
+    const id = sessionId(a);
+    t.equal((await c.request('SETUP', `${url}/streamid=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=0-1;mode=record', Session: id })).status, 200);
+    t.equal((await c.request('RECORD', url, { Session: id })).status, 200);
+    const frames: Buffer[] = [];
+    for (let k = 0; k < 20; k++) frames.push(frame(0, rtp(k)));
+    c.write(Buffer.concat(frames));
+    await waitUntil(async () => ((await recordOf('cam-dies', srv))?.tracks[0]?.stats?.packets ?? 0) === 20, 10000, 'the packets to be recorded');
+    const workers = (srv.offload as unknown as { workers: Worker[] }).workers;
+    await workers[0]!.terminate();
+    await c.waitClosed();
+    await waitUntil(() => seen.some((d) => d.id === id && d.why === 'connection'), 5000, 'the publishing session to end with its connection');
+    t.same(
+      seen.filter((d) => d.id === id).map((d) => d.why),
+      ['ended', 'connection'],
+      'its recording failed with the worker, then the session went with its connection',
+    );
+    const view = (await recordOf('cam-dies', srv))!;
+    t.equal(view.state, 'failed', 'the record session failed');
+    t.equal(srv.recordings.active, 0, 'its slot and ports are back');
+    t.equal(srv.rtsp!.sessions.size, 0, 'no RTSP session is left');
+  },
+);
