@@ -30,6 +30,8 @@ server.rtsp!.publisher.onTeardown = (id, why) => teardowns.push({ id, why });
 const PCMU_SDP =
   'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:streamid=0\r\n';
 const SDP = { 'Content-Type': 'application/sdp' };
+/** PCMU_SDP with another media section (`m=` line and attributes) instead of its own. */
+const withMedia = (media: string): string => PCMU_SDP.replace('m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000', media);
 const SSRC = 0x1234abcd;
 
 async function connect(t: Test, srv: TestServer = server): Promise<RawRtsp> {
@@ -95,6 +97,22 @@ async function dump(name: string): Promise<ReturnType<typeof readRtpdumpRef>> {
   return readRtpdumpRef(await readFile(path.join(server.dir, 'recordings', name, 'track0.rtpdump')));
 }
 
+/** The recording `name` ended for `reason`, finished, and its rtpdump holds packets 0..n-1 as sent, byte for byte. */
+async function checkFinished(t: Test, name: string, reason: string, n: number): Promise<ReturnType<typeof readRtpdumpRef>> {
+  const done = await finalOf(name);
+  t.equal(done.state, 'ended', `the recording ended (${reason})`);
+  t.equal(done.reason, reason);
+  t.equal(done.recording?.state, 'finished');
+  const d = await dump(name);
+  const got = d.records.filter((r) => !r.rtcp).map((r) => r.data);
+  t.equal(got.length, n, `${n} packets in the rtpdump`);
+  t.ok(
+    got.every((b, k) => b.equals(rtp(k))),
+    'each the packet sent, byte for byte',
+  );
+  return d;
+}
+
 async function workerRtsp(): Promise<{ unknownChannel: number }> {
   const [w] = await server.offload.all('worker.stats', {});
   return w!.rtsp;
@@ -125,12 +143,7 @@ t.test('ANNOUNCE refusals: no body 400, another content type 415, a bad SDP 400/
   t.equal(text.status, 415, 'text/plain: 415');
   const noType = await c.request('ANNOUNCE', `${base}/cam-a`, {}, PCMU_SDP);
   t.equal(noType.status, 415, 'no Content-Type: 415');
-  const vp8 = await c.request(
-    'ANNOUNCE',
-    `${base}/cam-a`,
-    SDP,
-    PCMU_SDP.replace('m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000', 'm=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000'),
-  );
+  const vp8 = await c.request('ANNOUNCE', `${base}/cam-a`, SDP, withMedia('m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000'));
   t.equal(vp8.status, 415, 'a codec that cannot be recorded: 415');
   t.match(vp8.body, /VP8/, 'naming it');
   const noMedia = await c.request('ANNOUNCE', `${base}/cam-a`, SDP, 'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n');
@@ -138,19 +151,14 @@ t.test('ANNOUNCE refusals: no body 400, another content type 415, a bad SDP 400/
   const nine = await c.request('ANNOUNCE', `${base}/cam-a`, SDP, PCMU_SDP + 'm=audio 0 RTP/AVP 0\r\n'.repeat(8));
   t.equal(nine.status, 400, 'more tracks than a record session takes: 400');
   t.match(nine.body, /at most 8/);
-  const h264 = await c.request(
-    'ANNOUNCE',
-    `${base}/cam-a`,
-    SDP,
-    PCMU_SDP.replace('m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000', 'm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=2'),
-  );
+  const h264 = await c.request('ANNOUNCE', `${base}/cam-a`, SDP, withMedia('m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=2'));
   t.equal(h264.status, 415, 'an fmtp the recorder cannot take: 415');
   t.equal((await c.request('ANNOUNCE', `${base}/cam-a/streamid=0`, SDP, PCMU_SDP)).status, 400, 'a track URL: 400');
   const noSprop = await c.request(
     'ANNOUNCE',
     `${base}/cam-w`,
     SDP,
-    PCMU_SDP.replace('m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000', 'm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1'),
+    withMedia('m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1'),
   );
   t.equal(noSprop.status, 200, 'H.264 without sprop-parameter-sets: 200');
   t.match(noSprop.headers.warning, /^199 offcast ".*sprop-parameter-sets.*"$/, 'with a Warning that the file may not play');
@@ -256,17 +264,8 @@ t.test('UDP: SETUP mode=record answers the record ports; RTP from the client lan
   await waitUntil(async () => ((await recordOf('cam-udp'))?.tracks[0]?.stats?.packets ?? 0) === N, 10000, 'the packets to be recorded');
   const down = await c.request('TEARDOWN', `${base}/cam-udp`, { Session: id });
   t.equal(down.status, 200, 'TEARDOWN: 200');
-  const done = (await recordOf('cam-udp'))!;
-  t.equal(done.state, 'ended', 'the recording is final when TEARDOWN is answered');
-  t.equal(done.reason, 'teardown');
-  t.equal(done.recording?.state, 'finished');
-  const d = await dump('cam-udp');
-  const got = d.records.filter((r) => !r.rtcp).map((r) => r.data);
-  t.equal(got.length, N, `${N} packets in the rtpdump`);
-  t.ok(
-    got.every((b, k) => b.equals(rtp(k))),
-    'each the packet sent, byte for byte',
-  );
+  t.equal((await recordOf('cam-udp'))?.state, 'ended', 'the recording is final when TEARDOWN is answered');
+  await checkFinished(t, 'cam-udp', 'teardown', N);
   t.equal((await c.request('GET_PARAMETER', `${base}/cam-udp`, { Session: id })).status, 454, 'the RTSP session is gone');
   const manifest = (await server.api('GET', '/v1/recordings/cam-udp')).body;
   t.equal(manifest.state, 'finished', 'the manifest says finished');
@@ -297,17 +296,7 @@ t.test(
     const rr = c.frames.find((f) => f.channel === 5 && f.data[1] === 201)!.data;
     t.equal(rr.readUInt32BE(8), SSRC, 'a receiver report about the publisher’s stream');
     c.close();
-    const done = await finalOf('cam-tcp');
-    t.equal(done.state, 'ended', 'the connection’s close ends the recording');
-    t.equal(done.reason, 'connection');
-    t.equal(done.recording?.state, 'finished');
-    const d = await dump('cam-tcp');
-    const got = d.records.filter((r) => !r.rtcp).map((r) => r.data);
-    t.equal(got.length, N, `${N} packets in the rtpdump`);
-    t.ok(
-      got.every((b, k) => b.equals(rtp(k))),
-      'each the packet sent, byte for byte',
-    );
+    const d = await checkFinished(t, 'cam-tcp', 'connection', N);
     const sr = d.records.filter((r) => r.rtcp);
     t.equal(sr.length, 1, 'the publisher’s sender report is kept');
     t.ok(sr[0]?.data.equals(senderReport(N)), 'byte for byte');
