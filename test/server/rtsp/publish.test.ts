@@ -271,6 +271,32 @@ t.test('UDP: SETUP mode=record answers the record ports; RTP from the client lan
   t.equal(manifest.state, 'finished', 'the manifest says finished');
 });
 
+t.test('UDP: the recording latches to the publisher’s host only: RTP from another address is refused by the slow path', async (t) => {
+  const c = await connect(t);
+  const sender = await udpSender(t);
+  const cp = sender.address().port;
+  const { id, setup } = await announceSetup(c, 'cam-other', `RTP/AVP;unicast;client_port=${cp}-${cp + 1};mode=record`);
+  const serverPort = Number(/server_port=(\d+)/.exec(setup.headers.transport ?? '')![1]);
+  t.equal((await c.request('RECORD', `${base}/cam-other`, { Session: id })).status, 200);
+  const recordId = (await recordOf('cam-other'))!.id;
+  const mismatches = server.recordings.decisions['source-mismatch'] ?? 0;
+  // Another host (127.0.0.2 is loopback too, inside sources.allow): not the RTSP client.
+  const other = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => other.bind(0, '127.0.0.2', resolve));
+  t.teardown(() => other.close());
+  const rejected = async (): Promise<number> =>
+    (await server.api<{ tracks: { stats?: { drops: Record<string, number> } }[] }>('GET', `/v1/sessions/${recordId}`)).body.tracks[0]?.stats?.drops.rejected ??
+    0;
+  for (let k = 0; k < 5; k++) other.send(rtp(k), serverPort, '127.0.0.1');
+  await waitUntil(async () => (await rejected()) >= 1, 10000, 'the other host’s flow to be refused');
+  t.equal(server.recordings.decisions['source-mismatch'], mismatches + 1, 'one source-mismatch decision');
+  for (let k = 5; k < 10; k++) sender.send(rtp(k), serverPort, '127.0.0.1');
+  await waitUntil(async () => ((await recordOf('cam-other'))?.tracks[0]?.stats?.packets ?? 0) >= 5, 10000, 'the client’s packets to be recorded');
+  t.equal((await c.request('TEARDOWN', `${base}/cam-other`, { Session: id })).status, 200);
+  const got = (await dump('cam-other')).records.filter((r) => !r.rtcp).map((r) => r.data);
+  t.ok(got.length === 5 && got.every((b, k) => b.equals(rtp(k + 5))), `the recording holds the client’s packets only (${got.length})`);
+});
+
 t.test(
   'TCP: interleaved RTP and RTCP from the publisher land in the recording; receiver reports come back; an unknown channel is counted; the close finalizes',
   async (t) => {
