@@ -37,7 +37,8 @@ if (!hasFfmpeg()) {
   let frames: string[];
   let aac: string[];
   let keyIndexes: number[];
-  const SECONDS = 6;
+  // Long enough for the reader to join and decode on a loaded machine while the publisher still sends.
+  const SECONDS = 8;
 
   t.before(async () => {
     server = await startServer({ 'record.idleTimeoutMs': 10000 }, { rtspPort: 0 });
