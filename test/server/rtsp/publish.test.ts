@@ -329,6 +329,25 @@ t.test(
   },
 );
 
+t.test('TCP: an RTCP BYE from the publisher ends the recording; the RTSP session stays until TEARDOWN (RECORD then 455)', async (t) => {
+  const c = await connect(t);
+  const { id } = await announceSetup(c, 'cam-bye', 'RTP/AVP/TCP;unicast;interleaved=0-1;mode=record');
+  t.equal((await c.request('RECORD', `${base}/cam-bye`, { Session: id })).status, 200);
+  const frames: Buffer[] = [];
+  for (let k = 0; k < 10; k++) frames.push(frame(0, rtp(k)));
+  c.write(Buffer.concat(frames));
+  await waitUntil(async () => ((await recordOf('cam-bye'))?.tracks[0]?.stats?.packets ?? 0) === 10, 10000, 'the packets to be recorded');
+  const bye = Buffer.alloc(8);
+  bye[0] = 0x81;
+  bye[1] = 203;
+  bye.writeUInt16BE(1, 2);
+  bye.writeUInt32BE(SSRC, 4);
+  c.write(frame(1, Buffer.concat([senderReport(10), bye])));
+  await checkFinished(t, 'cam-bye', 'bye', 10);
+  t.equal((await c.request('RECORD', `${base}/cam-bye`, { Session: id })).status, 455, 'RECORD after the end: 455');
+  t.equal((await c.request('TEARDOWN', `${base}/cam-bye`, { Session: id })).status, 200, 'TEARDOWN finds the session: 200');
+});
+
 t.test('DELETE of the record session ends the RTSP session; a publisher that sends media needs no keep-alive, one that stops times out', async (t) => {
   const c = await connect(t);
   const sender = await udpSender(t);
