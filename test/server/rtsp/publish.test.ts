@@ -12,7 +12,7 @@ import dgram from 'node:dgram';
 import type { Worker } from 'node:worker_threads';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { randomPortBlock, startServer, type TestServer } from '../../helpers/server.js';
 import { makeWav } from '../../helpers/media.js';
 import { RawRtsp, sessionId, type RtspResponse } from '../../helpers/rtsp.js';
 import { readRtpdumpRef } from '../../helpers/rtpdump-ref.js';
@@ -492,3 +492,26 @@ t.test(
     t.equal(srv.rtsp!.sessions.size, 0, 'no RTSP session is left');
   },
 );
+
+t.test('the port pool: a UDP SETUP beyond it gets 453; interleaved needs no port; TEARDOWN before RECORD gives the pair back', async (t) => {
+  const lo = randomPortBlock(4);
+  const srv = await startServer({ 'rtp.portMin': lo, 'rtp.portMax': lo + 1 }, { rtspPort: 0 });
+  t.teardown(() => srv.stop());
+  const url = (n: string): string => `rtsp://127.0.0.1:${srv.rtsp!.port!}/${n}`;
+  const c = await connect(t, srv);
+  const setup = async (name: string, transport: string): Promise<{ id: string; status: number }> => {
+    const a = await c.request('ANNOUNCE', url(name), SDP, PCMU_SDP);
+    const s = await c.request('SETUP', `${url(name)}/streamid=0`, { Transport: transport, Session: sessionId(a) });
+    return { id: sessionId(a), status: s.status };
+  };
+  const udp = 'RTP/AVP;unicast;client_port=40000-40001;mode=record';
+  const first = await setup('pool-1', udp);
+  t.equal(first.status, 200, 'the one pair of the pool');
+  const second = await setup('pool-2', udp);
+  t.equal(second.status, 453, 'no pair left: 453');
+  const tcp = await c.request('SETUP', `${url('pool-2')}/streamid=0`, { Transport: 'RTP/AVP/TCP;unicast;interleaved=0-1;mode=record', Session: second.id });
+  t.equal(tcp.status, 200, 'interleaved needs none: 200');
+  t.equal((await c.request('TEARDOWN', url('pool-1'), { Session: first.id })).status, 200);
+  const third = await setup('pool-3', udp);
+  t.equal(third.status, 200, 'the pair is back after TEARDOWN');
+});
