@@ -193,6 +193,8 @@ export interface RecordTrackParams extends TrackSpec {
   localPort: number;
   /** Our SSRC for receiver reports. */
   ssrc: number;
+  /** Address family of the UDP sockets (default 4; an RTSP publisher's over IPv6: 6). */
+  family?: 4 | 6;
   /**
    * RTSP RECORD over RTP/AVP/TCP: the track's packets come in `$`-frames on
    * RTSP connection `conn`, RTP on `channel` and RTCP on channel + 1, instead

@@ -84,6 +84,8 @@ export interface RecordStart {
   ports?: readonly number[];
   /** Per track: the RTSP connection and channel its packets come on, or null for UDP. */
   interleaved?: readonly ({ conn: number; channel: number } | null)[];
+  /** Address family of the UDP ports (an RTSP publisher's; default 4). */
+  family?: 4 | 6;
   /** The sender the slow path accepts: resolved address (and port). */
   expected?: { host: string; port?: number };
   /** Set by RTSP publishing: its RTSP session, shown in the session's view. */
@@ -251,6 +253,7 @@ export class RecordSessions {
           dir,
           tracks: req.tracks.map((t, i): RecordTrackParams => {
             const p: RecordTrackParams = { ...t, localPort: ports[i]!, ssrc: random32() };
+            if (o.family === 6) p.family = 6;
             const il = o.interleaved?.[i];
             if (il !== undefined && il !== null) p.interleaved = il;
             return p;

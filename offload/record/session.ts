@@ -135,7 +135,7 @@ export class RecordTrack implements IngestTarget {
       this.ingest = new InterleavedIngest(this.params, rtsp, this);
       return;
     }
-    const pair = await bindPortPair(this.params.localPort, bindHost);
+    const pair = await bindPortPair(this.params.localPort, bindHost, this.params.family);
     this.rtp = pair.rtp;
     this.rtcp = pair.rtcp;
     // Ingest bursts: a large receive buffer (the kernel caps it at rmem_max).

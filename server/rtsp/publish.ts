@@ -241,6 +241,8 @@ export class RtspPublisher implements RtspSessionOwner {
         .start(s.claim, req, {
           rtcpMux: false,
           worker: RTSP_WORKER,
+          // The UDP ports in the client's family (SETUP checked them free in it).
+          family: s.peer.family,
           ports: tracks.map((t) => (t.transport === 'udp' ? t.localPort : 0)),
           interleaved: tracks.map((t) => (t.transport === 'tcp' ? { conn: s.conn, channel: t.channel } : null)),
           // The slow path accepts the client's flows only (its address: the ports it sends from are its own business).

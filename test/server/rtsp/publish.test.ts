@@ -515,3 +515,34 @@ t.test('the port pool: a UDP SETUP beyond it gets 453; interleaved needs no port
   const third = await setup('pool-3', udp);
   t.equal(third.status, 200, 'the pair is back after TEARDOWN');
 });
+
+t.test('IPv6: a listener on ::1 takes publishers over UDP and TCP', async (t) => {
+  const six = await startServer({ 'http.host': '::1' }, { rtspPort: 0 });
+  t.teardown(() => six.stop());
+  const p6 = six.rtsp!.port!;
+  const c = await RawRtsp.connect(p6, '::1');
+  t.teardown(() => c.close());
+  const sender = dgram.createSocket('udp6');
+  await new Promise<void>((resolve) => sender.bind(0, '::1', resolve));
+  t.teardown(() => sender.close());
+  const cp = sender.address().port;
+  for (const [name, transport] of [
+    ['v6-udp', `RTP/AVP;unicast;client_port=${cp}-${cp + 1};mode=record`],
+    ['v6-tcp', 'RTP/AVP/TCP;unicast;interleaved=0-1;mode=record'],
+  ] as const) {
+    const url = `rtsp://[::1]:${p6}/${name}`;
+    const a = await c.request('ANNOUNCE', url, SDP, PCMU_SDP);
+    t.equal(a.status, 200, `${name}: ANNOUNCE`);
+    const s = await c.request('SETUP', `${url}/streamid=0`, { Transport: transport, Session: sessionId(a) });
+    t.equal(s.status, 200, `${name}: SETUP`);
+    t.equal((await c.request('RECORD', url, { Session: sessionId(a) })).status, 200, `${name}: RECORD`);
+    const serverPort = /server_port=(\d+)/.exec(s.headers.transport ?? '');
+    for (let k = 0; k < 10; k++) {
+      if (serverPort !== null) sender.send(rtp(k), Number(serverPort[1]), '::1');
+      else c.write(frame(0, rtp(k)));
+    }
+    await waitUntil(async () => ((await recordOf(name, six))?.tracks[0]?.stats?.packets ?? 0) === 10, 10000, `${name}: the packets to be recorded`);
+    t.equal((await c.request('TEARDOWN', url, { Session: sessionId(a) })).status, 200, `${name}: TEARDOWN`);
+    t.equal((await recordOf(name, six))?.recording?.tracks[0]?.packets, 10, `${name}: all 10 packets recorded`);
+  }
+});
