@@ -9,8 +9,10 @@
  *   time (exact deadlines; a few hundred ns per reschedule at 100k packets/s).
  * - Per due track it writes each packet's 12-byte header (PT, marker, seq,
  *   ts, SSRC) into a per-thread staging array and points a second iovec at the
- *   payload in the cache (no copy), then sends the track's due packets with
- *   one sendmmsg. A run of same-size packets goes as one UDP GSO message
+ *   payload in the cache (no copy). The due packets of every track of a turn
+ *   go in one io_uring submission (sockets in a registered file table; a lone
+ *   small packet as a SEND of a contiguous copy), or, without io_uring, with
+ *   one sendmmsg per track. A run of same-size packets goes as one UDP GSO message
  *   (UDP_SEGMENT); when the kernel refuses GSO on a socket, that socket is
  *   marked and the run is sent again packet by packet.
  * - Commands (create, run, stop, close) come from JavaScript through a bounded
@@ -152,7 +154,6 @@ typedef struct engine {
   atomic_int quit;
   double last_tick;
   double hold_until;
-  double tick_ms;
   /* Staging for one track visit. */
   uint8_t hdr[POOL][12];
   struct iovec iov[POOL * 2];
@@ -675,7 +676,7 @@ static double visit(engine_t *e, int slot, double now, int max) {
       ctr(e, slot)[C_LOOPS] = t->loops;
     }
     if (n == cap) {
-      next = now + e->tick_ms;
+      next = now + TICK_MS;
       break;
     }
     double late = 0;
@@ -892,7 +893,6 @@ static void *thread_main(void *arg) {
    */
   short_slice();
   uring_setup(e);
-  e->tick_ms = TICK_MS;
   while (!e->quit) {
     drain(e);
     if (e->quit) break;
@@ -908,7 +908,7 @@ static void *thread_main(void *arg) {
     tick(e);
     if (e->max_n > 0) continue; /* unpaced tracks: no sleep, commands are read every turn */
     double next = e->heap_n > 0 ? e->heap[0].due : INFINITY;
-    double floor = e->last_tick + e->tick_ms;
+    double floor = e->last_tick + TICK_MS;
     if (next < floor) next = floor;
     sleep_until(e, next);
   }
