@@ -511,7 +511,13 @@ static int uring_file(engine_t *e, int slot, int fd) {
   memset(&u, 0, sizeof u);
   u.offset = (unsigned)slot;
   u.fds = (uint64_t)(uintptr_t)&fd;
-  return syscall(__NR_io_uring_register, e->ring_fd, IORING_REGISTER_FILES_UPDATE, &u, 1) == 1 && fd >= 0;
+  long r = -1;
+  /* A removal must not fail quietly: the table's reference would keep the socket, and its port, open. */
+  for (int k = 0; k < 100; k++) {
+    r = syscall(__NR_io_uring_register, e->ring_fd, IORING_REGISTER_FILES_UPDATE, &u, 1);
+    if (r >= 0 || (errno != EINTR && errno != EAGAIN && errno != EBUSY)) break;
+  }
+  return r == 1 && fd >= 0;
 }
 
 static void uring_teardown(engine_t *e) {
