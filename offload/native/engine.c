@@ -522,6 +522,18 @@ static int uring_file(engine_t *e, int slot, int fd) {
 
 static void uring_teardown(engine_t *e) {
   if (!e->uring) return;
+  /*
+   * The registered file table holds a reference to every track's socket. Closing the ring drops
+   * them only when the kernel's deferred ring teardown runs, after this thread (and, on a worker's
+   * death, the worker) is gone: until then the sockets' ports stay bound. Unregistering drops them
+   * now, so a closed track's or a dead worker's ports are free as soon as the descriptors close.
+   */
+  if (e->files > 0) {
+    for (int k = 0; k < 100; k++) {
+      if (syscall(__NR_io_uring_register, e->ring_fd, IORING_UNREGISTER_FILES, NULL, 0) == 0 || (errno != EINTR && errno != EAGAIN && errno != EBUSY)) break;
+    }
+    e->files = 0;
+  }
   munmap(e->sq_map, e->sq_len);
   munmap(e->cq_map, e->cq_len);
   munmap(e->sqes, e->sqes_len);
