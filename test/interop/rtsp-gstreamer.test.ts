@@ -24,10 +24,13 @@ if (!hasFfmpeg()) {
   let audio: SourceStream;
   let decoded: string[];
   const teardowns: { id: string; why: string }[] = [];
+  const closes: string[] = [];
 
   t.before(async () => {
     server = await startServer({}, { rtspPort: 0 });
     server.rtsp!.reader.onTeardown = (id, why) => teardowns.push({ id, why });
+    // Why each RTSP connection closed, as the listener says it (shown when GStreamer reports an error).
+    server.offload.on('rtsp.closed', (_worker, d) => closes.push(d.reason));
     clipPath = path.join(server.dir, 'clip.mp4');
     await makeMp4(clipPath, { seconds: 3, size: '640x360', noise: 12, crf: 18, gop: 25, bframes: 2 });
     const put = await server.api('PUT', '/v1/media/clip.mp4', await readFile(clipPath));
@@ -85,7 +88,7 @@ if (!hasFfmpeg()) {
         45000,
       );
       t.equal(r.code, 0, 'gst-launch ended by itself, cleanly');
-      t.equal(r.stderr.trim(), '', 'GStreamer reports no errors or warnings');
+      t.equal(r.stderr.trim(), '', `GStreamer reports no errors or warnings (connections closed so far: ${closes.join('; ') || 'none'})`);
       const got = checksums(r.stdout.toString());
       t.same(got, decoded, `all ${decoded.length} decoded frames equal ffmpeg’s decode of the source`);
       const raw = await readFile(aus);
