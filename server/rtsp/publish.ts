@@ -35,7 +35,7 @@ import { requestWarnings, type RecordClaim, type RecordSessions } from '../recor
 import { RTSP_WORKER } from '../sessionSupport.js';
 import { RtspError, type RtspReply } from './messages.js';
 import type { MethodHandler, RtspCall } from './service.js';
-import { setupPortPair, type RtspEndReason, type RtspSession, type RtspSessionOwner, type RtspSessionTable } from './sessions.js';
+import { isInterleaved, setupPortPair, type RtspEndReason, type RtspSession, type RtspSessionOwner, type RtspSessionTable } from './sessions.js';
 import { chooseTransport } from './transport.js';
 import { parseStreamPath } from './url.js';
 
@@ -156,7 +156,6 @@ export class RtspPublisher implements RtspSessionOwner {
       owner: this,
       conn: c.note.conn,
       lastSeen: performance.now(),
-      interleaved: false,
       channels: [],
       request,
       controls,
@@ -212,7 +211,6 @@ export class RtspPublisher implements RtspSessionOwner {
         throw new RtspError(455, 'interleaved tracks of a session share one connection');
       s.conn = c.note.conn;
       track.channel = this.table.takeChannel(s, spec.channel);
-      s.interleaved = true;
     }
     s.tracks.push(track);
     const transport =
@@ -247,7 +245,7 @@ export class RtspPublisher implements RtspSessionOwner {
           interleaved: tracks.map((t) => (t.transport === 'tcp' ? { conn: s.conn, channel: t.channel } : null)),
           // The slow path accepts the client's flows only (its address: the ports it sends from are its own business).
           expected: { host: s.peer.address },
-          rtsp: { session: s.id, transport: s.interleaved ? 'tcp' : 'udp' },
+          rtsp: { session: s.id, transport: isInterleaved(s) ? 'tcp' : 'udp' },
         })
         .catch((err: unknown) => {
           // The claim is used up and the ports are back in the pool: nothing left to hold.

@@ -210,7 +210,6 @@ export class RtspReader implements RtspSessionOwner {
         role: 'read',
         name: stream.name,
         owner: this,
-        interleaved: false,
         channels: [],
         stream,
         conn: c.note.conn,
@@ -258,7 +257,6 @@ export class RtspReader implements RtspSessionOwner {
           throw new RtspError(455, 'interleaved tracks of a session share one connection');
         s.conn = c.note.conn;
         track.channel = this.table.takeChannel(s, spec.channel);
-        s.interleaved = true;
       }
     } catch (err) {
       if (created) s.slot.release();

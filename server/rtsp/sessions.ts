@@ -31,13 +31,16 @@ export interface RtspSession {
   conn: number;
   /** The last request naming it (performance.now()). */
   lastSeen: number;
-  /** A track of it is interleaved on `conn`: the connection's close ends the session. */
-  interleaved: boolean;
-  /** Interleaved channels it holds on `conn` (each an RTP channel; RTCP on the next). */
+  /** Interleaved channels it holds on `conn` (each an RTP channel; RTCP on the next); any: the connection's close ends the session. */
   readonly channels: number[];
   /** Tracks set up so far. */
   readonly tracks: readonly unknown[];
   readonly owner: RtspSessionOwner;
+}
+
+/** Whether a track of the session is interleaved on its connection. */
+export function isInterleaved(s: RtspSession): boolean {
+  return s.channels.length > 0;
 }
 
 export interface RtspSessionOwner {
@@ -182,7 +185,7 @@ export class RtspSessionTable {
   }
 
   private boundToConnection(s: RtspSession): boolean {
-    return s.interleaved || s.owner.endsWithConnection?.(s) === true;
+    return isInterleaved(s) || s.owner.endsWithConnection?.(s) === true;
   }
 
   /** Sessions without a request for rtsp.sessionTimeoutMs end, unless their role spares them. */
